@@ -1,0 +1,27 @@
+"""netfix: repair trained PyTorch classifiers without retraining them from scratch.
+
+Public API (see docs/api.md in the repository): datasets, scenarios, models, :func:`train`, :func:`unlearn`,
+:func:`relearn`, :func:`evaluate`, :func:`save`, :func:`load`, and the method registry :mod:`netfix.methods`.
+
+Example:
+    >>> import netfix
+    >>> train, test = netfix.datasets.load("mnist5k")
+    >>> s = netfix.scenarios.mislabel(train, test, source=7, target=1)
+    >>> model = netfix.models.build("mlp", train.input_shape, 10, seed=0)
+    >>> faulty = netfix.train(model, s.train, epochs=10).model
+    >>> netfix.evaluate(faulty, scenario=s)["fault_rate"]
+"""
+
+__version__ = "0.1.0"
+
+from . import data as datasets  # noqa: E402  (netfix.datasets.load / available)
+from . import errors, evaluation, methods, models, scenarios  # noqa: E402
+from .evaluation import Metrics, evaluate  # noqa: E402
+from .io import load, save  # noqa: E402
+from .methods import relearn, unlearn  # noqa: E402
+from .training import Outcome, train  # noqa: E402
+
+__all__ = [
+    "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation",
+    "train", "unlearn", "relearn", "evaluate", "save", "load", "Outcome", "Metrics",
+]

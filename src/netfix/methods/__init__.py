@@ -1,0 +1,152 @@
+"""The registry of repair methods, and the two public operations that dispatch to it.
+
+A method is one config dataclass (every option documented with its default) plus one function
+``run(model, forget, retain, cfg, ctx) -> history``, registered once with :func:`register`. The function
+receives a private copy of the model already on the target device and changes it in place; the registry does the
+rest (validation, copying, seeding, timing, the :class:`~netfix.training.Outcome`). Adding a method = adding one
+module that calls :func:`register` and importing it at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
+from ..data import DataLike, LabeledData, as_data
+from ..errors import ConfigError, DataError, unknown
+from ..training import Outcome, num_outputs
+
+__all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method's ``run`` gets besides the model, data and its config."""
+
+    device: torch.device
+    generator: torch.Generator  # seeded CPU generator for samplers and draws
+    seed: int
+    progress: bool
+    mode: str                   # "unlearn" or "relearn"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its ``name``, ``config`` dataclass, ``run`` function, the ``modes`` it supports
+    ("unlearn", "relearn") and a one-line ``summary``."""
+
+    name: str
+    config: type
+    run: Callable[[nn.Module, LabeledData, LabeledData, Any, Context], list[dict[str, Any]]]
+    modes: tuple[str, ...]
+    summary: str
+
+    def make_config(self, options: dict[str, Any]) -> Any:
+        """The config from user options; an unknown option is an error listing the valid ones."""
+        valid = [f.name for f in dataclasses.fields(self.config)]
+        for key in options:
+            if key not in valid:
+                raise unknown("option", key, valid, f"method {self.name!r}")
+        return self.config(**options)
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = ""
+             ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
+    """Decorator: register ``run`` under ``name`` with its config dataclass."""
+    def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0])
+        return run
+    return deco
+
+
+def available() -> list[str]:
+    """Names of every registered method.
+
+    Example:
+        >>> "retrain" in netfix.methods.available()
+        True
+    """
+    return sorted(_METHODS)
+
+
+def get(name: str) -> Method:
+    """The registered method ``name``; unknown names raise an error listing the valid ones."""
+    if name not in _METHODS:
+        raise unknown("method", name, list(_METHODS), "method")
+    return _METHODS[name]
+
+
+def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
+             seed: int, device: "torch.device | str | None", progress: bool | None,
+             options: dict[str, Any]) -> Outcome:
+    spec = get(method)
+    if mode not in spec.modes:
+        raise ConfigError(f"method: {method!r} cannot {mode}; methods that can: "
+                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if mode in m.modes)}.")
+    cfg = spec.make_config(options)
+    check_model(model)
+    dev = resolve_device(device)
+    names = ("forget", "retain") if mode == "unlearn" else ("data", "protect")
+    f = as_data(forget, names[0])
+    r = as_data(retain, names[1], allow_empty=True)
+    if f.input_shape != r.input_shape and len(r):
+        raise DataError(f"{names[1]}: inputs have shape {r.input_shape} but {names[0]}'s have {f.input_shape}; "
+                        "expected the same shape.")
+    with seeded(seed, dev) as g:
+        net = copy_model(model, dev)
+        k = num_outputs(net, f, names[0])
+        f = as_data(f, names[0], num_classes=k)
+        r = as_data(r, names[1], num_classes=k, allow_empty=True)
+        ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode)
+        start = time.perf_counter()
+        history = spec.run(net, f, r, cfg, ctx)
+        seconds = time.perf_counter() - start
+    net.eval()
+    config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode,
+              "n_" + names[0]: len(f), "n_" + names[1]: len(r),
+              names[0] + "_fingerprint": f.fingerprint(), names[1] + "_fingerprint": r.fingerprint()}
+    return Outcome(model=net, method=method, config=config, seconds=seconds, history=history)
+
+
+def unlearn(model: nn.Module, forget: DataLike, retain: DataLike, method: str = "ogd", *, seed: int = 0,
+            device: "torch.device | str | None" = None, progress: bool | None = None, **options: Any) -> Outcome:
+    """Remove what ``forget`` taught ``model`` while keeping what ``retain`` teaches; returns a new model.
+
+    ``options`` are the method's config fields (``netfix.methods.get(method).config``); unknown ones are errors.
+
+    Example:
+        >>> out = netfix.unlearn(model, s.forget, s.retain, method="retrain", epochs=5)
+        >>> out.model is model
+        False
+    """
+    return _operate("unlearn", model, forget, retain, method, seed, device, progress, options)
+
+
+def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, method: str = "ogd", *,
+            seed: int = 0, device: "torch.device | str | None" = None, progress: bool | None = None,
+            **options: Any) -> Outcome:
+    """Teach ``model`` the labels of ``data`` (e.g. a scenario's ``corrected`` set) while protecting what it does
+    on ``protect``; returns a new model.
+
+    Example:
+        >>> out = netfix.relearn(model, s.corrected, protect=s.retain, method="retrain", epochs=5)
+    """
+    if protect is None:
+        first = as_data(data, "data")
+        protect = first.subset([], "protect")
+    return _operate("relearn", model, data, protect, method, seed, device, progress, options)
+
+
+from . import retrain as _retrain  # noqa: E402,F401  (registers itself)

@@ -1,0 +1,68 @@
+"""``retrain``: train from scratch on what should remain — the gold-standard reference every repair is
+compared with.
+
+Unlearning retrains on ``retain``; relearning retrains on ``protect`` plus the corrected ``data``. The recipe is
+the one the model was trained with (``model.netfix_recipe``, set by :func:`netfix.train` and kept in model files),
+so the reference differs from the original only in its data; options given here override it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import LabeledData
+from ..errors import DataError
+from ..models import reinit
+from ..training import TrainConfig, fit
+from . import Context, register
+
+
+@dataclass
+class RetrainConfig:
+    """Options of ``retrain``; ``None`` = take the value from the model's own training recipe
+    (``model.netfix_recipe``), else :class:`~netfix.training.TrainConfig`'s default."""
+
+    epochs: int | None = None          # passes over the data
+    lr: float | None = None            # peak learning rate
+    batch_size: int | None = None      # samples per step
+    optimizer: str | None = None       # "adam", "adamw" or "sgd"
+    momentum: float | None = None      # SGD momentum
+    weight_decay: float | None = None  # weight decay
+    lr_schedule: str | None = None     # "constant" or "cosine"
+    label_smoothing: float | None = None
+    grad_clip: float | None = None     # max gradient norm (None: the recipe's)
+    init_seed: int | None = None       # seed of the fresh initialisation; None = the run's seed
+
+
+def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:
+    """The model's training recipe with ``cfg``'s non-None options laid over it."""
+    base: dict[str, Any] = dict(getattr(model, "netfix_recipe", None) or {})
+    base = {k: v for k, v in base.items() if k in {f.name for f in fields(TrainConfig)}}
+    for f in fields(TrainConfig):
+        v = getattr(cfg, f.name, None)
+        if v is not None:
+            base[f.name] = v
+    return TrainConfig(**base)
+
+
+@register("retrain", RetrainConfig, modes=("unlearn", "relearn"))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RetrainConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Retrain from scratch on the retained data (plus the corrected data when relearning)."""
+    recipe = recipe_for(model, cfg)
+    data = retain
+    if ctx.mode == "relearn":
+        data = LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]),
+                           forget.num_classes, "protect+data")
+    if len(data) == 0:
+        raise DataError("retain: is empty; retraining needs data to train on. Fix: pass the samples to keep.")
+    fresh = reinit(model, ctx.seed if cfg.init_seed is None else cfg.init_seed)
+    model.load_state_dict(fresh.state_dict())
+    history = fit(model, data, recipe, generator=ctx.generator, device=ctx.device, progress=ctx.progress,
+                  desc="retrain")
+    model.netfix_recipe = {f.name: getattr(recipe, f.name) for f in fields(TrainConfig)}  # type: ignore[assignment]
+    return history

@@ -1,0 +1,191 @@
+"""Reference architectures: ``mlp``, ``lenet`` and a CIFAR-style ``resnet`` with BatchNorm.
+
+Every netfix operation also takes any user ``nn.Module`` mapping a batch of inputs to logits; these are the models
+benchmarks and examples use. A built model remembers how it was built (``model.netfix_spec``) so that
+:func:`netfix.save` can write the architecture next to the weights and :func:`netfix.load` can rebuild it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, unknown
+
+__all__ = ["build", "available", "reinit", "MLP", "LeNet", "ResNet"]
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> ReLU (-> Dropout)] x len(hidden) -> Linear."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: "Sequence[int] | int" = (256, 256),
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = _widths(hidden)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(input_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, K)
+        return self.fc(self.body(x))
+
+
+class LeNet(nn.Module):
+    """LeNet-5 style: two 5x5 convs (padded, so 8x8 inputs work too) with max-pooling, then 120-84-K."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (6, 16),
+                 hidden: "Sequence[int] | int" = (120, 84)) -> None:
+        super().__init__()
+        hidden = _widths(hidden)
+        if len(channels) != 2:
+            raise ConfigError(f"channels: lenet has two conv layers; expected two widths like (6, 16); got {channels!r}.")
+        c, h, w = _image_shape(input_shape, "lenet")
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(c, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        width = c2 * (h // 4) * (w // 4)
+        layers: list[nn.Module] = []
+        for hd in hidden:
+            layers += [nn.Linear(width, hd), nn.ReLU()]
+            width = hd
+        self.head = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head(self.features(x)))
+
+
+class _Block(nn.Module):
+    """Basic residual block (two 3x3 convs with BatchNorm), 1x1 projection on the shortcut when shapes change."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016): depth = 6n + 2, three stages of width w, 2w, 4w.
+
+    ``depth=20, width=16`` is ResNet-20; ``depth=8, width=8`` is a small model for tests. Stages are named
+    ``layer1..layer3`` and the classifier ``fc``, the names editing and forgetting operators refer to."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 20, width: int = 16) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ConfigError(f"depth: a CIFAR-style ResNet has depth 6n+2 (8, 14, 20, 32, 44, 56, ...); got {depth}.")
+        if width < 1:
+            raise ConfigError(f"width: expected a positive number of channels; got {width}.")
+        c, _, _ = _image_shape(input_shape, "resnet")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        stages, cin = [], width
+        for i, cout in enumerate((width, 2 * width, 4 * width)):
+            blocks = [_Block(cin, cout, 1 if i == 0 else 2)] + [_Block(cout, cout, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            cin = cout
+        self.layer1, self.layer2, self.layer3 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.fc(torch.flatten(self.pool(out), 1))
+
+
+def _widths(hidden: "Sequence[int] | int") -> tuple[int, ...]:
+    """Hidden widths as a tuple (a single int = one hidden layer)."""
+    widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if any(not isinstance(w, int) or w < 1 for w in widths):
+        raise ConfigError(f"hidden: expected positive layer widths like (256, 256); got {hidden!r}.")
+    return widths
+
+
+def _image_shape(input_shape: Sequence[int], name: str) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ConfigError(f"input_shape: {name} needs image inputs (C, H, W); got {tuple(input_shape)}. "
+                          "Fix: use 'mlp' for flat features, or reshape the data to (N, C, H, W).")
+    c, h, w = (int(s) for s in input_shape)
+    return c, h, w
+
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build`."""
+    return sorted(_REGISTRY)
+
+
+def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
+          **kwargs: Any) -> nn.Module:
+    """Build a reference architecture; ``seed`` makes its initialisation reproducible.
+
+    Example:
+        >>> m = build("mlp", input_shape=(1, 28, 28), num_classes=10, hidden=(128,), seed=0)
+        >>> m(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+    if name not in _REGISTRY:
+        raise unknown("model", name, list(_REGISTRY), "name")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"input_shape: expected positive sizes like (1, 28, 28); got {tuple(input_shape)}.")
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes: a classifier needs at least 2 classes; got {num_classes}.")
+    ctor = _REGISTRY[name]
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            model = ctor(shape, int(num_classes), **kwargs)
+        except TypeError as e:  # an unknown keyword: name the valid ones
+            import inspect
+
+            valid = [p for p in inspect.signature(ctor).parameters if p not in ("input_shape", "num_classes")]
+            raise ConfigError(f"{name}: {e}. Valid options: {', '.join(valid)}.") from None
+    model.netfix_spec = {"name": name, "input_shape": list(shape), "num_classes": int(num_classes),  # type: ignore[assignment]
+                         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+    return model
+
+
+def reinit(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with fresh weights from each layer's own initialiser (``reset_parameters``), as
+    retraining from scratch needs. Works for user modules built from standard layers."""
+    import copy
+
+    device = next(iter(model.parameters())).device
+    fresh = copy.deepcopy(model).to("cpu")  # initialise on the CPU RNG: the same weights on every device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in fresh.modules():
+            if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+                m.reset_parameters()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+    return fresh.to(device)

@@ -1,0 +1,269 @@
+"""Faulty-model and deletion-request builders.
+
+A :class:`Scenario` says what the original model is trained on (``train``), what must be removed or corrected
+(``forget``: the samples *as the model saw them*, indices ``forget_indices`` into ``train``), what stays
+(``retain`` = train minus forget), and where meaningful how the fault shows (``fault_test``: test inputs that
+trigger it; ``fault_label``: the label the faulty model gives them) and the fix (``corrected``: the forget inputs
+with their right labels). Every builder is seeded and deterministic.
+
+Example:
+    >>> train, test = netfix.datasets.load("mnist5k")
+    >>> s = mislabel(train, test, source=7, target=1)
+    >>> s.name, len(s.forget), s.fault_label
+    ('mislabel', 400, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import DataLike, LabeledData, as_data
+from .errors import ConfigError, DataError, unknown
+
+__all__ = ["Scenario", "mislabel", "backdoor", "random_forget", "class_forget", "label_noise", "from_spec",
+           "from_indices", "available", "apply_trigger"]
+
+
+@dataclass
+class Scenario:
+    """A faulty model to repair, or a deletion request to honour (see the module docstring)."""
+
+    name: str
+    args: dict[str, Any]
+    train: LabeledData
+    forget: LabeledData
+    retain: LabeledData
+    test: LabeledData
+    forget_indices: np.ndarray
+    fault_test: LabeledData | None = None  # test inputs that trigger the fault, with their *true* labels
+    fault_label: int | None = None         # the label the faulty model gives fault_test
+    corrected: LabeledData | None = None   # forget inputs with their right labels
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary: name, arguments and set sizes."""
+        d: dict[str, Any] = {"name": self.name, "args": dict(self.args), "train": len(self.train),
+                             "forget": len(self.forget), "retain": len(self.retain), "test": len(self.test)}
+        if self.fault_test is not None:
+            d["fault_test"] = len(self.fault_test)
+            d["fault_label"] = self.fault_label
+        return d
+
+
+def _split(name: str, args: dict[str, Any], train: LabeledData, test: LabeledData, forget_idx: np.ndarray,
+           **extra: Any) -> Scenario:
+    forget_idx = np.sort(np.asarray(forget_idx, dtype=np.int64))
+    if len(forget_idx) == 0:
+        raise DataError(f"{name}: the forget set came out empty for {args}; expected at least one sample. "
+                        "Fix: raise the fraction or check the class exists in the training data.")
+    keep = np.setdiff1d(np.arange(len(train)), forget_idx)
+    return Scenario(name=name, args=args, train=train, forget=train.subset(forget_idx, f"{name}/forget"),
+                    retain=train.subset(keep, f"{name}/retain"), test=test, forget_indices=forget_idx, **extra)
+
+
+def _inputs(train: DataLike, test: DataLike) -> tuple[LabeledData, LabeledData]:
+    tr = as_data(train, "train")
+    te = as_data(test, "test")
+    k = max(tr.num_classes, te.num_classes)
+    if tr.input_shape != te.input_shape:
+        raise DataError(f"test: inputs have shape {te.input_shape} but train's have {tr.input_shape}; "
+                        "expected the same shape.")
+    return as_data(tr, "train", num_classes=k), as_data(te, "test", num_classes=k)
+
+
+def _check_class(value: int, k: int, argument: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= int(value) < k:
+        raise ConfigError(f"{argument}: expected a class index in [0, {k}); got {value!r}.")
+    return int(value)
+
+
+def _check_fraction(value: float, argument: str) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ConfigError(f"{argument}: expected a fraction in (0, 1]; got {value!r}.")
+    return float(value)
+
+
+def _draw(pool: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    n = int(round(fraction * len(pool)))
+    n = max(n, 1) if len(pool) else 0
+    return rng.choice(pool, size=n, replace=False)
+
+
+def mislabel(train: DataLike, test: DataLike, source: int, target: int, fraction: float = 1.0,
+             seed: int = 0) -> Scenario:
+    """Teach a wrong label: ``fraction`` of the training samples of class ``source`` are labelled ``target``.
+
+    ``forget`` holds them with the wrong label, ``corrected`` with the right one; ``fault_test`` is the test
+    samples of ``source`` and ``fault_label = target`` (fault rate = % of them predicted ``target``)."""
+    tr, te = _inputs(train, test)
+    source = _check_class(source, tr.num_classes, "source")
+    target = _check_class(target, tr.num_classes, "target")
+    if source == target:
+        raise ConfigError(f"target: must differ from source (both {source}).")
+    fraction = _check_fraction(fraction, "fraction")
+    rng = np.random.default_rng(seed)
+    idx = _draw(np.flatnonzero(tr.y.numpy() == source), fraction, rng)
+    y = tr.y.clone()
+    y[torch.as_tensor(idx)] = target
+    faulty = tr.with_labels(y, "mislabel/train")
+    s = _split("mislabel", {"source": source, "target": target, "fraction": fraction, "seed": seed}, faulty, te,
+               idx, fault_test=te.subset(np.flatnonzero(te.y.numpy() == source), "mislabel/fault_test"),
+               fault_label=target)
+    s.corrected = s.forget.with_labels(torch.full((len(s.forget),), source), "mislabel/corrected")
+    return s
+
+
+def apply_trigger(X: torch.Tensor, trigger: str = "square", size: int | None = None) -> torch.Tensor:
+    """Stamp a backdoor trigger on a copy of ``X`` (N, C, H, W) — or, for flat inputs, set the last features.
+
+    ``square``: a solid bright patch in the bottom-right corner (side = H // 7, at least 2 pixels);
+    ``checker``: the same patch in a checkerboard. Values are set to X's maximum."""
+    if trigger not in _TRIGGERS:
+        raise unknown("trigger", trigger, list(_TRIGGERS), "trigger")
+    out = X.clone()
+    hi = float(X.max()) if X.numel() else 1.0
+    if X.ndim >= 3:
+        h, w = X.shape[-2], X.shape[-1]
+        s = size or max(2, h // 7)
+        patch = _TRIGGERS[trigger](s).to(X.dtype) * hi
+        out[..., h - s - 1:h - 1, w - s - 1:w - 1] = patch
+    else:
+        s = size or max(2, X.shape[1] // 50)
+        out[:, -s:] = _TRIGGERS[trigger](s)[0].to(X.dtype) * hi
+    return out
+
+
+_TRIGGERS: dict[str, Callable[[int], torch.Tensor]] = {
+    "square": lambda s: torch.ones(s, s),
+    "checker": lambda s: (torch.arange(s)[:, None] + torch.arange(s)[None, :]) % 2 == 0,
+}
+
+
+def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float = 0.05, trigger: str = "square",
+             seed: int = 0) -> Scenario:
+    """Plant a backdoor: ``fraction`` of the training samples not of class ``target`` get ``trigger`` stamped on
+    and the label ``target``.
+
+    ``forget`` is the poisoned samples as trained on; ``corrected`` the same triggered inputs with their true
+    labels (learning them teaches the model to ignore the trigger); ``fault_test`` is the triggered test samples
+    not of ``target``, with true labels, and ``fault_label = target`` (fault rate = attack success rate)."""
+    tr, te = _inputs(train, test)
+    target = _check_class(target, tr.num_classes, "target")
+    fraction = _check_fraction(fraction, "fraction")
+    if trigger not in _TRIGGERS:
+        raise unknown("trigger", trigger, list(_TRIGGERS), "trigger")
+    rng = np.random.default_rng(seed)
+    idx = _draw(np.flatnonzero(tr.y.numpy() != target), fraction, rng)
+    t_idx = torch.as_tensor(idx)
+    X, y = tr.X.clone(), tr.y.clone()
+    X[t_idx] = apply_trigger(X[t_idx], trigger)
+    y[t_idx] = target
+    poisoned = LabeledData(X, y, tr.num_classes, "backdoor/train")
+    others = np.flatnonzero(te.y.numpy() != target)
+    fault = te.subset(others, "backdoor/fault_test")
+    fault.X = apply_trigger(fault.X, trigger)
+    s = _split("backdoor", {"target": target, "fraction": fraction, "trigger": trigger, "seed": seed}, poisoned,
+               te, idx, fault_test=fault, fault_label=target)
+    s.corrected = s.forget.with_labels(tr.y[torch.as_tensor(s.forget_indices)], "backdoor/corrected")
+    return s
+
+
+def random_forget(train: DataLike, test: DataLike, fraction: float = 0.1, seed: int = 0) -> Scenario:
+    """A deletion request for a uniformly random ``fraction`` of the training set (no fault to measure)."""
+    tr, te = _inputs(train, test)
+    fraction = _check_fraction(fraction, "fraction")
+    if fraction >= 1.0:
+        raise ConfigError("fraction: forgetting the whole training set leaves nothing to retain; expected < 1.")
+    idx = _draw(np.arange(len(tr)), fraction, np.random.default_rng(seed))
+    return _split("random_forget", {"fraction": fraction, "seed": seed}, tr, te, idx)
+
+
+def class_forget(train: DataLike, test: DataLike, cls: int = 0) -> Scenario:
+    """A deletion request for every training sample of class ``cls``.
+
+    ``test`` keeps only the other classes (test accuracy on what should survive, as in the class-wise
+    unlearning literature); ``fault_test`` is the test samples of ``cls`` and ``fault_label = cls``: the fault
+    rate is how often the model still recognises the forgotten class."""
+    tr, te = _inputs(train, test)
+    cls = _check_class(cls, tr.num_classes, "cls")
+    idx = np.flatnonzero(tr.y.numpy() == cls)
+    others = te.subset(np.flatnonzero(te.y.numpy() != cls), "class_forget/test")
+    return _split("class_forget", {"cls": cls}, tr, others, idx,
+                  fault_test=te.subset(np.flatnonzero(te.y.numpy() == cls), "class_forget/fault_test"),
+                  fault_label=cls)
+
+
+def label_noise(train: DataLike, test: DataLike, fraction: float = 0.2, seed: int = 0) -> Scenario:
+    """Symmetric label noise: ``fraction`` of the training labels are replaced by a different random class.
+
+    ``forget`` holds the noisy samples as trained on, ``corrected`` the same inputs with their true labels."""
+    tr, te = _inputs(train, test)
+    fraction = _check_fraction(fraction, "fraction")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(_draw(np.arange(len(tr)), fraction, rng))
+    true = tr.y[torch.as_tensor(idx)].clone()
+    shift = torch.as_tensor(rng.integers(1, tr.num_classes, size=len(idx)))
+    y = tr.y.clone()
+    y[torch.as_tensor(idx)] = (true + shift) % tr.num_classes  # never the true class
+    s = _split("label_noise", {"fraction": fraction, "seed": seed}, tr.with_labels(y, "label_noise/train"), te, idx)
+    s.corrected = s.forget.with_labels(true, "label_noise/corrected")
+    return s
+
+
+def from_indices(train: DataLike, test: DataLike, indices: "np.ndarray | list[int]") -> Scenario:
+    """A deletion request for the training samples at ``indices`` (e.g. read from a user's file)."""
+    tr, te = _inputs(train, test)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise DataError(f"indices: expected a 1-D list of integer indices; got shape {idx.shape}, dtype {idx.dtype}.")
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(tr)):
+        raise DataError(f"indices: must lie in [0, {len(tr)}) (the training set's size); got "
+                        f"{int(idx.min())}..{int(idx.max())}.")
+    if len(np.unique(idx)) != len(idx):
+        raise DataError("indices: holds duplicates; expected each training sample at most once.")
+    return _split("indices", {"n": int(len(idx))}, tr, te, idx)
+
+
+_BUILDERS: dict[str, Callable[..., Scenario]] = {
+    "mislabel": mislabel, "backdoor": backdoor, "random_forget": random_forget, "class_forget": class_forget,
+    "label_noise": label_noise,
+}
+
+
+def available() -> list[str]:
+    """Scenario names accepted by :func:`from_spec`."""
+    return sorted(_BUILDERS)
+
+
+def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
+    """Build a scenario from a command-line spec ``NAME[:key=value,...]``, e.g. ``mislabel:source=7,target=1``."""
+    name, _, rest = spec.partition(":")
+    if name not in _BUILDERS:
+        raise unknown("scenario", name, list(_BUILDERS), "--scenario")
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ConfigError(f"--scenario: expected key=value pairs after '{name}:'; got {part!r} "
+                              f"(e.g. mislabel:source=7,target=1).")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    import inspect
+
+    valid = [p for p in inspect.signature(_BUILDERS[name]).parameters if p not in ("train", "test")]
+    for key in kwargs:
+        if key not in valid:
+            raise unknown("option", key, valid, f"--scenario {name}")
+    return _BUILDERS[name](train, test, **kwargs)
+
+
+def _parse_value(v: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v

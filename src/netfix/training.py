@@ -1,0 +1,203 @@
+"""The one training loop every netfix operation reuses, and the :class:`Outcome` every operation returns.
+
+The loop holds no global state: the sampler is injectable (a seeded ``RandomSampler`` by default; a
+``DistributedSampler`` under torchrun, whose ``set_epoch`` is called each epoch), randomness is seeded locally
+(:func:`netfix._runtime.seeded`), and the caller's model is copied, never changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import RandomSampler, Sampler
+from tqdm.auto import tqdm
+
+from ._runtime import check_model, copy_model, resolve_device, seeded, show_progress
+from .data import DataLike, LabeledData, as_data, batches
+from .errors import ConfigError, ModelError, unknown
+
+__all__ = ["Outcome", "TrainConfig", "train", "fit", "num_outputs", "make_optimizer"]
+
+
+@dataclass
+class Outcome:
+    """What every operation returns: the new ``model``, the ``method`` name, every option used (``config``,
+    defaults included), wall-clock ``seconds`` and a ``history`` of per-epoch / per-step dicts."""
+
+    model: nn.Module
+    method: str
+    config: dict[str, Any]
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. Stored on every trained model (``model.netfix_recipe``) so that the retrain
+    reference can repeat it on the retain set."""
+
+    epochs: int = 10                # passes over the data
+    lr: float = 1e-3                # peak learning rate
+    batch_size: int = 128           # samples per step
+    optimizer: str = "adam"         # "adam", "adamw" or "sgd"
+    momentum: float = 0.9           # SGD momentum (ignored by Adam)
+    weight_decay: float = 0.0       # L2 / decoupled decay for adamw
+    lr_schedule: str = "constant"   # "constant" or "cosine" (annealed to 0 over all steps)
+    label_smoothing: float = 0.0    # cross-entropy label smoothing in [0, 1)
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"epochs: expected a whole number >= 0; got {self.epochs!r}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: expected a positive learning rate; got {self.lr!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
+        if self.optimizer not in _OPTIMIZERS:
+            raise unknown("optimizer", self.optimizer, list(_OPTIMIZERS), "optimizer")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise unknown("lr_schedule", self.lr_schedule, ["constant", "cosine"], "lr_schedule")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing: expected a value in [0, 1); got {self.label_smoothing!r}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay: expected >= 0; got {self.weight_decay!r}.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip: expected a positive norm or None; got {self.grad_clip!r}.")
+
+
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
+}
+
+
+def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, over ``params``."""
+    return _OPTIMIZERS[cfg.optimizer](params, cfg)
+
+
+def num_outputs(model: nn.Module, data: LabeledData, argument: str = "data") -> int:
+    """Run ``model`` (already a private copy) on two samples to learn its number of classes, turning shape
+    mismatches into an error that names both shapes — before any training starts."""
+    was = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        dev = next(iter(model.parameters())).device
+        with torch.no_grad():
+            out = model(data.X[:2].to(dev))
+    except Exception as e:  # any failure here means model and data don't fit; say which shapes
+        raise ModelError(f"{argument}: the model could not run on inputs of shape {data.input_shape} "
+                         f"({type(e).__name__}: {e}). Fix: pass data shaped like the model's training inputs.") from e
+    finally:
+        for m, t in zip(model.modules(), was):
+            m.training = t
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(data)):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model: expected logits of shape (batch, num_classes); got {shape}. Fix: make "
+                         "forward() return a (B, K) tensor (e.g. take .logits from a Hugging Face output).")
+    return int(out.shape[1])
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: torch.Generator,
+        device: torch.device, sampler: "Sampler[int] | None" = None,
+        loss_fn: "Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None" = None,
+        augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+        after_step: "Callable[[nn.Module], None] | None" = None,
+        progress: bool = False, desc: str = "train") -> list[dict[str, Any]]:
+    """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
+
+    ``loss_fn(model, X, y)`` replaces cross-entropy (methods add their terms here); ``after_step(model)`` runs
+    after each optimizer step (e.g. to re-apply a mask). Batches of one sample are skipped on BatchNorm
+    models, whose training-mode statistics are undefined for them."""
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
+    sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.batch_size))  # type: ignore[arg-type]
+    total = cfg.epochs * steps_per_epoch
+    skip_singletons = _has_batchnorm(model)
+    history: list[dict[str, Any]] = []
+    step = 0
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(cfg.epochs):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for X, y in batches(data, cfg.batch_size, sampler, device):
+            if skip_singletons and len(y) == 1:
+                continue
+            if cfg.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(1, total)))
+            if augment is not None:
+                X = augment(X)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model, X, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
+                                         "Fix: lower lr, or set grad_clip.")
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if after_step is not None:
+                after_step(model)
+            step += 1
+            bar.update(1)
+            loss_sum += loss.item() * len(y)
+            seen += len(y)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, seen),
+                        "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+    bar.close()
+    model.eval()
+    return history
+
+
+def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
+          optimizer: str = "adam", *, momentum: float = 0.9, weight_decay: float = 0.0,
+          lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
+          augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+          sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
+          progress: bool | None = None) -> Outcome:
+    """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
+
+    The returned model remembers its recipe (``model.netfix_recipe``), which the retrain reference repeats.
+
+    Example:
+        >>> train_set, test_set = netfix.datasets.load("digits")
+        >>> model = netfix.models.build("mlp", train_set.input_shape, 10, seed=0)
+        >>> out = netfix.train(model, train_set, epochs=5, seed=0)
+        >>> out.history[-1]["loss"] < out.history[0]["loss"]
+        True
+    """
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                      weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
+                      grad_clip=grad_clip)
+    check_model(model)
+    dev = resolve_device(device)
+    ds = as_data(data, "data")
+    with seeded(seed, dev) as g:
+        net = copy_model(model, dev)
+        k = num_outputs(net, ds)
+        ds = as_data(ds, "data", num_classes=k)
+        start = time.perf_counter()
+        history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
+                      progress=show_progress(progress))
+        seconds = time.perf_counter() - start
+    net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
+    config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds), "data_fingerprint": ds.fingerprint()}
+    return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)

@@ -1,0 +1,102 @@
+"""The netfix command line: every verb, --json purity, and errors as exit status 2 with a message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from netfix.cli import main
+
+VERBS = ["demo", "datasets", "train", "evaluate"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_every_verb(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert all(v in out for v in VERBS)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help_json_and_quiet(capsys, verb):
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--json" in out and "--quiet" in out
+
+
+def test_datasets_json(capsys):
+    code, out, _ = run(capsys, "datasets", "--json")
+    d = json.loads(out)["datasets"]
+    assert code == 0 and d["digits"]["present"] and d["mnist5k"]["present"]
+
+
+def test_train_then_evaluate_roundtrip(capsys, tmp_path):
+    path = tmp_path / "m"
+    code, out, _ = run(capsys, "train", "--data", "digits", "--model", "mlp", "--model-arg", "hidden=32",
+                       "--epochs", "3", "--lr", "0.003", "--out", str(path), "--json", "--quiet")
+    res = json.loads(out)
+    assert code == 0 and res["test_acc"] > 80 and (tmp_path / "m.safetensors").is_file()
+    code, out, _ = run(capsys, "evaluate", str(path), "--data", "digits", "--scenario", "class_forget:cls=2",
+                       "--reference", str(path), "--json", "--quiet")
+    m = json.loads(out)["metrics"]
+    assert code == 0 and m["gap"] == 0.0 and "mia_efficacy" in m and m["fault_rate"] > 50
+
+
+def test_train_on_retain_subset_and_evaluate_with_indices_file(capsys, tmp_path):
+    idx = tmp_path / "forget.npy"
+    np.save(idx, np.arange(0, 1437, 10))
+    code, out, _ = run(capsys, "train", "--data", "digits", "--model-arg", "hidden=16", "--epochs", "1",
+                       "--forget-indices", str(idx), "--subset", "retain", "--out", str(tmp_path / "r"), "--json",
+                       "--quiet")
+    assert code == 0
+    txt = tmp_path / "forget.txt"
+    txt.write_text("\n".join(str(i) for i in range(0, 1437, 10)))
+    code, out, _ = run(capsys, "evaluate", str(tmp_path / "r"), "--data", "digits", "--forget-indices", str(txt),
+                       "--quiet")
+    assert code == 0 and "mia_efficacy" in out and "indices" in out
+
+
+def test_demo_quick_json_is_pure_json_with_the_table(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--quick", "--json", "--out", str(tmp_path / "demo"))
+    res = json.loads(out)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert code == 0 and list(rows) == ["original", "retrain"]
+    for r in rows.values():
+        assert {"test_acc", "fault_rate", "class_acc", "mia_efficacy", "seconds"} <= r.keys()
+    assert rows["original"]["fault_rate"] > 50 and rows["retrain"]["fault_rate"] < 10
+    assert (tmp_path / "demo" / "metrics.json").is_file() and (tmp_path / "demo" / "original.safetensors").is_file()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--data", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--data", "digits", "--model", "vgg"], "unknown model 'vgg'"),
+    (["train", "--data", "digits", "--scenario", "flip:x=1"], "unknown scenario 'flip'"),
+    (["train", "--data", "digits", "--subset", "retain"], "needs --scenario"),
+    (["evaluate", "no/such/model", "--data", "digits"], "not found"),
+])
+def test_errors_exit_2_with_a_message(capsys, argv, match):
+    code, out, err = run(capsys, *argv, "--quiet")
+    assert code == 2 and match in err and out == ""
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_model(capsys, tmp_path):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "x.json"), "--data", "digits")
+    assert code == 2 and "not a netfix model" in err
+
+
+def test_python_dash_m_netfix_runs():
+    res = subprocess.run([sys.executable, "-m", "netfix", "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "netfix" in res.stdout

@@ -1,0 +1,129 @@
+"""The method registry, unlearn/relearn dispatch, and one contract suite run over every registered method."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import netfix
+from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
+
+from conftest import same_weights, snapshot
+
+METHODS = netfix.methods.available()
+# Few epochs keep the contract suite fast; each method reads only the options it knows.
+FAST = {"retrain": {"epochs": 1}}
+
+
+@pytest.fixture(scope="module")
+def scenario(digits):
+    return netfix.scenarios.random_forget(*digits, fraction=0.1, seed=0)
+
+
+def test_registry_lists_retrain():
+    assert "retrain" in METHODS
+    spec = netfix.methods.get("retrain")
+    assert spec.name == "retrain" and "unlearn" in spec.modes and "relearn" in spec.modes and spec.summary
+
+
+def test_unknown_method_lists_valid_ones(trained, scenario):
+    with pytest.raises(UnknownNameError, match="unknown method 'nope'.*'retrain'"):
+        netfix.unlearn(trained, scenario.forget, scenario.retain, method="nope")
+    with pytest.raises(UnknownNameError, match="'retrain'"):
+        netfix.methods.get("nope")
+
+
+def test_unknown_option_lists_valid_ones(trained, scenario):
+    with pytest.raises(UnknownNameError, match="unknown option 'epocs'.*'epochs'"):
+        netfix.unlearn(trained, scenario.forget, scenario.retain, method="retrain", epocs=3)
+
+
+# --- the contract every registered method keeps -----------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained, scenario):
+    before = snapshot(trained)
+    out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, progress=False,
+                         **FAST.get(method, {}))
+    assert out.model is not trained
+    assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items())
+    assert out.method == method and out.seconds >= 0 and isinstance(out.history, list)
+    assert out.config["seed"] == 0 and "device" in out.config
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_deterministic_under_seed(method, trained, scenario):
+    run = lambda seed: netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, seed=seed,  # noqa: E731
+                                      progress=False, **FAST.get(method, {})).model
+    assert same_weights(run(1), run(1))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_refuses_bad_input_before_work(method, trained, scenario):
+    with pytest.raises(DataError, match="forget: the set is empty"):
+        netfix.unlearn(trained, (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), scenario.retain,
+                       method=method)
+    with pytest.raises(DataError, match="retain: labels must lie in"):
+        netfix.unlearn(trained, scenario.forget, (scenario.retain.X, scenario.retain.y + 10), method=method)
+    with pytest.raises(ModelError, match="could not run on inputs"):
+        netfix.unlearn(trained, (torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long)),
+                       (torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long)), method=method)
+    with pytest.raises(DataError, match="retain: inputs have shape"):
+        netfix.unlearn(trained, scenario.forget, (torch.rand(5, 1, 4, 4), torch.zeros(5, dtype=torch.long)),
+                       method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_works_on_batchnorm_model(method, digits, scenario, two_branch):
+    base = netfix.train(two_branch, scenario.train, epochs=1, seed=0, progress=False).model
+    out = netfix.unlearn(base, scenario.forget, scenario.retain, method=method, progress=False,
+                         **FAST.get(method, {}))
+    assert netfix.evaluate(out.model, test=digits[1])["test_acc"] > 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_runs_on_cuda(method, trained, scenario):
+    out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, device="cuda", progress=False,
+                         **FAST.get(method, {}))
+    assert next(out.model.parameters()).device.type == "cuda"
+
+
+# --- retrain, the reference ------------------------------------------------------------------------------------
+
+def test_retrain_repeats_the_models_recipe(trained, scenario):
+    out = netfix.unlearn(trained, scenario.forget, scenario.retain, method="retrain", progress=False)
+    assert out.config["epochs"] is None  # taken from the recipe ...
+    assert len(out.history) == trained.netfix_recipe["epochs"]  # ... which trained 15 epochs
+    assert out.model.netfix_recipe["epochs"] == trained.netfix_recipe["epochs"]
+
+
+def test_retrain_options_override_the_recipe(trained, scenario):
+    out = netfix.unlearn(trained, scenario.forget, scenario.retain, method="retrain", epochs=2, progress=False)
+    assert len(out.history) == 2
+
+
+def test_retrain_without_class_forgets_it(digits, trained):
+    s = netfix.scenarios.class_forget(*digits, cls=4)
+    out = netfix.unlearn(trained, s.forget, s.retain, method="retrain", progress=False)
+    m = netfix.evaluate(out.model, scenario=s)
+    assert m["ua"] == 100.0 and m["fault_rate"] == 0.0 and m["test_acc"] > 90
+
+
+def test_relearn_retrain_fixes_a_mislabel(digits):
+    s = netfix.scenarios.mislabel(*digits, source=7, target=1)
+    model = netfix.models.build("mlp", (1, 8, 8), 10, hidden=(64,), seed=0)
+    faulty = netfix.train(model, s.train, epochs=15, lr=3e-3, seed=0, progress=False).model
+    fixed = netfix.relearn(faulty, s.corrected, protect=s.retain, method="retrain", progress=False).model
+    before, after = netfix.evaluate(faulty, scenario=s), netfix.evaluate(fixed, scenario=s)
+    assert before["fault_rate"] > 80 and after["fault_rate"] < 10 and after["fault_acc"] > 80
+
+
+def test_relearn_refuses_method_without_relearn_mode(trained, scenario, monkeypatch):
+    from netfix import methods
+
+    spec = methods.get("retrain")
+    monkeypatch.setitem(methods._METHODS, "unlearn-only",
+                        methods.Method("unlearn-only", spec.config, spec.run, ("unlearn",), "test"))
+    with pytest.raises(ConfigError, match="cannot relearn"):
+        netfix.relearn(trained, scenario.forget, method="unlearn-only")
