@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .errors import DataError, DatasetNotFoundError, DataTypeError, unknown
+from .errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
 
 __all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches"]
 
@@ -270,6 +271,9 @@ def _load_idx(name: str) -> tuple[LabeledData, LabeledData]:
     for split, (imgs, labels) in _IDX_FILES.items():
         images = _read_idx(_find_idx(d, imgs))  # type: ignore[arg-type]
         labels_ = _read_idx(_find_idx(d, labels))  # type: ignore[arg-type]
+        if images.ndim != 3 or labels_.ndim != 1 or len(images) != len(labels_):
+            raise DataError(f"{d}: the {split} IDX files do not fit together (images {images.shape}, labels "
+                            f"{labels_.shape}); expected N images of H x W and N labels. Fix: replace the files.")
         X = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28)
         out.append(LabeledData(X, torch.from_numpy(labels_.astype(np.int64)), 10, f"{name}/{split}"))
     return out[0], out[1]
@@ -368,7 +372,13 @@ def load(name: str, **kwargs: Any) -> tuple[LabeledData, LabeledData]:
     if name not in _BUILTINS:
         raise unknown("dataset", name, list(_BUILTINS), "name")
     if kwargs and name != "synthetic":
-        raise unknown("option", next(iter(kwargs)), [], f"load({name!r})")
+        raise UnknownNameError(f"load({name!r}): unknown option {next(iter(kwargs))!r}; {name!r} takes no options "
+                               "(only 'synthetic' does).")
+    if name == "synthetic":
+        valid = [p for p in inspect.signature(_load_synthetic).parameters]
+        for key in kwargs:
+            if key not in valid:
+                raise unknown("option", key, valid, "load('synthetic')")
     if name == "mnist5k":
         return _load_mnist5k()
     if name == "digits":

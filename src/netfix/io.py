@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from . import __version__
 from ._runtime import check_model, resolve_device
 from .errors import ConfigError, NotAModelError
 
-__all__ = ["save", "load", "read_meta", "atomic_write", "file_sha256", "model_paths"]
+__all__ = ["save", "load", "read_meta", "atomic_write", "atomic_write_many", "file_sha256", "model_paths"]
 
 FORMAT = "netfix-model"
 FORMAT_VERSION = 1
@@ -40,9 +41,8 @@ def model_paths(path: "str | os.PathLike[str]") -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def atomic_write(path: "str | os.PathLike[str]", data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
-    path = Path(path)
+def _temp_file(path: Path, data: bytes) -> str:
+    """``data`` in a fsynced temporary file beside ``path``; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -50,11 +50,46 @@ def atomic_write(path: "str | os.PathLike[str]", data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         raise
+    return tmp
+
+
+def atomic_write(path: "str | os.PathLike[str]", data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
+    atomic_write_many({Path(path): data})
+
+
+def atomic_write_many(files: "dict[Path, bytes]") -> None:
+    """Replace several files together: all are written to temporary files first, then renamed in turn; if a
+    rename fails, the files already replaced are rolled back to their old content (kept as hard links)."""
+    temps: dict[Path, str] = {}
+    backups: dict[Path, str | None] = {}
+    try:
+        for path, data in files.items():
+            temps[path] = _temp_file(path, data)
+        for path, tmp in temps.items():
+            backup = None
+            if path.exists():
+                backup = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.bak"))
+                os.link(path, backup)
+            backups[path] = backup
+            os.replace(tmp, path)
+    except BaseException:
+        for path, backup in reversed(list(backups.items())):
+            if backup is not None:
+                os.replace(backup, path)  # the old content again
+            elif path.exists():
+                path.unlink()  # it did not exist before
+        raise
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        for backup in backups.values():
+            if backup is not None and os.path.exists(backup):
+                os.unlink(backup)
 
 
 def file_sha256(path: "str | os.PathLike[str]") -> str:
@@ -120,8 +155,7 @@ def save(model: nn.Module, path: "str | os.PathLike[str]", meta: dict[str, Any] 
         text = json.dumps(side, indent=2, sort_keys=True)
     except TypeError as e:
         raise ConfigError(f"meta: every value must be JSON-serialisable ({e}).") from None
-    atomic_write(weights, blob)
-    atomic_write(sidecar, text.encode())
+    atomic_write_many({weights: blob, sidecar: text.encode()})
     return weights
 
 

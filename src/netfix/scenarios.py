@@ -82,7 +82,7 @@ def _check_class(value: int, k: int, argument: str) -> int:
 
 
 def _check_fraction(value: float, argument: str) -> float:
-    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
         raise ConfigError(f"{argument}: expected a fraction in (0, 1]; got {value!r}.")
     return float(value)
 
@@ -218,6 +218,8 @@ def from_indices(train: DataLike, test: DataLike, indices: "np.ndarray | list[in
     """A deletion request for the training samples at ``indices`` (e.g. read from a user's file)."""
     tr, te = _inputs(train, test)
     idx = np.asarray(indices)
+    if idx.size == 0:
+        raise DataError("indices: is empty; expected the training-set indices of at least one sample to forget.")
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
         raise DataError(f"indices: expected a 1-D list of integer indices; got shape {idx.shape}, dtype {idx.dtype}.")
     if len(idx) and (idx.min() < 0 or idx.max() >= len(tr)):
