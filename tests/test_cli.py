@@ -100,3 +100,10 @@ def test_evaluate_refuses_a_file_that_is_not_a_model(capsys, tmp_path):
 def test_python_dash_m_netfix_runs():
     res = subprocess.run([sys.executable, "-m", "netfix", "--version"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "netfix" in res.stdout
+
+
+def test_train_uses_the_models_recipe_unless_flags_override(capsys, tmp_path):
+    code, out, _ = run(capsys, "train", "--data", "digits", "--model-arg", "hidden=8", "--epochs", "1",
+                       "--batch-size", "32", "--out", str(tmp_path / "m"), "--json", "--quiet")
+    recipe = json.loads(out)["recipe"]
+    assert code == 0 and recipe["batch_size"] == 32 and recipe["lr_schedule"] == "cosine"

@@ -240,3 +240,17 @@ def test_reinit_works_on_user_module_and_keeps_its_type():
 def test_reinit_keeps_the_build_spec():
     model = models.build("mlp", (1, 8, 8), 10, seed=0, hidden=(16,))
     assert models.reinit(model, seed=1).netfix_spec == model.netfix_spec
+
+
+def test_recipe_gives_train_keywords_for_every_reference_model():
+    for name in netfix.models.available():
+        r = netfix.models.recipe(name)
+        assert {"optimizer", "lr", "lr_schedule", "batch_size"} <= r.keys()
+        netfix.training.TrainConfig(**r)  # valid as it stands
+
+
+def test_recipe_returns_a_copy_and_refuses_unknown_names():
+    netfix.models.recipe("mlp")["lr"] = 99.0
+    assert netfix.models.recipe("mlp")["lr"] != 99.0
+    with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
+        netfix.models.recipe("vgg")

@@ -66,12 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--subset", choices=("train", "retain"), default="train",
                    help="train on the scenario's full (faulty) training set, or on its retain set (the retrained "
                         "reference); default train")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
-    t.add_argument("--lr-schedule", default="constant", help="constant or cosine (default constant)")
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
+    recipe_help = " (default: the model's recipe, netfix.models.recipe(MODEL))"
+    t.add_argument("--lr", type=float, default=None, help="learning rate" + recipe_help)
+    t.add_argument("--batch-size", type=int, default=None, help="batch size" + recipe_help)
+    t.add_argument("--optimizer", default=None, help="adam, adamw or sgd" + recipe_help)
+    t.add_argument("--lr-schedule", default=None, help="constant or cosine" + recipe_help)
+    t.add_argument("--weight-decay", type=float, default=None, help="weight decay" + recipe_help)
     t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
     _compute(t)
 
@@ -168,9 +169,12 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     data = train_set if s is None else (s.retain if args.subset == "retain" else s.train)
     model = models.build(args.model, train_set.input_shape, train_set.num_classes, seed=args.seed,
                          **_parse_kv(args.model_arg, "--model-arg"))
-    out = train(model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                progress=not args.quiet)
+    options = models.recipe(args.model)
+    flags = {"lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
+             "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    out = train(model, data, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet,
+                **options)
     m = evaluate(out.model, scenario=s, seed=args.seed, device=args.device) if s is not None else \
         evaluate(out.model, test=test_set, device=args.device)
     path = args.out or Path("runs") / f"{args.model}-{args.data}"
@@ -180,7 +184,7 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         meta["forget_indices"] = s.forget_indices.tolist()
     weights = save(out.model, path, meta)
     result = {"model_path": str(weights), "test_acc": m["test_acc"], "seconds": out.seconds,
-              "epochs": args.epochs, "history": out.history, "metrics": dict(m)}
+              "epochs": args.epochs, "recipe": options, "history": out.history, "metrics": dict(m)}
     result["text"] = (f"trained {args.model} on {args.data} ({len(data)} samples, {args.epochs} epochs) in "
                       f"{out.seconds:.1f} s\ntest accuracy: {m['test_acc']:.2f}%\nsaved: {weights}")
     return result

@@ -65,30 +65,37 @@ def atomic_write_many(files: "dict[Path, bytes]") -> None:
     """Replace several files together: all are written to temporary files first, then renamed in turn; if a
     rename fails, the files already replaced are rolled back to their old content (kept as hard links)."""
     temps: dict[Path, str] = {}
-    backups: dict[Path, str | None] = {}
+    backups: dict[Path, str | None] = {}  # old content of each file before its rename (None: it did not exist)
+    replaced: list[Path] = []
+    kept: set[str] = set()  # backups whose restore failed: never delete the only old copy
     try:
         for path, data in files.items():
             temps[path] = _temp_file(path, data)
         for path, tmp in temps.items():
-            backup = None
+            backups[path] = None
             if path.exists():
-                backup = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.bak"))
-                os.link(path, backup)
-            backups[path] = backup
+                backups[path] = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.bak"))
+                os.link(path, backups[path])  # type: ignore[arg-type]
             os.replace(tmp, path)
+            replaced.append(path)
     except BaseException:
-        for path, backup in reversed(list(backups.items())):
-            if backup is not None:
-                os.replace(backup, path)  # the old content again
-            elif path.exists():
-                path.unlink()  # it did not exist before
+        for path in reversed(replaced):
+            backup = backups[path]
+            try:
+                if backup is not None:
+                    os.replace(backup, path)  # the old content again
+                else:
+                    path.unlink()  # it did not exist before
+            except OSError:
+                if backup is not None:
+                    kept.add(backup)  # keep the original error, and the old content beside the file
         raise
     finally:
         for tmp in temps.values():
             if os.path.exists(tmp):
                 os.unlink(tmp)
         for backup in backups.values():
-            if backup is not None and os.path.exists(backup):
+            if backup is not None and backup not in kept and os.path.exists(backup):
                 os.unlink(backup)
 
 

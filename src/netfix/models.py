@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import ConfigError, unknown
 
-__all__ = ["build", "available", "reinit", "MLP", "LeNet", "ResNet"]
+__all__ = ["build", "available", "recipe", "reinit", "MLP", "LeNet", "ResNet"]
 
 
 class MLP(nn.Module):
@@ -135,6 +135,29 @@ def _image_shape(input_shape: Sequence[int], name: str) -> tuple[int, int, int]:
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet}
+
+
+# Default training recipes (netfix.train keyword arguments) per architecture. mlp and lenet were chosen on a
+# validation split of 10,000 images carved from Fashion-MNIST's training set, never on its test set
+# (benchmarks/select_recipe.py; docs/results.md). resnet takes the literature's CIFAR recipe (methods.md §5), untuned.
+_RECIPES: dict[str, dict[str, Any]] = {
+    "mlp": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 128},
+    "lenet": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 64},
+    "resnet": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
+               "batch_size": 128},
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """The default training recipe for a reference architecture, as ``netfix.train`` keyword arguments.
+
+    Example:
+        >>> recipe("lenet")["lr_schedule"]
+        'cosine'
+    """
+    if name not in _RECIPES:
+        raise unknown("model", name, list(_RECIPES), "name")
+    return dict(_RECIPES[name])
 
 
 def available() -> list[str]:
