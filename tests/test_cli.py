@@ -45,7 +45,7 @@ def test_datasets_json(capsys):
 def test_train_then_evaluate_roundtrip(capsys, tmp_path):
     path = tmp_path / "m"
     code, out, _ = run(capsys, "train", "--data", "digits", "--model", "mlp", "--model-arg", "hidden=32",
-                       "--epochs", "3", "--lr", "0.003", "--out", str(path), "--json", "--quiet")
+                       "--epochs", "10", "--lr", "0.003", "--out", str(path), "--json", "--quiet")
     res = json.loads(out)
     assert code == 0 and res["test_acc"] > 80 and (tmp_path / "m.safetensors").is_file()
     code, out, _ = run(capsys, "evaluate", str(path), "--data", "digits", "--scenario", "class_forget:cls=2",

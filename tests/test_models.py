@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from netfix import models
+from netfix.training import TrainConfig
 from netfix.errors import ConfigError, UnknownNameError
 
 SHAPES = [(1, 28, 28), (1, 8, 8), (3, 32, 32)]
@@ -243,14 +244,14 @@ def test_reinit_keeps_the_build_spec():
 
 
 def test_recipe_gives_train_keywords_for_every_reference_model():
-    for name in netfix.models.available():
-        r = netfix.models.recipe(name)
+    for name in models.available():
+        r = models.recipe(name)
         assert {"optimizer", "lr", "lr_schedule", "batch_size"} <= r.keys()
-        netfix.training.TrainConfig(**r)  # valid as it stands
+        TrainConfig(**r)  # valid as it stands
 
 
 def test_recipe_returns_a_copy_and_refuses_unknown_names():
-    netfix.models.recipe("mlp")["lr"] = 99.0
-    assert netfix.models.recipe("mlp")["lr"] != 99.0
+    models.recipe("mlp")["lr"] = 99.0
+    assert models.recipe("mlp")["lr"] != 99.0
     with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
-        netfix.models.recipe("vgg")
+        models.recipe("vgg")
