@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import sys
 import textwrap
@@ -520,3 +521,13 @@ def test_save_failing_on_sidecar_write_keeps_old_model_loadable(tmp_path, monkey
     monkeypatch.undo()
     assert _temp_leftovers(tmp_path) == []
     assert torch.equal(_outputs(old, x8), _outputs(netfix.load(tmp_path / "m"), x8))
+
+
+def test_saved_files_get_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        weights = nio.save(_mlp(0), tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert weights.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

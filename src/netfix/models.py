@@ -142,7 +142,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "r
 # (benchmarks/select_recipe.py; docs/results.md). resnet takes the literature's CIFAR recipe (methods.md §5), untuned.
 _RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 128},
-    "lenet": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 64},
+    "lenet": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 32},
     "resnet": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
                "batch_size": 128},
 }
