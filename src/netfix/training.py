@@ -113,26 +113,35 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         device: torch.device, sampler: "Sampler[int] | None" = None,
         loss_fn: "Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None" = None,
         augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+        before_step: "Callable[[nn.Module], None] | None" = None,
         after_step: "Callable[[nn.Module], None] | None" = None,
-        progress: bool = False, desc: str = "train") -> list[dict[str, Any]]:
+        stop: "Callable[[nn.Module, int], dict[str, Any] | None] | None" = None,
+        max_steps: int | None = None, train_mode: bool = True, progress: bool = False,
+        desc: str = "train") -> list[dict[str, Any]]:
     """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
 
-    ``loss_fn(model, X, y)`` replaces cross-entropy (methods add their terms here); ``after_step(model)`` runs
-    after each optimizer step (e.g. to re-apply a mask). Batches of one sample are skipped on BatchNorm
-    models, whose training-mode statistics are undefined for them."""
+    Hooks let methods reuse this loop: ``loss_fn(model, X, y)`` replaces cross-entropy; ``before_step(model)``
+    runs between backward and the optimizer step (e.g. to project gradients); ``after_step(model)`` after it
+    (e.g. to re-apply a mask); ``stop(model, step)`` after each step returns None to go on, or a dict (logged)
+    to stop; ``max_steps`` caps the steps. Batches of one sample are skipped on BatchNorm models, whose
+    training-mode statistics are undefined for them. ``train_mode=False`` trains in eval mode (BatchNorm
+    statistics frozen, Dropout off), as repairs on small sets want."""
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
     sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)
     steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.batch_size))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
-    skip_singletons = _has_batchnorm(model)
+    skip_singletons = _has_batchnorm(model) and train_mode
     history: list[dict[str, Any]] = []
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
-    model.train()
+    model.train(train_mode)
+    done = False
     for epoch in range(cfg.epochs):
+        if done:
+            break
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -152,6 +161,8 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if before_step is not None:
+                before_step(model)
             opt.step()
             if after_step is not None:
                 after_step(model)
@@ -159,9 +170,17 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             bar.update(1)
             loss_sum += loss.item() * len(y)
             seen += len(y)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, seen),
+            reason = stop(model, step) if stop is not None else None
+            if reason is None and max_steps is not None and step >= max_steps:
+                reason = {"reason": "max_steps"}
+            if reason is not None:
+                done = True
+                break
+        history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, seen),
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+        if done:
+            history.append({"epoch": epoch + 1, "step": step, "stopped": True, **reason})  # type: ignore[dict-item]
     bar.close()
     model.eval()
     return history

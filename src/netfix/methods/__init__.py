@@ -23,7 +23,7 @@ from ..data import DataLike, LabeledData, as_data
 from ..errors import ConfigError, DataError, unknown
 from ..training import Outcome, num_outputs
 
-__all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn"]
+__all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn", "kept_data"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,15 @@ def get(name: str) -> Method:
     return _METHODS[name]
 
 
+def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> LabeledData:
+    """What a model should fit after the repair: ``retain`` when unlearning; ``protect`` plus the corrected
+    ``data`` when relearning."""
+    if ctx.mode == "unlearn":
+        return retain
+    return LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]), forget.num_classes,
+                       "protect+data")
+
+
 def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
              seed: int, device: "torch.device | str | None", progress: bool | None,
              options: dict[str, Any]) -> Outcome:
@@ -149,4 +158,6 @@ def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, m
     return _operate("relearn", model, data, protect, method, seed, device, progress, options)
 
 
-from . import retrain as _retrain  # noqa: E402,F401  (registers itself)
+from . import finetune as _finetune  # noqa: E402,F401  (each module registers itself)
+from . import ogd as _ogd  # noqa: E402,F401
+from . import retrain as _retrain  # noqa: E402,F401

@@ -18,7 +18,7 @@ from ..data import LabeledData
 from ..errors import DataError
 from ..models import reinit
 from ..training import TrainConfig, fit
-from . import Context, register
+from . import Context, kept_data, register
 
 
 @dataclass
@@ -54,10 +54,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: Retrain
         ctx: Context) -> list[dict[str, Any]]:
     """Retrain from scratch on the retained data (plus the corrected data when relearning)."""
     recipe = recipe_for(model, cfg)
-    data = retain
-    if ctx.mode == "relearn":
-        data = LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]),
-                           forget.num_classes, "protect+data")
+    data = kept_data(forget, retain, ctx)
     if len(data) == 0:
         raise DataError("retain: is empty; retraining needs data to train on. Fix: pass the samples to keep.")
     fresh = reinit(model, ctx.seed if cfg.init_seed is None else cfg.init_seed)

@@ -1,0 +1,47 @@
+"""``finetune``: keep training on what should remain — the cheapest baseline every repair should beat.
+
+Unlearning fine-tunes on ``retain`` (the forget set fades as the model drifts); relearning fine-tunes on
+``protect`` plus the corrected ``data``. The original weights are the starting point, so it costs a few epochs,
+not a full retrain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from ..data import LabeledData
+from ..errors import DataError
+from ..training import TrainConfig, fit
+from . import Context, kept_data, register
+
+
+@dataclass
+class FinetuneConfig:
+    """Options of ``finetune`` (the literature's FT: SGD with momentum, a few epochs, methods.md §5)."""
+
+    epochs: int = 5                # passes over the retained (+ corrected) data
+    lr: float = 1e-2               # SGD learning rate
+    momentum: float = 0.9          # SGD momentum
+    weight_decay: float = 0.0      # L2 penalty
+    batch_size: int = 128          # samples per step
+    lr_schedule: str = "cosine"    # "constant" or "cosine"
+
+    def __post_init__(self) -> None:
+        self.recipe()  # validates every option now, before any work
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig(optimizer="sgd", **asdict(self))
+
+
+@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FinetuneConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Fine-tune on the retained data (plus the corrected data when relearning)."""
+    data = kept_data(forget, retain, ctx)
+    if len(data) == 0:
+        raise DataError("retain: is empty; fine-tuning needs data to train on. Fix: pass the samples to keep.")
+    return fit(model, data, cfg.recipe(), generator=ctx.generator, device=ctx.device, progress=ctx.progress,
+               desc="finetune")
