@@ -11,7 +11,7 @@ import pytest
 
 from netfix.cli import main
 
-VERBS = ["demo", "datasets", "train", "evaluate"]
+VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn"]
 
 
 def run(capsys, *argv):
@@ -107,3 +107,39 @@ def test_train_uses_the_models_recipe_unless_flags_override(capsys, tmp_path):
                        "--batch-size", "32", "--out", str(tmp_path / "m"), "--json", "--quiet")
     recipe = json.loads(out)["recipe"]
     assert code == 0 and recipe["batch_size"] == 32 and recipe["lr_schedule"] == "cosine"
+
+
+@pytest.fixture(scope="module")
+def faulty_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "faulty"
+    assert main(["train", "--data", "digits", "--model-arg", "hidden=64", "--epochs", "20", "--lr", "0.003",
+                 "--scenario", "mislabel:source=7,target=1", "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+def test_unlearn_then_relearn_over_saved_models(capsys, faulty_file):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "unlearn", str(faulty_file), "--data", "digits", "--scenario",
+                       "mislabel:source=7,target=1", "--option", "objective=ascent", "--option", "lr=0.1", "--json",
+                       "--quiet")
+    res = json.loads(out)
+    before, after = res["rows"]
+    assert code == 0 and res["config"]["objective"] == "ascent" and res["config"]["lr"] == 0.1
+    assert after["forget_acc"] <= 10 and after["fault_rate"] < before["fault_rate"]
+    code, out, _ = run(capsys, "relearn", res["model_path"], "--data", "digits", "--scenario",
+                       "mislabel:source=7,target=1", "--method", "finetune", "--json", "--quiet")
+    res = json.loads(out)
+    assert code == 0 and res["mode"] == "relearn" and res["rows"][1]["fault_rate"] < 10
+    assert res["model_path"].endswith("faulty-ogd-finetune.safetensors")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["unlearn"], "needs --scenario or --forget-indices"),
+    (["relearn", "--scenario", "random_forget:fraction=0.1"], "has no corrected labels"),
+    (["unlearn", "--scenario", "class_forget:cls=1", "--method", "magic"], "unknown method 'magic'"),
+    (["unlearn", "--scenario", "class_forget:cls=1", "--option", "speed=11"], "unknown option 'speed'"),
+])
+def test_repair_verbs_refuse_bad_requests(capsys, faulty_file, argv, match):
+    verb, *rest = argv
+    code, out, err = run(capsys, verb, str(faulty_file), "--data", "digits", *rest, "--quiet")
+    assert code == 2 and match in err and out == ""

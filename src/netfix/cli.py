@@ -76,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
     _compute(t)
 
+    for verb, what in (("unlearn", "remove what a forget set taught a saved model"),
+                       ("relearn", "teach a saved model the corrected labels of a scenario")):
+        u = _common(sub.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}, save the new model and "
+                                   "print a before / after table (with --reference, the gap to it)."))
+        u.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
+        _data_args(u)
+        u.add_argument("--method", default="ogd", help="see `python -c 'import netfix; print(netfix.methods.available())'`"
+                                                       " (default ogd)")
+        u.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="method option, e.g. objective=ascent or params=layer3,fc (repeatable)")
+        u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
+        u.add_argument("--out", type=Path, default=None, help="new model's path (default: MODEL-METHOD beside MODEL)")
+        _compute(u)
+
     e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
     e.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
     _data_args(e)
@@ -208,8 +222,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "text": text}
 
 
+_REPAIR_COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
+
+
+def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
+    from . import datasets, evaluate, load, relearn, save, unlearn
+
+    model = load(args.model, device=args.device or "cpu")
+    reference = load(args.reference, device=args.device or "cpu") if args.reference else None
+    train_set, test_set = datasets.load(args.data)
+    s = _scenario(args, train_set, test_set)
+    if s is None:
+        raise ConfigError(f"netfix {args.verb}: needs --scenario or --forget-indices to say what to repair.")
+    options = _parse_kv(args.option, "--option")
+    if args.verb == "unlearn":
+        out = unlearn(model, s.forget, s.retain, method=args.method, seed=args.seed, device=args.device,
+                      progress=not args.quiet, **options)
+    else:
+        if s.corrected is None:
+            raise ConfigError(f"--scenario: {s.name} has no corrected labels to relearn; use mislabel, backdoor or "
+                              "label_noise, or `netfix unlearn` for a deletion request.")
+        out = relearn(model, s.corrected, protect=s.retain, method=args.method, seed=args.seed, device=args.device,
+                      progress=not args.quiet, **options)
+    rows = []
+    for name, m, seconds in (("before", model, None), ("after", out.model, out.seconds)):
+        metrics = evaluate(m, scenario=s, reference=reference, seed=args.seed, device=args.device)
+        rows.append({"model": name, **{k: metrics[k] for k in _REPAIR_COLUMNS if k in metrics},
+                     **({"seconds": seconds} if seconds is not None else {})})
+    stem = Path(str(args.model)).with_suffix("") if Path(str(args.model)).suffix in (".json", ".safetensors") \
+        else Path(str(args.model))
+    path = args.out or stem.with_name(f"{stem.name}-{args.method}")
+    weights = save(out.model, path, {"method": args.method, "mode": args.verb, "config": out.config,
+                                     "scenario": s.describe(), "forget_indices": s.forget_indices.tolist(),
+                                     "source_model": str(args.model)})
+    text = (f"{args.verb} with {args.method} on {s.name} {s.args} (forget {len(s.forget)}, retain {len(s.retain)})"
+            f"\n\n{_table(rows, [c for c in _REPAIR_COLUMNS if any(c in r for r in rows)])}\n\nsaved: {weights}")
+    return {"method": args.method, "mode": args.verb, "model_path": str(weights), "scenario": s.describe(),
+            "rows": rows, "config": out.config, "history": out.history, "seconds": out.seconds, "text": text}
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "demo": _cmd_demo, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
+    "unlearn": _cmd_repair, "relearn": _cmd_repair,
 }
 
 
