@@ -57,6 +57,19 @@ def check_model(model: object, argument: str = "model") -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block in eval mode (BatchNorm running statistics, no Dropout), then restore every module's own
+    train/eval flag — so measuring a model never changes it."""
+    was = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, t in zip(model.modules(), was):
+            m.training = t
+
+
 def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters())).device
 

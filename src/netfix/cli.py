@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ConfigError, DataError, NetfixError
+from .scenarios import parse_value
 
 log = logging.getLogger("netfix")
 
@@ -104,18 +105,9 @@ def _parse_kv(items: list[str], what: str) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"{what}: expected KEY=VALUE; got {item!r}.")
-        parts = [_number(v) for v in value.split(",")]
+        parts = [parse_value(v) for v in value.split(",")]
         out[key] = parts if "," in value else parts[0]
     return out
-
-
-def _number(v: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 def _read_indices(path: Path) -> np.ndarray:

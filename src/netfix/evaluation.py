@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._runtime import check_model, copy_model, model_device, resolve_device
+from ._runtime import check_model, copy_model, eval_mode, model_device, resolve_device
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, DataError
 from .training import num_outputs
@@ -46,14 +46,9 @@ class Metrics(dict):
 def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torch.Tensor:
     """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
     restored afterwards."""
-    was = [m.training for m in model.modules()]
-    model.eval()
     dev = model_device(model)
-    try:
+    with eval_mode(model):
         out = [model(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
-    finally:
-        for m, t in zip(model.modules(), was):
-            m.training = t
     return torch.cat(out) if out else torch.empty(0, 0)
 
 

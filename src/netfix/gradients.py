@@ -15,13 +15,13 @@ Gram matrix (rank-deficient directions dropped). Other methods (mixed-linear for
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from ._runtime import eval_mode
 from .data import LabeledData
 from .errors import ConfigError, unknown
 
@@ -46,17 +46,6 @@ def param_names(model: nn.Module, params: "Sequence[str] | None" = None) -> list
                               f"{', '.join(prefixes)}.")
     chosen = [n for n in names if any(n == p or n.startswith(p + ".") for p in params)]
     return chosen
-
-
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    was = [m.training for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, t in zip(model.modules(), was):
-            m.training = t
 
 
 def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
@@ -94,7 +83,7 @@ def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
     out = torch.empty(per_row, sum(sizes), device=dev, dtype=dtype)  # written in place: no concatenation copies
     lead = 2 if variant == "all" else 1
     row = 0
-    with _eval(model):
+    with eval_mode(model):
         for start in range(0, len(data), chunk_size):
             X = data.X[start:start + chunk_size].to(dev)
             y = data.y[start:start + chunk_size].to(dev)
@@ -110,7 +99,7 @@ def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
 
 def _num_logits(model: nn.Module, data: LabeledData, dev: torch.device) -> int:
     """The number of logits, from one eval-mode forward."""
-    with _eval(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         return int(model(data.X[:1].to(dev)).shape[1])
 
 
@@ -125,7 +114,7 @@ def output_gradients_loop(model: nn.Module, data: LabeledData, variant: str = "g
     chosen = [all_params[n] for n in names]
     dev = chosen[0].device
     rows = []
-    with _eval(model):
+    with eval_mode(model):
         for i in range(len(data)):
             out = model(data.X[i:i + 1].to(dev)).squeeze(0)
             targets = {"gtl": [out[int(data.y[i])]], "ave": [out.mean()], "all": list(out)}[variant]

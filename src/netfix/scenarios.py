@@ -252,7 +252,7 @@ def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
         if not eq:
             raise ConfigError(f"--scenario: expected key=value pairs after '{name}:'; got {part!r} "
                               f"(e.g. mislabel:source=7,target=1).")
-        kwargs[key.strip()] = _parse_value(value.strip())
+        kwargs[key.strip()] = parse_value(value.strip())
     import inspect
 
     valid = [p for p in inspect.signature(_BUILDERS[name]).parameters if p not in ("train", "test")]
@@ -262,7 +262,8 @@ def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
     return _BUILDERS[name](train, test, **kwargs)
 
 
-def _parse_value(v: str) -> Any:
+def parse_value(v: str) -> Any:
+    """A command-line value as an int, else a float, else the string."""
     for cast in (int, float):
         try:
             return cast(v)

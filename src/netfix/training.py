@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 from tqdm.auto import tqdm
 
-from ._runtime import check_model, copy_model, resolve_device, seeded, show_progress
+from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, ModelError, unknown
 
@@ -86,18 +86,13 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
 def num_outputs(model: nn.Module, data: LabeledData, argument: str = "data") -> int:
     """Run ``model`` (already a private copy) on two samples to learn its number of classes, turning shape
     mismatches into an error that names both shapes — before any training starts."""
-    was = [m.training for m in model.modules()]
-    model.eval()
     try:
         dev = next(iter(model.parameters())).device
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(data.X[:2].to(dev))
     except Exception as e:  # any failure here means model and data don't fit; say which shapes
         raise ModelError(f"{argument}: the model could not run on inputs of shape {data.input_shape} "
                          f"({type(e).__name__}: {e}). Fix: pass data shaped like the model's training inputs.") from e
-    finally:
-        for m, t in zip(model.modules(), was):
-            m.training = t
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(data)):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"model: expected logits of shape (batch, num_classes); got {shape}. Fix: make "
