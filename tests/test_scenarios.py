@@ -12,15 +12,10 @@ from netfix.data import LabeledData
 from netfix.errors import ConfigError, DataError, UnknownNameError
 
 
-@pytest.fixture(scope="module")
-def _digits_split():
-    return netfix.datasets.load("digits")
-
-
 @pytest.fixture
-def fresh_digits(_digits_split):
-    """A fresh copy of digits (train, test) per test, so no test can leak changes into another."""
-    train, test = _digits_split
+def fresh_digits(digits):
+    """A fresh copy of conftest's digits (train, test) per test, so no test can leak changes into another."""
+    train, test = digits
     return train.subset(np.arange(len(train)), train.name), test.subset(np.arange(len(test)), test.name)
 
 

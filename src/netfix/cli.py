@@ -219,6 +219,7 @@ _REPAIR_COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate"
 
 def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
     from . import datasets, evaluate, load, relearn, save, unlearn
+    from .io import model_paths
 
     model = load(args.model, device=args.device or "cpu")
     reference = load(args.reference, device=args.device or "cpu") if args.reference else None
@@ -241,8 +242,7 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
         metrics = evaluate(m, scenario=s, reference=reference, seed=args.seed, device=args.device)
         rows.append({"model": name, **{k: metrics[k] for k in _REPAIR_COLUMNS if k in metrics},
                      **({"seconds": seconds} if seconds is not None else {})})
-    stem = Path(str(args.model)).with_suffix("") if Path(str(args.model)).suffix in (".json", ".safetensors") \
-        else Path(str(args.model))
+    stem = model_paths(args.model)[0].with_suffix("")
     path = args.out or stem.with_name(f"{stem.name}-{args.method}")
     weights = save(out.model, path, {"method": args.method, "mode": args.verb, "config": out.config,
                                      "scenario": s.describe(), "forget_indices": s.forget_indices.tolist(),

@@ -139,7 +139,7 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             break
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, seen = 0.0, 0
         for X, y in batches(data, cfg.batch_size, sampler, device):
             if skip_singletons and len(y) == 1:
                 continue
