@@ -11,7 +11,7 @@ import pytest
 
 from netfix.cli import main
 
-VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn"]
+VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench"]
 
 
 def run(capsys, *argv):
@@ -72,11 +72,14 @@ def test_demo_quick_json_is_pure_json_with_the_table(capsys, tmp_path):
     code, out, _ = run(capsys, "demo", "--quick", "--json", "--out", str(tmp_path / "demo"))
     res = json.loads(out)
     rows = {r["method"]: r for r in res["rows"]}
-    assert code == 0 and list(rows) == ["original", "retrain"]
+    assert code == 0 and list(rows) == ["original", "ogd (unlearn + relearn)", "retrain"]
     for r in rows.values():
-        assert {"test_acc", "fault_rate", "class_acc", "mia_efficacy", "seconds"} <= r.keys()
+        assert {"test_acc", "fault_rate", "class_acc", "other_classes_acc", "seconds", "rte"} <= r.keys()
     assert rows["original"]["fault_rate"] > 50 and rows["retrain"]["fault_rate"] < 10
-    assert (tmp_path / "demo" / "metrics.json").is_file() and (tmp_path / "demo" / "original.safetensors").is_file()
+    assert rows["ogd (unlearn + relearn)"]["fault_rate"] < 10 and rows["retrain"]["rte"] == 100.0
+    for name in ("original", "ogd", "retrain"):
+        assert (tmp_path / "demo" / f"{name}.safetensors").is_file()
+    assert (tmp_path / "demo" / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -60,7 +60,7 @@ def test_evaluate_fault_rate_counts_predictions_of_fault_label(digits, trained):
     train, test = digits
     s = netfix.scenarios.class_forget(train, test, cls=3)
     m = netfix.evaluate(trained, scenario=s)
-    pred = trained(s.fault_test.X).argmax(1)
+    pred = trained(s.fault_test.X.to(next(trained.parameters()).device)).argmax(1).cpu()
     assert m["fault_rate"] == pytest.approx(100 * float((pred == 3).float().mean()), abs=1e-4)
     assert m["fault_acc"] == pytest.approx(m["fault_rate"], abs=1e-4)  # fault_label is the true class here
 

@@ -7,7 +7,8 @@ import torch
 
 import netfix
 from netfix.errors import ConfigError, UnknownNameError
-from netfix.gradients import Basis, flat_grad, output_gradients, output_gradients_loop, param_names, set_flat_grad
+from netfix.gradients import (Basis, ProjectedSGD, flat_grad, output_gradients, output_gradients_loop,
+                              output_jacobian, param_names, set_flat_grad)
 
 from conftest import TwoBranch
 
@@ -96,3 +97,88 @@ def test_flat_grad_round_trip():
     flat = torch.arange(sum(p.numel() for p in params), dtype=torch.float32)
     set_flat_grad(params, flat)
     assert torch.equal(flat_grad(params), flat)
+
+
+class SharedAndSequence(torch.nn.Module):
+    """One nn.Linear applied twice (weights shared) and one applied to a (batch, tokens, features) input: neither
+    can be factored per sample, so both must fall back to dense rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = torch.nn.Linear(8, 6)      # on (B, 8, 8): 3-D input
+        self.shared = torch.nn.Linear(48, 48)  # called twice
+        self.out = torch.nn.Linear(48, 10)     # factored
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.tok(x.reshape(-1, 8, 8))).flatten(1)
+        return self.out(torch.tanh(self.shared(torch.tanh(self.shared(h)))))
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet", "two_branch", "shared"])
+@pytest.mark.parametrize("variant", ["gtl", "ave", "all"])
+def test_factored_jacobian_equals_the_dense_rows(digits, name, variant):
+    model = SharedAndSequence() if name == "shared" else _models()[name]
+    data = digits[0].subset(range(7))
+    J = output_jacobian(model, data, variant, chunk_size=3)
+    G = output_gradients(model, data, variant, chunk_size=3)
+    assert torch.allclose(J.dense(), G, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    v, c = torch.randn(G.shape[1], 3, generator=g), torch.randn(G.shape[0], generator=g)
+    assert torch.allclose(J.gram(), G @ G.T, atol=1e-4)
+    assert torch.allclose(J.matvec(v), G @ v, atol=1e-4)
+    assert torch.allclose(J.rmatvec(c), G.T @ c, atol=1e-4)
+    p = Basis.from_rows(J).project(v)  # orthogonal to every row (equal to the dense basis's up to rank cut-off)
+    assert float((G @ p).abs().max()) < 1e-3 * float(G.norm(dim=1).max() * v.norm(dim=0).max())
+    if name == "shared":
+        factored = {b[0] for b in J.linear_blocks}  # tok (3-D input) and shared (called twice) stay dense
+        assert "tok.weight" not in factored and "shared.weight" not in factored
+    if name == "mlp":
+        assert not J.dense_blocks and J.stored < G.numel()
+
+
+def test_factored_false_keeps_every_block_dense(digits):
+    J = output_jacobian(_models()["mlp"], digits[0].subset(range(4)), factored=False)
+    assert not J.linear_blocks and len(J.dense_blocks) == 1
+
+
+def test_basis_extends_a_factored_memory(digits):
+    model = _models()["lenet"]
+    a, b = digits[0].subset(range(5)), digits[0].subset(range(5, 9))
+    basis = Basis.from_rows(output_jacobian(model, a))
+    assert basis.extend(output_jacobian(model, b)) == 4
+    G = output_gradients(model, digits[0].subset(range(9)))
+    v = torch.randn(G.shape[1], generator=torch.Generator().manual_seed(1))
+    assert float((G @ basis.project(v)).abs().max()) < 1e-3 * float(G.norm(dim=1).max() * v.norm())
+    assert torch.allclose(basis.U.T @ basis.U, torch.eye(9), atol=1e-4)
+
+
+def test_projected_sgd_keeps_memory_logits_to_first_order(digits):
+    model = _models()["lenet"]
+    memory = digits[0].subset(range(20))
+    basis = Basis.from_rows(output_jacobian(model, memory))
+    before = model(memory.X).gather(1, memory.y[:, None]).detach()
+    opt = ProjectedSGD(model.parameters(), basis, lr=1e-3, momentum=0.9)
+    batch = digits[0].subset(range(100, 132))
+    for _ in range(3):  # momentum accumulates projected gradients only
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch.X), (batch.y + 1) % 10).backward()
+        opt.step()
+    after = model(memory.X).gather(1, memory.y[:, None]).detach()
+    assert float((after - before).abs().max()) < 1e-3
+    plain = _models()["lenet"]
+    sgd = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
+    for _ in range(3):
+        sgd.zero_grad()
+        torch.nn.functional.cross_entropy(plain(batch.X), (batch.y + 1) % 10).backward()
+        sgd.step()
+    drift = (plain(memory.X).gather(1, memory.y[:, None]).detach() - before).abs().max()
+    assert float(drift) > 10 * float((after - before).abs().max())
+
+
+def test_projected_sgd_refuses_parameters_the_basis_does_not_cover(digits):
+    model = _models()["mlp"]
+    basis = Basis.from_rows(output_jacobian(model, digits[0].subset(range(4)), params=["fc"]))
+    with pytest.raises(ConfigError, match="basis spans vectors of"):
+        ProjectedSGD(model.parameters(), basis)
+    with pytest.raises(ConfigError, match="lr"):
+        ProjectedSGD(model.fc.parameters(), basis, lr=0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import netfix
 from netfix.errors import ConfigError, DataError, UnknownNameError
+from netfix.methods.ogd import MODE_DEFAULTS
 
 from conftest import TwoBranch
 
@@ -64,6 +66,10 @@ def test_every_objective_runs_on_a_batchnorm_nonsequential_model(digits, objecti
                          memory_size=50, params=["head", "skip"], progress=False)
     assert out.model.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item()  # statistics frozen
     assert all(p.requires_grad for p in out.model.parameters())
+    fixed = netfix.relearn(out.model, s.corrected, protect=s.retain, method="ogd", max_epochs=2, memory_size=50,
+                           progress=False)
+    assert fixed.history[0]["memory_rank"] > 0
+    assert fixed.model.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item()
 
 
 def test_only_selected_parameters_change(faulty):
@@ -79,6 +85,14 @@ def test_only_selected_parameters_change(faulty):
     ("memory_size", -1, ConfigError, "memory_size"),
     ("momentum", 1.0, ConfigError, "momentum"),
     ("stop_acc", 120.0, ConfigError, "stop_acc"),
+    ("target_acc", -1.0, ConfigError, "target_acc"),
+    ("replay", -0.5, ConfigError, "replay"),
+    ("patience", -1.0, ConfigError, "patience"),
+    ("keep_tolerance", -1.0, ConfigError, "keep_tolerance"),
+    ("grad_clip", -1.0, ConfigError, "grad_clip"),
+    ("memory_dtype", "int8", UnknownNameError, "unknown memory_dtype"),
+    ("memory_chunk", 0, ConfigError, "memory_chunk"),
+    ("lr", 0.0, ConfigError, "lr"),
     ("params", ["nope"], ConfigError, "selects no trainable parameter"),
 ])
 def test_bad_options_are_refused(faulty, option, value, error, match):
@@ -91,3 +105,42 @@ def test_empty_retain_is_refused_when_projecting(faulty):
     s, model = faulty
     with pytest.raises(DataError, match="OGD builds its memory"):
         netfix.unlearn(model, s.forget, s.retain.subset([]), method="ogd")
+
+
+def test_mode_defaults_fill_unset_options_and_are_logged(faulty):
+    s, model = faulty
+    u = netfix.unlearn(model, s.forget, s.retain, method="ogd", progress=False)
+    assert {k: u.history[0][k] for k in ("lr", "batch_size", "grad_clip")} == MODE_DEFAULTS["unlearn"]
+    r = netfix.relearn(u.model, s.corrected, protect=s.retain, method="ogd", lr=0.02, progress=False)
+    assert r.history[0]["lr"] == 0.02 and r.history[0]["batch_size"] == MODE_DEFAULTS["relearn"]["batch_size"]
+
+
+def test_relearn_replays_protected_samples(faulty):
+    s, model = faulty
+    for replay, expected in ((0, len(s.corrected)), (1.0, 2 * len(s.corrected))):
+        r = netfix.relearn(model, s.corrected, protect=s.retain, method="ogd", replay=replay, max_epochs=1,
+                           progress=False)
+        assert r.history[0]["steps_on"] == expected
+
+
+def test_relearn_stops_only_when_the_kept_behaviour_holds(faulty):
+    s, model = faulty
+    forgotten = netfix.unlearn(model, s.forget, s.retain, method="ogd", progress=False).model
+    r = netfix.relearn(forgotten, s.corrected, protect=s.retain, method="ogd", progress=False)
+    last = [h for h in r.history if h.get("stopped")][-1]
+    if last["reason"] == "learned":
+        kept_start = netfix.evaluate(forgotten, retain=s.retain)["retain_acc"]
+        assert last["kept_acc"] >= kept_start - 1.0 - 5.0  # probe of 512 vs the whole retain set
+    else:  # plateau or cap: the best state seen was restored
+        assert any("restored_step" in h for h in r.history)
+
+
+def test_memory_dtype_and_unfactored_memory_give_the_same_repair(faulty):
+    s, model = faulty
+    kw = {"method": "ogd", "max_epochs": 3, "progress": False}
+    a = netfix.unlearn(model, s.forget, s.retain, **kw).model
+    b = netfix.unlearn(model, s.forget, s.retain, factored=False, **kw).model
+    c = netfix.unlearn(model, s.forget, s.retain, memory_dtype="float64", **kw).model
+    for other in (b, c):
+        for p, q in zip(a.parameters(), other.parameters()):
+            assert torch.allclose(p, q, atol=1e-4)

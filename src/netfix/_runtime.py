@@ -31,15 +31,22 @@ def resolve_device(device: "torch.device | str | None") -> torch.device:
 def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
     """Seed torch's RNGs for the block (dropout, init) without touching the caller's RNG state afterwards.
 
-    Yields a CPU generator seeded with ``seed`` for samplers and index draws."""
+    Yields a CPU generator seeded with ``seed`` for samplers and index draws. On CUDA, cuDNN runs in its
+    deterministic mode inside the block (its previous flags are restored)."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected an int; got {type(seed).__name__}.")
     devices = [device] if device.type == "cuda" else []
+    flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
         torch.manual_seed(seed)
         g = torch.Generator()
         g.manual_seed(seed)
-        yield g
+        # cuDNN picks convolution algorithms by timing and may use atomics: fix both, so a seed gives one result
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        try:
+            yield g
+        finally:
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags
 
 
 def copy_model(model: nn.Module, device: torch.device, argument: str = "model") -> nn.Module:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ConfigError, DataError, NetfixError
+from ._tables import text_table as _table
 from .scenarios import parse_value
 
 log = logging.getLogger("netfix")
@@ -91,6 +92,23 @@ def _parser() -> argparse.ArgumentParser:
         u.add_argument("--out", type=Path, default=None, help="new model's path (default: MODEL-METHOD beside MODEL)")
         _compute(u)
 
+    b = sub.add_parser("bench", help="run a benchmark; JSON out, table on stdout",
+                       description="Run a benchmark (see `netfix bench list`). Speeds are reported as a ratio to the "
+                       "retrain reference measured in the same run (rte, %%).")
+    b.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the JSON document to FILE (atomic); alone, print it on stdout instead of the table")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
+    b.add_argument("name", help="ogd-debug, grad-memory, or list")
+    b.add_argument("--quick", action="store_true", help="a smoke-sized run (about a minute)")
+    b.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
+    b.add_argument("--data", default=None, help="built-in dataset (default mnist5k)")
+    b.add_argument("--markdown", type=Path, default=None,
+                   help="replace this bench's table block in a markdown file, e.g. docs/results.md")
+    b.add_argument("--scenario", default=None, help="ogd-debug: only this scenario (mislabel or backdoor)")
+    b.add_argument("--samples", type=int, default=None, help="grad-memory: memory samples M (default 300, quick 100)")
+    b.add_argument("--variant", default=None, help="grad-memory: gtl, ave or all (default gtl)")
+    b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
     e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
     e.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
     _data_args(e)
@@ -131,17 +149,6 @@ def _scenario(args: argparse.Namespace, train: Any, test: Any) -> Any:
     if args.forget_indices:
         return scenarios.from_indices(train, test, _read_indices(args.forget_indices))
     return None
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-
-def _table(rows: list[dict[str, Any]], columns: "tuple[str, ...] | list[str]") -> str:
-    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
-    return "\n".join([line(list(columns)), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
 def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,6 +221,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "text": text}
 
 
+def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    import inspect
+
+    from . import bench
+    from .errors import unknown
+
+    if args.name == "list":
+        av = bench.available()
+        return {"benches": av, "text": _table([{"bench": k, "what": v} for k, v in av.items()], ("bench", "what"))}
+    if args.name not in bench.BENCHES:
+        raise unknown("bench", args.name, list(bench.BENCHES) + ["list"], "bench")
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds: expected a number >= 1; got {args.seeds}.")
+    options = {k: getattr(args, k) for k in ("scenario", "samples", "variant") if getattr(args, k) is not None}
+    import importlib
+    accepted = inspect.signature(importlib.import_module(f"netfix.bench.{bench.BENCHES[args.name].module}").run).parameters
+    for k in options:
+        if k not in accepted:
+            raise ConfigError(f"--{k}: bench {args.name!r} has no such option.")
+    path = Path(args.json) if args.json not in (None, "-") else None
+    doc = bench.run(args.name, quick=args.quick, seeds=args.seeds, data=args.data, device=args.device,
+                    progress=not args.quiet, json_path=path, markdown_path=args.markdown, **options)
+    doc["text"] = doc["text"] + (f"\n\nJSON: {path}" if path else "")
+    args.json = args.json == "-"  # print the document on stdout only for a bare --json
+    return doc
+
+
 _REPAIR_COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
 
 
@@ -255,14 +289,14 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
 
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "demo": _cmd_demo, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
-    "unlearn": _cmd_repair, "relearn": _cmd_repair,
+    "unlearn": _cmd_repair, "relearn": _cmd_repair, "bench": _cmd_bench,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``netfix`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet or args.json else logging.INFO,
+    logging.basicConfig(level=logging.WARNING if args.quiet or args.json in (True, "-") else logging.INFO,
                         format="netfix: %(message)s", stream=sys.stderr)
     try:
         result = _VERBS[args.verb](args)

@@ -112,7 +112,7 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         after_step: "Callable[[nn.Module], None] | None" = None,
         stop: "Callable[[nn.Module, int], dict[str, Any] | None] | None" = None,
         max_steps: int | None = None, train_mode: bool = True, progress: bool = False,
-        desc: str = "train") -> list[dict[str, Any]]:
+        desc: str = "train", optimizer: "torch.optim.Optimizer | None" = None) -> list[dict[str, Any]]:
     """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
 
     Hooks let methods reuse this loop: ``loss_fn(model, X, y)`` replaces cross-entropy; ``before_step(model)``
@@ -120,8 +120,9 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     (e.g. to re-apply a mask); ``stop(model, step)`` after each step returns None to go on, or a dict (logged)
     to stop; ``max_steps`` caps the steps. Batches of one sample are skipped on BatchNorm models, whose
     training-mode statistics are undefined for them. ``train_mode=False`` trains in eval mode (BatchNorm
-    statistics frozen, Dropout off), as repairs on small sets want."""
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    statistics frozen, Dropout off), as repairs on small sets want. ``optimizer`` replaces the one ``cfg`` names
+    (its learning rate still follows ``cfg.lr`` and ``cfg.lr_schedule``)."""
+    opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
     sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)

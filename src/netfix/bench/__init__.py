@@ -1,0 +1,131 @@
+"""Benchmarks: ``netfix bench NAME [--quick] [--seeds N] [--json FILE] [--markdown FILE]``.
+
+Every bench returns (and with ``json_path`` writes, atomically) one JSON document of the shape in api.md::
+
+    {"bench": "ogd-debug", "dataset": "mnist5k", "quick": false, "seeds": [0, 1, 2],
+     "reference_seconds": 41.2, "rows": [{"method": ..., "seconds": ..., "rte": ..., ...}],
+     "env": {"torch": ..., "device": ..., "threads": ..., "netfix": ...}}
+
+``rte`` is a row's seconds as a percentage of the retrain reference's seconds measured in the same run (same
+dataset, scenario and seed): machines are noisy, ratios within one run are not. With ``markdown_path`` the bench's
+table replaces the block between ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` in that file (appended when
+absent), so docs/results.md always shows what the command printed.
+
+Adding a bench = one module with ``run(...) -> dict`` and ``COLUMNS``, listed in :data:`BENCHES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._runtime import env_info, resolve_device
+from .._tables import markdown_table, text_table
+from ..errors import unknown
+from ..io import atomic_write
+
+__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown"]
+
+
+@dataclass(frozen=True)
+class BenchInfo:
+    module: str
+    summary: str
+
+
+BENCHES: dict[str, BenchInfo] = {
+    "ogd-debug": BenchInfo("ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune "
+                                        "and retrain (issue 4)"),
+    "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop"),
+}
+
+
+def available() -> dict[str, str]:
+    """Bench name -> one-line summary."""
+    return {k: v.summary for k, v in BENCHES.items()}
+
+
+def run(name: str, *, quick: bool = False, seeds: int | None = None, data: str | None = None,
+        device: "torch.device | str | None" = None, progress: bool | None = None,
+        json_path: "str | Path | None" = None, markdown_path: "str | Path | None" = None,
+        **options: Any) -> dict[str, Any]:
+    """Run bench ``name`` and return its JSON document (see the module docstring)."""
+    if name not in BENCHES:
+        raise unknown("bench", name, list(BENCHES), "bench")
+    mod = importlib.import_module(f"{__name__}.{BENCHES[name].module}")
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    result = mod.run(quick=quick, seeds=seeds, data=data, device=dev, progress=progress, **options)
+    doc = {"bench": name, "dataset": result.pop("dataset"), "quick": quick, "seeds": result.pop("seeds"),
+           "reference_seconds": result.pop("reference_seconds", None), "rows": result.pop("rows"),
+           **result, "wall_seconds": time.perf_counter() - start, "env": env_info(dev),
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    doc["command"] = command_line(name, quick, seeds, data, device, options, json_path)
+    doc["table"] = markdown_table(doc["rows"], mod.COLUMNS)
+    if json_path is not None:
+        atomic_write(json_path, json.dumps(doc, indent=2, default=_jsonable).encode())
+    if markdown_path is not None:
+        key = f"{name}:{doc['dataset']}{':quick' if quick else ''}"
+        update_markdown(markdown_path, key, f"`{doc['command']}`\n\n{doc['table']}")
+    doc["text"] = text_table(doc["rows"], mod.COLUMNS)
+    return doc
+
+
+def command_line(name: str, quick: bool, seeds: int | None, data: str | None, device: Any,
+                 options: dict[str, Any], json_path: Any) -> str:
+    parts = ["netfix bench", name] + (["--quick"] if quick else []) + ([f"--seeds {seeds}"] if seeds else [])
+    parts += [f"--data {data}"] if data else []
+    parts += [f"--device {device}"] if device else []
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None]
+    parts += [f"--json {json_path}"] if json_path else []
+    return " ".join(parts)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
+
+
+def summarise(rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Group ``rows`` by ``keys`` (first-seen order) and report each metric's mean, plus ``<metric>_std`` (sample
+    standard deviation over the group; 0 for one seed) and ``n``."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    out = []
+    for key, members in groups.items():
+        row: dict[str, Any] = dict(zip(keys, key))
+        for m in metrics:
+            vals = [float(r[m]) for r in members if r.get(m) is not None]
+            if not vals:
+                continue
+            mean = sum(vals) / len(vals)
+            row[m] = mean
+            row[f"{m}_std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        row["n"] = len(members)
+        out.append(row)
+    return out
+
+
+def update_markdown(path: "str | Path", key: str, body: str) -> None:
+    """Replace the block ``<!-- bench:KEY -->…<!-- /bench:KEY -->`` in ``path`` with ``body`` (append if absent);
+    the file is rewritten atomically."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{start}\n{body}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
+    atomic_write(path, text.encode())

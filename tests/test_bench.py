@@ -1,0 +1,109 @@
+"""netfix bench: the JSON document's shape, rte against the same run's retrain, tables in markdown, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import netfix
+from netfix import bench
+from netfix.cli import main
+from netfix.errors import UnknownNameError
+
+
+def test_summarise_means_and_sample_std():
+    rows = [{"m": "a", "x": 1.0}, {"m": "a", "x": 3.0}, {"m": "b", "x": 5.0}, {"m": "b", "x": None}]
+    out = bench.summarise(rows, ["m"], ["x"])
+    assert out[0] == {"m": "a", "x": 2.0, "x_std": pytest.approx(2 ** 0.5), "n": 2}
+    assert out[1]["x"] == 5.0 and out[1]["x_std"] == 0.0 and out[1]["n"] == 2
+
+
+def test_update_markdown_replaces_only_its_block(tmp_path):
+    path = tmp_path / "results.md"
+    path.write_text("# Results\n\nkeep me\n")
+    bench.update_markdown(path, "x:data", "| a |\n|---|\n| 1 |")
+    bench.update_markdown(path, "y:data", "second")
+    bench.update_markdown(path, "x:data", "| a |\n|---|\n| 2 |")
+    text = path.read_text()
+    assert text.startswith("# Results\n\nkeep me\n")
+    assert "| 2 |" in text and "| 1 |" not in text and text.count("<!-- bench:x:data -->") == 1
+    assert text.index("bench:x:data") < text.index("bench:y:data")
+
+
+def test_unknown_bench_is_refused():
+    with pytest.raises(UnknownNameError, match="unknown bench 'ogd'"):
+        bench.run("ogd")
+
+
+@pytest.fixture(scope="module")
+def ogd_doc(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "ogd.json"
+    doc = bench.run("ogd-debug", quick=True, data="digits", progress=False, json_path=path)
+    return doc, json.loads(path.read_text())
+
+
+def test_ogd_debug_document_has_the_api_shape(ogd_doc):
+    doc, written = ogd_doc
+    for key in ("bench", "dataset", "quick", "seeds", "reference_seconds", "rows", "env"):
+        assert key in written
+    assert written["bench"] == "ogd-debug" and written["dataset"] == "digits" and written["quick"] is True
+    assert set(written["env"]) >= {"torch", "device", "threads", "netfix"}
+    methods = {(r["scenario"], r["method"]) for r in written["rows"]}
+    expected = {"original", "ogd-unlearn", "ogd-unlearn-relearn", "unprojected-unlearn-relearn", "finetune", "retrain"}
+    assert methods == {(s, m) for s in ("mislabel", "backdoor") for m in expected}
+    for r in written["rows"]:
+        for col in ("test_acc", "fault_rate", "affected_class_acc", "other_classes_acc", "mean_confidence"):
+            assert 0.0 <= r[col] <= 100.0
+
+
+def test_rte_is_relative_to_the_same_runs_retrain(ogd_doc):
+    _, written = ogd_doc
+    for r in written["raw"]:
+        if r["method"] == "retrain":
+            assert r["rte"] == pytest.approx(100.0)
+        elif r["seconds"] is not None:
+            assert r["rte"] == pytest.approx(100.0 * r["seconds"] / r["reference_seconds"])
+
+
+def test_the_faulty_model_shows_the_fault_and_ogd_repairs_it(ogd_doc):
+    _, written = ogd_doc
+    rows = {(r["scenario"], r["method"]): r for r in written["rows"]}
+    assert rows["mislabel", "original"]["fault_rate"] > 80
+    assert rows["mislabel", "ogd-unlearn-relearn"]["fault_rate"] < 10
+    assert rows["mislabel", "ogd-unlearn-relearn"]["affected_class_acc"] > 70
+
+
+def test_grad_memory_builds_the_same_projector_three_ways(tmp_path):
+    doc = bench.run("grad-memory", quick=True, samples=12, repeats=1, progress=False)
+    assert {r["method"] for r in doc["rows"]} == {"loop", "batched-dense", "batched"}
+    assert {r["model"] for r in doc["rows"]} == {"mlp", "lenet", "resnet"}
+    for r in doc["rows"]:
+        assert r["max_diff"] < 1e-3 and r["samples"] == 12 and r["speedup"] > 0
+
+
+def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
+    out, md = tmp_path / "gm.json", tmp_path / "results.md"
+    code = main(["bench", "grad-memory", "--quick", "--samples", "8", "--quiet", "--json", str(out),
+                 "--markdown", str(md)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "speedup" in printed
+    doc = json.loads(out.read_text())
+    assert doc["command"].startswith("netfix bench grad-memory --quick")
+    assert "<!-- bench:grad-memory:mnist5k:quick -->" in md.read_text() and "| mlp |" in md.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "nope"], "unknown bench 'nope'"),
+    (["bench", "ogd-debug", "--seeds", "0"], "--seeds: expected a number >= 1"),
+    (["bench", "ogd-debug", "--samples", "5"], "--samples: bench 'ogd-debug' has no such option"),
+    (["bench", "grad-memory", "--data", "cifar"], "unknown dataset 'cifar'"),
+])
+def test_cli_bench_bad_input_exits_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bench_list(capsys):
+    assert main(["bench", "list", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["benches"]) == set(netfix.bench.available())
