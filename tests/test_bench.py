@@ -84,13 +84,13 @@ def test_grad_memory_builds_the_same_projector_three_ways(tmp_path):
 
 def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
     out, md = tmp_path / "gm.json", tmp_path / "results.md"
-    code = main(["bench", "grad-memory", "--quick", "--samples", "8", "--quiet", "--json", str(out),
-                 "--markdown", str(md)])
+    code = main(["bench", "grad-memory", "--quick", "--samples", "8", "--quiet", "--device", "cpu",
+                 "--json", str(out), "--markdown", str(md)])
     printed = capsys.readouterr().out
     assert code == 0 and "speedup" in printed
     doc = json.loads(out.read_text())
     assert doc["command"].startswith("netfix bench grad-memory --quick")
-    assert "<!-- bench:grad-memory:mnist5k:quick -->" in md.read_text() and "| mlp |" in md.read_text()
+    assert "<!-- bench:grad-memory:mnist5k:8:quick -->" in md.read_text() and "| mlp |" in md.read_text()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -107,3 +107,32 @@ def test_cli_bench_bad_input_exits_2(capsys, argv, message):
 def test_cli_bench_list(capsys):
     assert main(["bench", "list", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)["benches"]) == set(netfix.bench.available())
+
+
+@pytest.fixture(scope="module")
+def unlearn_doc():
+    return bench.run("unlearn", quick=True, data="digits", methods="finetune,ogd", progress=False)
+
+
+def test_unlearn_bench_rows_and_gap_definition(unlearn_doc):
+    rows = {(r["scenario"], r["method"]): r for r in unlearn_doc["rows"]}
+    assert set(rows) == {(s, m) for s in ("random_forget", "class_forget")
+                         for m in ("original", "retrain", "finetune", "ogd")}
+    for (scenario, method), r in rows.items():
+        assert {"UA", "RA", "TA", "MIA", "mia_loss_acc", "gap"} <= r.keys()
+        if method == "retrain":
+            assert r["gap"] == 0.0 and r["rte"] == pytest.approx(100.0)
+    for r in unlearn_doc["raw"]:
+        if r["method"] not in ("original", "retrain"):
+            ref = next(x for x in unlearn_doc["raw"] if x["method"] == "retrain" and x["scenario"] == r["scenario"])
+            expected = sum(abs(r[k] - ref[k]) for k in ("UA", "RA", "TA", "MIA")) / 4
+            assert r["gap"] == pytest.approx(expected, abs=1e-6)
+    # a class the retrained model never saw is never predicted: UA 100
+    assert rows["class_forget", "retrain"]["UA"] == 100.0
+
+
+def test_unlearn_bench_refuses_unknown_methods_and_models():
+    with pytest.raises(UnknownNameError, match="unknown method 'nope'"):
+        bench.run("unlearn", quick=True, data="digits", methods="nope")
+    with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
+        bench.run("unlearn", quick=True, data="digits", archs="vgg")

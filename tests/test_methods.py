@@ -12,7 +12,21 @@ from conftest import same_weights, snapshot
 
 METHODS = netfix.methods.available()
 # Few epochs keep the contract suite fast; each method reads only the options it knows.
-FAST = {"retrain": {"epochs": 1}}
+FAST = {
+    "retrain": {"epochs": 1},
+    "finetune": {"epochs": 1},
+    "ogd": {"max_epochs": 2},
+    "neggrad": {"epochs": 1},
+    "neggrad+": {"epochs": 1},
+    "random-label": {"epochs": 1},
+    "salun": {"epochs": 1},
+    "l1-sparse": {"epochs": 1},
+    "scrub": {"epochs": 1},
+    "fisher": {"max_samples": 256},
+    "ssd": {},
+    "bad-teacher": {"epochs": 1},
+    "mixed-linear": {},
+}
 
 
 @pytest.fixture(scope="module")

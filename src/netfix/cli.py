@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--scenario", default=None, help="ogd-debug: only this scenario (mislabel or backdoor)")
     b.add_argument("--samples", type=int, default=None, help="grad-memory: memory samples M (default 300, quick 100)")
     b.add_argument("--variant", default=None, help="grad-memory: gtl, ave or all (default gtl)")
+    b.add_argument("--methods", default=None, help="unlearn, forget-score: comma-separated method names "
+                                                   "(default: every registered method)")
+    b.add_argument("--models", type=int, default=None, help="forget-score: models per method (N, default 16)")
+    b.add_argument("--archs", default=None, help="unlearn: comma-separated architectures (default mlp,lenet)")
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
     e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
@@ -234,7 +238,8 @@ def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise unknown("bench", args.name, list(bench.BENCHES) + ["list"], "bench")
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds: expected a number >= 1; got {args.seeds}.")
-    options = {k: getattr(args, k) for k in ("scenario", "samples", "variant") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("scenario", "samples", "variant", "methods", "models", "archs")
+               if getattr(args, k) is not None}
     import importlib
     accepted = inspect.signature(importlib.import_module(f"netfix.bench.{bench.BENCHES[args.name].module}").run).parameters
     for k in options:

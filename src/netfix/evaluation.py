@@ -16,9 +16,10 @@ from torch import nn
 from ._runtime import check_model, copy_model, eval_mode, model_device, resolve_device
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, DataError
+from .forget_score import forget_score
 from .training import num_outputs
 
-__all__ = ["Metrics", "evaluate", "predict", "mia_efficacy", "loss_mia", "GAP_KEYS"]
+__all__ = ["Metrics", "evaluate", "predict", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
 
 # The four numbers the unlearning literature's "average gap" compares with retraining.
 GAP_KEYS = ("ua", "retain_acc", "test_acc", "mia_efficacy")

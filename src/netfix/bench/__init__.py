@@ -33,7 +33,7 @@ from .._tables import markdown_table, text_table
 from ..errors import unknown
 from ..io import atomic_write
 
-__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown"]
+__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ BENCHES: dict[str, BenchInfo] = {
     "ogd-debug": BenchInfo("ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune "
                                         "and retrain (issue 4)"),
     "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop"),
+    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget (issue 5)"),
+    "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N models "
+                                              "(issue 5)"),
 }
 
 
@@ -70,13 +73,15 @@ def run(name: str, *, quick: bool = False, seeds: int | None = None, data: str |
            **result, "wall_seconds": time.perf_counter() - start, "env": env_info(dev),
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     doc["command"] = command_line(name, quick, seeds, data, device, options, json_path)
-    doc["table"] = markdown_table(doc["rows"], mod.COLUMNS)
+    shown = mod.display(doc["rows"]) if hasattr(mod, "display") else doc["rows"]
+    doc["table"] = markdown_table(shown, mod.COLUMNS)
     if json_path is not None:
         atomic_write(json_path, json.dumps(doc, indent=2, default=_jsonable).encode())
     if markdown_path is not None:
-        key = f"{name}:{doc['dataset']}{':quick' if quick else ''}"
+        extra = "".join(f":{v}" for v in options.values() if v is not None)
+        key = f"{name}:{doc['dataset']}{extra}{':quick' if quick else ''}{':' + dev.type if dev.type != 'cpu' else ''}"
         update_markdown(markdown_path, key, f"`{doc['command']}`\n\n{doc['table']}")
-    doc["text"] = text_table(doc["rows"], mod.COLUMNS)
+    doc["text"] = text_table(shown, mod.COLUMNS)
     return doc
 
 
@@ -116,6 +121,18 @@ def summarise(rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequ
             row[f"{m}_std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
         row["n"] = len(members)
         out.append(row)
+    return out
+
+
+def with_std(rows: Sequence[dict[str, Any]], metrics: Sequence[str], digits: int = 2) -> list[dict[str, Any]]:
+    """Rows for a table: each metric as "mean ± std" where more than one seed went into it."""
+    out = []
+    for r in rows:
+        shown = dict(r)
+        for m in metrics:
+            if r.get(m) is not None and r.get("n", 1) > 1 and r.get(f"{m}_std") is not None:
+                shown[m] = f"{r[m]:.{digits}f} ± {r[f'{m}_std']:.{digits}f}"
+        out.append(shown)
     return out
 
 

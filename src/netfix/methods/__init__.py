@@ -4,7 +4,7 @@ A method is one config dataclass (every option documented with its default) plus
 ``run(model, forget, retain, cfg, ctx) -> history``, registered once with :func:`register`. The function
 receives a private copy of the model already on the target device and changes it in place; the registry does the
 rest (validation, copying, seeding, timing, the :class:`~netfix.training.Outcome`). Adding a method = adding one
-module that calls :func:`register` and importing it at the bottom of this file.
+module to this package that calls :func:`register`; :func:`_discover` imports every module here.
 """
 
 from __future__ import annotations
@@ -158,6 +158,14 @@ def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, m
     return _operate("relearn", model, data, protect, method, seed, device, progress, options)
 
 
-from . import finetune as _finetune  # noqa: E402,F401  (each module registers itself)
-from . import ogd as _ogd  # noqa: E402,F401
-from . import retrain as _retrain  # noqa: E402,F401
+def _discover() -> None:
+    """Import every module of this package: each registers its method, so adding a method is adding a file."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()

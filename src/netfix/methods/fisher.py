@@ -1,0 +1,214 @@
+"""``fisher``: Fisher forgetting — noise where the retained data does not pin the weights down (Golatkar et al.
+2020, "Eternal Sunshine of the Spotless Net"; methods.md §5, source AdityaGolatkar/SelectiveForgetting).
+
+The diagonal of the Fisher information on ``retain``,
+
+    F = mean over x of Σ_y p(y|x) (∂ log p(y|x) / ∂θ)²,
+
+says how much each weight matters to the retained predictions. Each weight gets Gaussian noise of variance
+α · min(1/F, 1000): large where F is small (the weight serves only the forget set, or nothing), small where the
+retained data needs it. For weight matrices / kernels the variance is averaged over each output unit (row), and it
+is ×10 for the output layer and for 1-D parameters (biases, normalisation scales), with the output layer's
+min(1/F, ·) capped at 100. For *class* forgetting (every forget sample has one class c and retain has none of it)
+the output layer's row c (and bias c) is set to 0 with variance 1e-4, which removes class c's own evidence.
+
+F costs K backward passes per sample (one per class). They are computed in batches with ``torch.func``
+(``vmap`` over ``jacrev`` of a ``functional_call``, as :mod:`netfix.gradients` does), in eval mode, chunked to bound
+memory, on at most ``max_samples`` random retained samples (2000 by default: the diagonal's mean converges long
+before that on the models netfix targets, and it keeps the method to seconds on a CPU; None = all of retain).
+
+The output layer is found by running the model once: every module with its own parameters whose output has the
+logits' shape (B, K) (several when branches are summed into the logits). A hidden layer exactly K wide would be
+taken for one: name the output layers with ``last_layer`` then.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+from tqdm.auto import tqdm
+
+from .._runtime import eval_mode
+from ..data import LabeledData
+from ..errors import ConfigError, DataError
+from ..gradients import _auto_chunk, param_names
+from . import Context, register
+
+BOOST = 10.0  # variance factor of the output layer and of 1-D parameters (Golatkar et al.)
+
+
+@dataclass
+class FisherConfig:
+    """Options of ``fisher``. Variances are in squared weight units, as multiples of α.
+
+    Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
+    """
+
+    alpha: float = 1e-7                   # noise scale α: variance = α · min(1/F, max_variance) (1e-7 in some runs)
+    max_variance: float = 1000.0          # cap on 1/F (before α) for every weight
+    last_layer_max_variance: float = 100.0  # cap on 1/F (before α) for the output layer
+    forgotten_variance: float = 1e-4      # class forgetting: variance of the zeroed output row (absolute, no α)
+    class_forget: bool | None = None      # zero the forgotten class's output row; None = when every forget sample
+    #                                       has one class and retain has none of it
+    max_samples: int | None = 2000        # retained samples the Fisher is estimated on (random); None = all
+    last_layer: list[str] | None = None   # module names of the output layer(s); None = found automatically
+    chunk_size: int | None = None         # samples per batched Fisher computation; None = automatic (~256 MB)
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "max_variance", "last_layer_max_variance", "forgotten_variance"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"{name}: expected a finite variance scale >= 0; got {v!r}.")
+        for name in ("max_samples", "chunk_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"{name}: expected a whole number >= 1, or None for "
+                                  f"{'all of retain' if name == 'max_samples' else 'automatic'}; got {v!r}.")
+        if self.class_forget is not None and not isinstance(self.class_forget, bool):
+            raise ConfigError(f"class_forget: expected True, False or None (automatic); got {self.class_forget!r}.")
+        if isinstance(self.last_layer, str):
+            self.last_layer = [self.last_layer]
+        if self.last_layer is not None and (not self.last_layer
+                                            or not all(isinstance(n, str) for n in self.last_layer)):
+            raise ConfigError(f"last_layer: expected module names like ['fc'], or None to find them; "
+                              f"got {self.last_layer!r}.")
+
+
+def fisher_diagonal(model: nn.Module, data: LabeledData, chunk_size: int | None = None,
+                    progress: bool = False) -> dict[str, torch.Tensor]:
+    """The diagonal Fisher information of ``model``'s predictive distribution on ``data``, per trainable
+    parameter: mean over x of Σ_y p(y|x) (∂ log p(y|x) / ∂θ)², computed in eval mode ``chunk_size`` samples at a
+    time (None: about 256 MB of per-sample Jacobians per chunk).
+
+    Example:
+        >>> fim = fisher_diagonal(model, retain.subset(range(500)))
+        >>> fim["fc.weight"].shape == model.fc.weight.shape
+        True
+    """
+    names = param_names(model)
+    dev = next(iter(model.parameters())).device
+    params = dict(model.named_parameters())
+    chosen = {n: params[n].detach() for n in names}
+    fixed = {n: p.detach() for n, p in params.items() if n not in chosen}
+    fixed.update(dict(model.named_buffers()))
+
+    def log_probs(p: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = F.log_softmax(functional_call(model, {**p, **fixed}, (x.unsqueeze(0),)).squeeze(0), 0)  # (K,)
+        return logp, logp.detach().exp()
+
+    per_sample = vmap(jacrev(log_probs, has_aux=True), in_dims=(None, 0))
+    total = {n: torch.zeros_like(t) for n, t in chosen.items()}
+    if len(data) == 0:
+        return total
+    with eval_mode(model), torch.no_grad():
+        k = int(model(data.X[:1].to(dev)).shape[1])
+    size = chunk_size or _auto_chunk(k * sum(t.numel() for t in chosen.values()))
+    with eval_mode(model):
+        for start in tqdm(range(0, len(data), size), desc="fisher", unit="chunk", disable=not progress,
+                          leave=False):
+            X = data.X[start:start + size].to(dev)
+            jac, prob = per_sample(chosen, X)  # name -> (B, K, *shape); prob (B, K)
+            for n in names:
+                weights = prob.reshape(*prob.shape, *([1] * chosen[n].ndim))
+                total[n] += (weights * jac[n].pow(2)).sum((0, 1))
+    return {n: t / len(data) for n, t in total.items()}
+
+
+def output_layers(model: nn.Module, X: torch.Tensor) -> list[str]:
+    """Names of the modules with their own parameters whose output has the logits' shape (B, K), found by one
+    eval-mode forward on ``X``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if any(True for _ in m.parameters(recurse=False)):
+            def record(mod: nn.Module, inp: Any, out: Any, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    shapes[name] = tuple(out.shape)
+            hooks.append(m.register_forward_hook(record))
+    try:
+        with eval_mode(model), torch.no_grad():
+            logits = model(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [n for n, s in shapes.items() if s == tuple(logits.shape)]
+
+
+def _forgotten_class(forget: LabeledData, retain: LabeledData, cfg: FisherConfig) -> int | None:
+    """The class to zero out, or None for sample-wise forgetting."""
+    classes = forget.y.unique()
+    single = len(classes) == 1 and not bool((retain.y == classes[0]).any())
+    if cfg.class_forget is None:
+        return int(classes[0]) if single else None
+    if not cfg.class_forget:
+        return None
+    if len(classes) != 1:
+        raise DataError(f"forget: class_forget=True needs every forget sample to have one class; got classes "
+                        f"{classes.tolist()}. Fix: pass one class's samples, or class_forget=None.")
+    return int(classes[0])
+
+
+def _layer_params(model: nn.Module, layers: Sequence[str]) -> set[str]:
+    modules = dict(model.named_modules())
+    for name in layers:
+        if name not in modules or not any(True for _ in modules[name].parameters(recurse=False)):
+            valid = [n for n, m in modules.items() if any(True for _ in m.parameters(recurse=False))]
+            raise ConfigError(f"last_layer: {name!r} is not a module with parameters. Valid names: "
+                              f"{', '.join(valid)}.")
+    return {f"{layer}.{n}" if layer else n for layer in layers
+            for n, _ in modules[layer].named_parameters(recurse=False)}
+
+
+@register("fisher", FisherConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FisherConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Fisher forgetting: Gaussian noise scaled by the inverse Fisher information on the retained data."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; Fisher forgetting measures which weights the samples to keep need. "
+                        "Fix: pass them.")
+    dev = next(iter(model.parameters())).device
+    layers = cfg.last_layer if cfg.last_layer is not None else output_layers(model, forget.X[:2].to(dev))
+    last = _layer_params(model, layers)
+    cls = _forgotten_class(forget, retain, cfg)
+    if cls is not None and not last:
+        raise ConfigError("last_layer: found no layer that outputs the logits, so the forgotten class's row "
+                          "cannot be zeroed. Fix: name it, e.g. last_layer=['fc'], or class_forget=False.")
+    start = time.perf_counter()
+    used = retain
+    if cfg.max_samples is not None and len(retain) > cfg.max_samples:
+        used = retain.subset(torch.randperm(len(retain), generator=ctx.generator)[: cfg.max_samples], "fisher")
+    fim = fisher_diagonal(model, used, cfg.chunk_size, ctx.progress)
+    fisher_seconds = time.perf_counter() - start
+
+    params = dict(model.named_parameters())
+    std_sum, count = 0.0, 0
+    with torch.no_grad():
+        for name, f in fim.items():  # parameter order: the noise draws are the same on every device
+            p = params[name]
+            var = f.reciprocal().clamp(max=cfg.max_variance)
+            if name in last:
+                var = var.clamp(max=cfg.last_layer_max_variance)
+            var = cfg.alpha * var
+            if p.ndim > 1:  # one variance per output unit
+                var = var.flatten(1).mean(1).reshape(-1, *([1] * (p.ndim - 1))).expand_as(p).clone()
+            if name in last or p.ndim == 1:
+                var = var * BOOST
+            mean = p.detach().clone()
+            if cls is not None and name in last:
+                mean[cls] = 0.0
+                var[cls] = cfg.forgotten_variance
+            noise = torch.randn(p.shape, generator=ctx.generator).to(dev, p.dtype)
+            std = var.sqrt()
+            p.copy_(mean + std * noise)
+            std_sum += float(std.sum())
+            count += p.numel()
+    return [{"samples": len(used), "fisher_seconds": fisher_seconds, "class_forget": cls is not None,
+             "forgotten_class": cls, "last_layer": list(layers), "mean_noise_std": std_sum / max(1, count)}]

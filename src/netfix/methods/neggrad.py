@@ -1,0 +1,59 @@
+"""``neggrad`` (GA, gradient ascent): climb the cross-entropy of the forget set, ignoring everything else.
+
+SGD steps along +∇θ CE(forget) for a few epochs at a small learning rate: the simplest unlearning baseline, and
+the only one here that needs no retained data. Nothing holds the rest of the model in place, so a large learning
+rate or many epochs wrecks the test accuracy too (and can drive the loss to infinity; ``grad_clip`` bounds each
+step). Source: GA as defined and benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024
+(OPTML-Group/Unlearn-Saliency), methods.md §5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import LabeledData
+from ..training import TrainConfig, fit
+from . import Context, register
+from .random_label import check_sgd
+
+
+@dataclass
+class NegGradConfig:
+    """Options of ``neggrad`` (methods.md §5: 5 epochs, lr 1e-4 (1e-5–1e-3), SGD momentum 0.9, wd 5e-4)."""
+
+    epochs: int = 5                 # passes over the forget set
+    lr: float = 1e-4                # SGD learning rate (constant); ascent diverges quickly above ~1e-3
+    momentum: float = 0.9           # SGD momentum
+    weight_decay: float = 5e-4      # SGD L2 penalty
+    batch_size: int = 128           # forget samples per step
+    grad_clip: float | None = None  # max global gradient norm per step; None = no clipping
+    train_mode: bool = True         # True: BatchNorm batch statistics and Dropout on, as the source trains;
+    #                                 False: eval mode (BatchNorm statistics frozen)
+
+    def __post_init__(self) -> None:
+        check_sgd(self)
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
+                           momentum=self.momentum, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+
+
+def _ascent(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return -F.cross_entropy(model(X), y)
+
+
+@register("neggrad", NegGradConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Gradient ascent on the forget set's cross-entropy."""
+    history = fit(model, forget, cfg.recipe(), generator=ctx.generator, device=ctx.device, loss_fn=_ascent,
+                  train_mode=cfg.train_mode, progress=ctx.progress, desc="neggrad")
+    for h in history:
+        if "loss" in h:
+            h["forget_loss"] = -h["loss"]  # the CE being climbed ("loss" is the objective minimised: -CE)
+    return history

@@ -1,0 +1,95 @@
+"""``neggrad+`` (NegGrad+): descend on the retain set and ascend on the forget set in the same step.
+
+The loss is α·CE(retain batch) − (1−α)·CE(forget batch). An epoch is one pass over ``retain``; every retain batch
+is paired with the next forget batch, the forget set being reshuffled and cycled whenever it runs out (it is
+usually much smaller). Both batches go through the model in one forward pass, so BatchNorm in train mode sees
+at least two samples even when a forget batch holds one. Source: Kurmanji et al. 2023 (meghdadk/SCRUB),
+methods.md §5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import RandomSampler
+
+from ..data import LabeledData, batches
+from ..errors import ConfigError, DataError
+from ..training import TrainConfig, fit
+from . import Context, register
+from .random_label import check_sgd
+
+
+@dataclass
+class NegGradPlusConfig:
+    """Options of ``neggrad+`` (methods.md §5: α = 0.95, 10 epochs, lr 0.01, SGD momentum 0.9, wd 5e-4).
+
+    Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
+    """
+
+    alpha: float = 0.95                    # weight of the retain CE, in [0, 1]; the forget CE is ascended with 1-α
+    epochs: int = 10                       # passes over the retain set
+    lr: float = 3e-2                       # SGD learning rate (constant)
+    momentum: float = 0.9                  # SGD momentum
+    weight_decay: float = 5e-4             # SGD L2 penalty
+    batch_size: int = 128                  # retain samples per step
+    forget_batch_size: int | None = None   # forget samples paired with each retain batch; None = batch_size
+    grad_clip: float | None = None         # max global gradient norm per step; None = no clipping
+    train_mode: bool = True                # True: BatchNorm batch statistics and Dropout on, as the source
+    #                                        trains; False: eval mode (BatchNorm statistics frozen)
+
+    def __post_init__(self) -> None:
+        check_sgd(self)
+        if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
+            raise ConfigError(f"alpha: expected a weight in [0, 1] (0.95 is typical); got {self.alpha!r}.")
+        if self.forget_batch_size is not None and (not isinstance(self.forget_batch_size, int)
+                                                   or self.forget_batch_size < 1):
+            raise ConfigError(f"forget_batch_size: expected a whole number >= 1, or None for batch_size; "
+                              f"got {self.forget_batch_size!r}.")
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
+                           momentum=self.momentum, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+
+
+def cycle(data: LabeledData, batch_size: int, ctx: Context) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``data`` without end, reshuffled (with ``ctx.generator``) at the start of every pass."""
+    while True:
+        yield from batches(data, batch_size, RandomSampler(data, generator=ctx.generator), ctx.device)
+
+
+@register("neggrad+", NegGradPlusConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradPlusConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Descend on retain batches while ascending on cycled forget batches."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; neggrad+ descends on the samples to keep while ascending on forget. "
+                        "Fix: pass them (or use neggrad, which needs only forget).")
+    forget_batches = cycle(forget, cfg.forget_batch_size or cfg.batch_size, ctx)
+    parts: list[torch.Tensor] = []  # per step: (retain CE, forget CE, forget samples), kept on device until the end
+
+    def loss_fn(m: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        Xf, yf = next(forget_batches)
+        logits = m(torch.cat([X, Xf]))  # (B + Bf, K): one pass, so BatchNorm never sees a lone forget sample
+        ce_r, ce_f = F.cross_entropy(logits[: len(y)], y), F.cross_entropy(logits[len(y):], yf)
+        parts.append(torch.stack([ce_r.detach(), ce_f.detach(), ce_r.new_tensor(float(len(yf)))]))
+        return cfg.alpha * ce_r - (1 - cfg.alpha) * ce_f
+
+    history = fit(model, retain, cfg.recipe(), generator=ctx.generator, device=ctx.device, loss_fn=loss_fn,
+                  train_mode=cfg.train_mode, progress=ctx.progress, desc="neggrad+")
+    steps = torch.stack(parts).cpu() if parts else torch.zeros(0, 3)
+    first = 0
+    for h in history:
+        if "loss" not in h:
+            continue
+        done = steps[first: h["step"]]
+        first = h["step"]
+        h["retain_loss"] = float(done[:, 0].mean()) if len(done) else float("nan")  # mean over steps
+        h["forget_loss"] = float(done[:, 1].mean()) if len(done) else float("nan")
+        h["forget_passes"] = float(done[:, 2].sum()) / len(forget)  # forget samples drawn / forget set size
+    return history

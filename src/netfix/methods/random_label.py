@@ -1,0 +1,111 @@
+"""``random-label`` (RL): overwrite what the model learned on ``forget`` with noise, then repair the rest.
+
+Each epoch makes two passes with one SGD optimizer (its momentum carries over): first over ``forget`` with fresh
+random labels — a uniformly random *other* class by default, so every step pushes away from the true one — then
+over ``retain`` with the true labels, which keeps (and re-sharpens) what should remain. Source: RL as defined and
+benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024 (OPTML-Group/Unlearn-Saliency), methods.md §5.
+:func:`relabel_then_retain` is the loop; ``salun`` reuses it with masked gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import LabeledData
+from ..errors import ConfigError, DataError, unknown
+from ..training import TrainConfig, fit, make_optimizer
+from . import Context, register
+
+LABELS = ("other", "uniform")
+
+
+@dataclass
+class RandomLabelConfig:
+    """Options of ``random-label`` (methods.md §5: 10 epochs, lr 0.01–0.1, SGD momentum 0.9, wd 5e-4)."""
+
+    epochs: int = 10               # rounds of (forget with random labels, then retain with true labels)
+    lr: float = 1e-2               # SGD learning rate (constant)
+    momentum: float = 0.9          # SGD momentum
+    weight_decay: float = 5e-4     # SGD L2 penalty
+    batch_size: int = 128          # samples per step, in both passes
+    labels: str = "other"          # random labels: "other" = uniform over the K-1 wrong classes; "uniform" = over
+    #                                all K classes, as the source draws them (about 1 in K is then the true one)
+    train_mode: bool = True        # True: BatchNorm batch statistics and Dropout on, as the source trains;
+    #                                False: eval mode (BatchNorm statistics frozen)
+
+    def __post_init__(self) -> None:
+        check_sgd(self)
+        if self.labels not in LABELS:
+            raise unknown("label mode", self.labels, list(LABELS), "labels")
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
+                           momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+def check_sgd(cfg: Any) -> None:
+    """Validate the SGD options every RL-style config shares (``recipe()`` checks epochs, lr, sizes, decay)."""
+    cfg.recipe()
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum: expected a value in [0, 1) (0.9 is typical); got {cfg.momentum!r}.")
+    if not isinstance(cfg.train_mode, bool):
+        raise ConfigError(f"train_mode: expected True or False; got {cfg.train_mode!r}.")
+
+
+def random_labels(data: LabeledData, how: str, generator: torch.Generator) -> LabeledData:
+    """``data`` with a random label per sample: another class (``how="other"``) or any class (``"uniform"``)."""
+    k = data.num_classes
+    if how == "uniform":
+        y = torch.randint(0, k, data.y.shape, generator=generator)
+    else:
+        if k < 2:
+            raise DataError(f"{data.name}: the model has {k} class; a wrong label needs at least two. "
+                            "Fix: use labels=\"uniform\", or a model with more outputs.")
+        y = (data.y.cpu() + torch.randint(1, k, data.y.shape, generator=generator)) % k
+    return data.with_labels(y, data.name + "/random-labels")
+
+
+def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledData, recipe: TrainConfig,
+                        labels: str, ctx: Context, *, train_mode: bool = True, desc: str = "random-label",
+                        optimizer: torch.optim.Optimizer | None = None,
+                        before_step: Callable[[nn.Module], None] | None = None,
+                        after_step: Callable[[nn.Module], None] | None = None) -> list[dict[str, Any]]:
+    """RL's epochs, in place on ``model``: each one passes over ``forget`` with fresh random labels, then over
+    ``retain`` with the true ones, through :func:`~netfix.training.fit` with one shared optimizer and its hooks.
+    Returns one dict per epoch."""
+    opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
+    one = dataclasses.replace(recipe, epochs=1)
+    common: dict[str, Any] = {"generator": ctx.generator, "device": ctx.device, "train_mode": train_mode,
+                              "before_step": before_step, "after_step": after_step, "optimizer": opt}
+    history: list[dict[str, Any]] = []
+    step, start = 0, time.perf_counter()
+    for epoch in tqdm(range(recipe.epochs), desc=desc, unit="epoch", disable=not ctx.progress, leave=False):
+        f = fit(model, random_labels(forget, labels, ctx.generator), one, desc=f"{desc} forget", **common)[-1]
+        r = fit(model, retain, one, desc=f"{desc} retain", **common)[-1]
+        step += f["step"] + r["step"]
+        n_f, n_r = len(forget), len(retain)
+        history.append({"epoch": epoch + 1, "step": step,
+                        "loss": (f["loss"] * n_f + r["loss"] * n_r) / (n_f + n_r),
+                        "forget_loss": f["loss"],   # CE to the random labels
+                        "retain_loss": r["loss"],   # CE to the true labels
+                        "lr": recipe.lr, "seconds": time.perf_counter() - start})
+    model.eval()
+    return history
+
+
+@register("random-label", RandomLabelConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RandomLabelConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Train on the forget set with random labels, then on the retain set with true labels, each epoch."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; random-label trains on the samples to keep after each random-label "
+                        "pass. Fix: pass them (or use neggrad, which needs only forget).")
+    return relabel_then_retain(model, forget, retain, cfg.recipe(), cfg.labels, ctx, train_mode=cfg.train_mode)

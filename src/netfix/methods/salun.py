@@ -1,0 +1,113 @@
+"""``salun`` (SalUn, saliency unlearning): random-label unlearning confined to the weights that matter for
+``forget``.
+
+The saliency of a weight is |∂ CE(θ0; forget) / ∂θ|, the forget-set gradient at the original weights summed over
+forget batches (computed in eval mode: BatchNorm statistics untouched, no Dropout noise). The top ``mask_fraction``
+of all weights — one global threshold across every parameter tensor — form the mask. Then ``random-label``'s epochs
+run with the gradients masked; after every step the non-salient weights are put back to θ0 and their momentum to
+zero, so weight decay and momentum cannot move them either: they end exactly at θ0. Source: Fan et al. ICLR 2024
+(OPTML-Group/Unlearn-Saliency), methods.md §5.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._runtime import eval_mode
+from ..data import LabeledData, batches
+from ..errors import ConfigError, DataError, unknown
+from ..training import TrainConfig, make_optimizer
+from . import Context, register
+from .random_label import LABELS, check_sgd, relabel_then_retain
+
+
+@dataclass
+class SalUnConfig:
+    """Options of ``salun`` (methods.md §5: mask = top 50% by saliency, 10 epochs, lr ≈ 0.013, SGD momentum
+    0.9, wd 5e-4).
+
+    Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
+    """
+
+    mask_fraction: float = 0.5     # share of all trainable weights that may change (the most salient), in (0, 1]
+    epochs: int = 10               # rounds of (forget with random labels, then retain with true labels)
+    lr: float = 5e-3               # SGD learning rate (constant)
+    momentum: float = 0.9          # SGD momentum
+    weight_decay: float = 5e-4     # SGD L2 penalty (salient weights only: the others are pinned to θ0)
+    batch_size: int = 128          # samples per step, in both passes and in the saliency pass
+    labels: str = "other"          # random labels: "other" = uniform over the K-1 wrong classes; "uniform" = over
+    #                                all K classes, as the source draws them
+    train_mode: bool = True        # True: BatchNorm batch statistics and Dropout on while training, as the source
+    #                                does; False: eval mode. The saliency pass is always in eval mode.
+
+    def __post_init__(self) -> None:
+        check_sgd(self)
+        if self.labels not in LABELS:
+            raise unknown("label mode", self.labels, list(LABELS), "labels")
+        if not (isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= 1):
+            raise ConfigError(f"mask_fraction: expected a share in (0, 1] (0.5 is typical); "
+                              f"got {self.mask_fraction!r}.")
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
+                           momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+def saliency_mask(model: nn.Module, forget: LabeledData, fraction: float, batch_size: int,
+                  device: torch.device) -> dict[str, torch.Tensor]:
+    """Boolean masks (by parameter name, on ``device``) of the ``fraction`` of trainable weights with the largest
+    |forget-set gradient| at the current weights: one global top-k over all of them."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    with eval_mode(model):
+        for X, y in batches(forget, batch_size, None, device):
+            grads = torch.autograd.grad(F.cross_entropy(model(X), y), list(params.values()), allow_unused=True)
+            for t, g in zip(total.values(), grads):
+                if g is not None:
+                    t.add_(g)
+    scores = torch.cat([t.abs().flatten() for t in total.values()])  # (P,) every trainable weight
+    k = max(1, round(fraction * scores.numel()))
+    flat = torch.zeros_like(scores, dtype=torch.bool)
+    flat[torch.topk(scores, k, sorted=False).indices] = True
+    parts = flat.split([t.numel() for t in total.values()])
+    return {n: m.view_as(total[n]) for n, m in zip(total, parts)}
+
+
+@register("salun", SalUnConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SalUnConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Random-label unlearning restricted to the weights most salient for the forget set."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; salun trains on the samples to keep after each random-label pass. "
+                        "Fix: pass them (or use neggrad, which needs only forget).")
+    start = time.perf_counter()
+    masks = saliency_mask(model, forget, cfg.mask_fraction, cfg.batch_size, ctx.device)
+    named = dict(model.named_parameters())
+    pinned = [(named[n], m, named[n].detach().clone()) for n, m in masks.items()]  # (weight, mask, θ0)
+    header = {"phase": "mask", "salient": int(sum(int(m.sum()) for m in masks.values())),
+              "weights": sum(m.numel() for m in masks.values()), "mask_seconds": time.perf_counter() - start}
+    recipe = cfg.recipe()
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
+
+    def mask_grads(_: nn.Module) -> None:
+        for p, m, _p0 in pinned:
+            if p.grad is not None:
+                p.grad.mul_(m)
+
+    @torch.no_grad()
+    def pin(_: nn.Module) -> None:
+        # masked gradients alone would still let weight decay and old momentum move the non-salient weights
+        for p, m, p0 in pinned:
+            p.copy_(torch.where(m, p, p0))
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(m)
+
+    return [header] + relabel_then_retain(model, forget, retain, recipe, cfg.labels, ctx, train_mode=cfg.train_mode,
+                                          desc="salun", optimizer=opt, before_step=mask_grads, after_step=pin)

@@ -1,0 +1,151 @@
+"""``scrub``: SCRUB — a student that stays close to its teacher on what to keep and moves away from it on what to
+forget (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning"; methods.md §5, source meghdadk/SCRUB).
+
+The teacher is the original model θ0, frozen; the student starts at θ0. With the distillation distance
+
+    d(x) = T² · KL(p_t^T(x) ‖ p_s^T(x))      (p^T = softmax(logits / T))
+
+each epoch e = 1 .. ``epochs`` does
+
+1. while e ≤ ``msteps``: one pass over ``forget`` *maximising* d (the "max-steps": push the student away from the
+   teacher where it should forget);
+2. one pass over ``retain`` minimising γ·CE + α·d (the "min-steps": keep the retained behaviour and labels).
+
+One optimizer carries its state across both phases. The defaults are the paper's small-scale setting (our models
+are small): Adam, lr 5e-4, weight decay 0.1, T = 2, γ = 1, α = 0.5, msteps = 3, 10 epochs. The large-scale setting
+(CIFAR ResNet-18 in the paper) is ``optimizer="sgd", lr=5e-4, momentum=0.9, weight_decay=5e-4, temperature=4,
+gamma=0.99, alpha=0.001, msteps=2, epochs=3, batch_size=256, forget_batch_size=512``.
+
+At the start the student equals the teacher, where d and its gradient are 0: the max-steps get going only once
+something separates the two — weight decay, Dropout or BatchNorm batch statistics in the student's train mode, or
+the min-steps. With a small forget set (few max-steps per epoch) on a model without Dropout, the defaults may
+forget little; a smaller ``forget_batch_size`` or larger ``lr`` gives the max-steps more room.
+
+The student trains in train mode (BatchNorm batch statistics, Dropout on; batches of one sample are skipped on
+BatchNorm models); the teacher always runs in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import LabeledData
+from ..errors import ConfigError, DataError
+from ..training import TrainConfig, fit, make_optimizer
+from . import Context, register
+
+
+@dataclass
+class ScrubConfig:
+    """Options of ``scrub`` (defaults: the paper's small-scale setting, methods.md §5).
+
+    Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
+    """
+
+    epochs: int = 10               # passes over retain (the min-steps run every epoch)
+    msteps: int = 3                # epochs 1..msteps also start with one max-step pass over forget; 0 = none
+    lr: float = 1e-3               # learning rate (per step), shared by both phases
+    optimizer: str = "adam"        # "adam" (small scale), "adamw" or "sgd" (large scale)
+    momentum: float = 0.9          # SGD momentum (ignored by Adam)
+    weight_decay: float = 0.1      # L2 penalty (0.1 small scale; 5e-4 with SGD at large scale)
+    temperature: float = 2.0       # distillation temperature T (> 0; 4 at large scale)
+    gamma: float = 1.0             # weight γ of cross-entropy on retain (>= 0; 0.99 at large scale)
+    alpha: float = 0.5             # weight α of the distillation distance on retain (>= 0; 0.001 at large scale)
+    batch_size: int = 128          # retain samples per min-step (256 at large scale)
+    forget_batch_size: int = 32    # forget samples per max-step (512 at large scale)
+
+    def __post_init__(self) -> None:
+        self.recipe()  # validates epochs, lr, optimizer, momentum, weight_decay, batch_size
+        if not isinstance(self.msteps, int) or self.msteps < 0:
+            raise ConfigError(f"msteps: expected a whole number of epochs >= 0 (0 = no max-steps); "
+                              f"got {self.msteps!r}.")
+        if not isinstance(self.forget_batch_size, int) or self.forget_batch_size < 1:
+            raise ConfigError(f"forget_batch_size: expected a whole number >= 1; got {self.forget_batch_size!r}.")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0
+                and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature: expected a positive number like 2 or 4; got {self.temperature!r}.")
+        for name in ("gamma", "alpha"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"{name}: expected a loss weight >= 0; got {v!r}.")
+        if self.gamma == 0 and self.alpha == 0 and self.epochs > 0:
+            raise ConfigError("gamma, alpha: both are 0, so the retain phase has no loss. Fix: set gamma=1 "
+                              "and/or alpha=0.5.")
+
+    def recipe(self, batch_size: int | None = None) -> TrainConfig:
+        """One pass of either phase (the optimizer itself is built once and shared)."""
+        return TrainConfig(epochs=1 if self.epochs else 0, lr=self.lr, optimizer=self.optimizer,
+                           momentum=self.momentum, weight_decay=self.weight_decay,
+                           batch_size=self.batch_size if batch_size is None else batch_size)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """T² · KL(softmax(teacher / T) ‖ softmax(student / T)), averaged over the batch; logits (B, K) -> scalar.
+
+    Example:
+        >>> distill_loss(torch.zeros(2, 3), torch.zeros(2, 3), temperature=2.0)
+        tensor(0.)
+    """
+    return temperature ** 2 * F.kl_div(F.log_softmax(student / temperature, 1),
+                                       F.log_softmax(teacher / temperature, 1), log_target=True,
+                                       reduction="batchmean")
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with gradients off: a teacher."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@register("scrub", ScrubConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """SCRUB: move away from the original model on forget, stay close to it (and to the labels) on retain."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; SCRUB's min-steps distil the original model on the samples to keep. "
+                        "Fix: pass them.")
+    teacher = frozen_copy(model)
+    T = float(cfg.temperature)
+
+    def away(m: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            t = teacher(X)
+        return -distill_loss(m(X), t, T)
+
+    def stay(m: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = m(X)
+        with torch.no_grad():
+            t = teacher(X)
+        return cfg.gamma * F.cross_entropy(out, y) + cfg.alpha * distill_loss(out, t, T)
+
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.recipe())
+    max_epochs = min(cfg.msteps, cfg.epochs)
+    total = (max_epochs * math.ceil(len(forget) / cfg.forget_batch_size)
+             + cfg.epochs * math.ceil(len(retain) / cfg.batch_size))
+    bar = tqdm(total=total, desc="scrub", unit="step", disable=not ctx.progress, leave=False)
+
+    def tick(m: nn.Module) -> None:
+        bar.update(1)
+
+    history: list[dict[str, Any]] = []
+    for epoch in range(1, cfg.epochs + 1):
+        phases = [("max", forget, away, cfg.forget_batch_size)] if epoch <= cfg.msteps else []
+        phases.append(("min", retain, stay, cfg.batch_size))
+        for phase, data, loss_fn, size in phases:
+            h = fit(model, data, cfg.recipe(size), generator=ctx.generator, device=ctx.device, loss_fn=loss_fn,
+                    after_step=tick, optimizer=opt, desc=f"scrub {phase}")
+            history.append({"epoch": epoch, "phase": phase, "steps": h[0]["step"], "loss": h[0]["loss"],
+                            "seconds": h[0]["seconds"]})
+            bar.set_postfix(phase=phase, loss=f"{h[0]['loss']:.4f}")
+    bar.close()
+    return history

@@ -1,0 +1,111 @@
+"""``ssd``: Selective Synaptic Dampening — shrink the weights that matter far more to the forget set than to the
+training data as a whole (Foster et al. AAAI 2024; methods.md §5, source if-loops/selective-synaptic-dampening).
+
+The importance of weight i on a set S is the mean over minibatches of S of the squared cross-entropy gradient,
+I_S[i] = mean_b (∂ CE_b / ∂θ_i)² (a diagonal Fisher estimate). With I_D on the whole training data
+D = retain ∪ forget and I_f on the forget set,
+
+    θ_i ← θ_i · min(λ · I_D[i] / I_f[i], 1)    where I_f[i] > α · I_D[i]; every other weight is left exactly as is.
+
+No training: two passes of gradients, then one multiplication. α = 10 and λ = 1 are the paper's values for
+ResNets (α = 5 for ViTs). Gradients are taken in eval mode (BatchNorm running statistics, no Dropout), on
+minibatches drawn in a random order (as from a shuffled training loader).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import RandomSampler
+from tqdm.auto import tqdm
+
+from .._runtime import eval_mode
+from ..data import LabeledData, batches
+from ..errors import ConfigError, DataError
+from ..gradients import param_names
+from . import Context, register
+
+
+@dataclass
+class SSDConfig:
+    """Options of ``ssd`` (the paper's defaults, methods.md §5).
+
+    Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
+    """
+
+    alpha: float = 10.0      # selection weighting α: dampen where I_f > α · I_D (5 for ViTs)
+    lam: float = 0.5         # dampening constant λ: scale by min(λ · I_D / I_f, 1)
+    batch_size: int = 64     # samples per minibatch of the importance estimates
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "lam"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{name}: expected a positive number (default {getattr(SSDConfig, name)}); "
+                                  f"got {v!r}.")
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
+
+
+def importance(model: nn.Module, data: LabeledData, batch_size: int, generator: torch.Generator,
+               progress: bool = False) -> dict[str, torch.Tensor]:
+    """Mean over minibatches (in a random order drawn from ``generator``) of the squared gradient of the mean
+    cross-entropy, per trainable parameter, in eval mode.
+
+    Example:
+        >>> imp = importance(model, forget, 64, torch.Generator().manual_seed(0))
+        >>> imp["fc.weight"].shape == model.fc.weight.shape
+        True
+    """
+    params = dict(model.named_parameters())
+    names = param_names(model)
+    chosen = [params[n] for n in names]
+    dev = chosen[0].device
+    total = [torch.zeros_like(p) for p in chosen]
+    count = 0
+    order = RandomSampler(data, generator=generator)
+    with eval_mode(model):
+        for X, y in tqdm(batches(data, batch_size, order, dev), total=math.ceil(len(data) / batch_size),
+                         desc="ssd importance", unit="batch", disable=not progress, leave=False):
+            grads = torch.autograd.grad(F.cross_entropy(model(X), y), chosen, allow_unused=True)
+            for t, g in zip(total, grads):
+                if g is not None:
+                    t += g.detach().pow(2)
+            count += 1
+    return {n: t / max(1, count) for n, t in zip(names, total)}
+
+
+@torch.no_grad()
+def dampen(model: nn.Module, full: dict[str, torch.Tensor], forget: dict[str, torch.Tensor], alpha: float,
+           lam: float) -> int:
+    """Scale, in place, each weight with ``forget`` importance > ``alpha`` × ``full`` importance by
+    min(``lam`` · full / forget, 1); the others are not touched. Returns how many weights were selected."""
+    params = dict(model.named_parameters())
+    selected = 0
+    for name, i_full in full.items():
+        p = params[name]
+        sel = forget[name] > alpha * i_full  # implies forget[name] > 0 there
+        p[sel] *= (lam * i_full[sel] / forget[name][sel]).clamp(max=1.0).to(p.dtype)
+        selected += int(sel.sum())
+    return selected
+
+
+@register("ssd", SSDConfig, modes=("unlearn",))
+def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SSDConfig,
+        ctx: Context) -> list[dict[str, Any]]:
+    """Selective Synaptic Dampening: shrink the weights far more important to forget than to all the data."""
+    if len(retain) == 0:
+        raise DataError("retain: is empty; SSD compares the forget set's importance with the whole training "
+                        "data's (retain + forget). Fix: pass the samples to keep.")
+    everything = LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]), forget.num_classes,
+                             "retain+forget")
+    i_full = importance(model, everything, cfg.batch_size, ctx.generator, ctx.progress)
+    i_forget = importance(model, forget, cfg.batch_size, ctx.generator, ctx.progress)
+    selected = dampen(model, i_full, i_forget, cfg.alpha, cfg.lam)
+    total = sum(t.numel() for t in i_full.values())
+    return [{"dampened": selected, "dampened_fraction": selected / max(1, total), "params": total}]
