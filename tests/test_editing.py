@@ -1,0 +1,124 @@
+"""netfix.edit: a few editor steps make the targets the predictions, on a copy, touching only the chosen part."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import netfix
+from netfix.editing import EDITORS, default_edit_params, edit_loss
+from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
+
+from conftest import TwoBranch, same_weights, snapshot
+
+
+@pytest.fixture(scope="module")
+def wrong(digits, trained):
+    """Two test inputs and targets the trained model does not predict (a wrong label each)."""
+    _, test = digits
+    dev = next(trained.parameters()).device
+    X = test.X[:2]
+    pred = trained(X.to(dev)).argmax(1).cpu()
+    return X, (pred + 3) % 10
+
+
+def test_edit_loss_is_zero_exactly_when_the_target_is_the_argmax():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+    loss = edit_loss(logits, torch.tensor([0, 0]))
+    assert loss[0] == 0 and loss[1] == pytest.approx(2.0)  # log-softmax margin = logit margin
+
+
+# Step sizes for the small digits MLP (8x8 inputs, 64 hidden units): its gradients are larger than the mnist5k MLP's
+# the defaults were picked on, so the steps that reach a target within 20 steps differ.
+LR = {"sgd": 0.1, "momentum": 0.01, "rmsprop": 0.01, "adam": 0.01}
+
+
+@pytest.mark.parametrize("editor", EDITORS)
+def test_every_editor_reaches_the_targets_on_a_copy(trained, wrong, editor):
+    X, targets = wrong
+    before = snapshot(trained)
+    out = netfix.edit(trained, X, targets, editor=editor, lr=LR[editor], max_steps=20)
+    assert out.success == [True, True] and 1 <= out.steps <= 20
+    dev = next(out.model.parameters()).device
+    assert (out.model(X.to(dev)).argmax(1).cpu() == targets).all()
+    assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items())  # the caller's model is untouched
+    assert out.method == f"edit/{editor}" and out.history[-1]["reached"] == 2
+
+
+def test_only_the_chosen_parameters_change_and_the_default_is_a_late_block(trained, wrong):
+    X, targets = wrong
+    assert default_edit_params(trained) == ["body", "fc"]
+    out = netfix.edit(trained, X, targets, params=["fc"], max_steps=30, lr=0.05)
+    for (n, p), q in zip(trained.named_parameters(), out.model.parameters()):
+        assert torch.equal(p, q) != n.startswith("fc.")
+    assert out.config["edited_parameters"] == ["fc.weight", "fc.bias"]
+
+
+def test_stops_at_max_steps_and_reports_failure(trained, wrong):
+    X, targets = wrong
+    out = netfix.edit(trained, X, targets, editor="sgd", lr=1e-9, max_steps=3)
+    assert out.steps == 3 and out.success == [False, False]
+
+
+def test_sequential_edits_keep_the_earlier_edit_when_they_can(trained, wrong):
+    X, targets = wrong
+    first = netfix.edit(trained, X[:1], targets[:1], lr=0.01, max_steps=20)
+    second = netfix.edit(first.model, X[1:], targets[1:], rehearsal=X[:1], c_loc=10.0, lr=0.01, max_steps=20)
+    dev = next(second.model.parameters()).device
+    assert second.success == [True]
+    assert second.model(X[:1].to(dev)).argmax(1).item() == targets[0].item()
+
+
+def test_rehearsal_keeps_control_predictions_closer(digits, trained, wrong):
+    X, targets = wrong
+    control = digits[1].X[100:300]
+    dev = next(trained.parameters()).device
+    with torch.no_grad():
+        ref = torch.log_softmax(trained(control.to(dev)), 1)
+
+    @torch.no_grad()
+    def drift(m):
+        return float(torch.nn.functional.kl_div(torch.log_softmax(m(control.to(dev)), 1), ref, log_target=True,
+                                                reduction="batchmean"))
+    plain = netfix.edit(trained, X, targets, editor="sgd", lr=0.1, max_steps=20)
+    kept = netfix.edit(trained, X, targets, editor="sgd", lr=0.1, max_steps=20, rehearsal=control, c_loc=10.0)
+    assert kept.success == [True, True] and drift(kept.model) < drift(plain.model)
+
+
+def test_deterministic_and_batchnorm_statistics_untouched(digits):
+    train, test = digits
+    model = netfix.train(TwoBranch(), train, epochs=2, seed=0, progress=False).model
+    targets = (model(test.X[:3].to(next(model.parameters()).device)).argmax(1).cpu() + 1) % 10
+    a = netfix.edit(model, test.X[:3], targets, max_steps=15)
+    b = netfix.edit(model, test.X[:3], targets, max_steps=15)
+    assert same_weights(a.model, b.model)
+    assert torch.equal(a.model.bn.running_mean, model.bn.running_mean)
+    assert a.model.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"editor": "lbfgs"}, UnknownNameError, "unknown editor 'lbfgs'"),
+    ({"max_steps": 0}, ConfigError, "max_steps"),
+    ({"lr": -1.0}, ConfigError, "lr"),
+    ({"beta": 1.0}, ConfigError, "beta"),
+    ({"params": ["head"]}, ConfigError, "selects no trainable parameter"),
+    ({"stepsize": 1.0}, UnknownNameError, "unknown option 'stepsize'"),
+])
+def test_bad_options_are_refused(trained, wrong, kwargs, error, match):
+    X, targets = wrong
+    with pytest.raises(error, match=match):
+        netfix.edit(trained, X, targets, **kwargs)
+
+
+def test_bad_inputs_are_refused_before_work(trained, wrong):
+    X, targets = wrong
+    with pytest.raises(DataError, match="targets: 1 targets for 2 inputs"):
+        netfix.edit(trained, X, targets[:1])
+    with pytest.raises(DataError, match="labels must lie in"):
+        netfix.edit(trained, X, torch.tensor([0, 10]))
+    with pytest.raises(ModelError, match="could not run on inputs"):
+        netfix.edit(trained, torch.rand(2, 3, 5, 5), targets)
+    with pytest.raises(DataError, match="NaN"):
+        netfix.edit(trained, torch.full_like(X, float("nan")), targets)
+    with pytest.raises(DataError, match="rehearsal: inputs have shape"):
+        netfix.edit(trained, X, targets, rehearsal=torch.rand(4, 1, 4, 4))
