@@ -122,3 +122,43 @@ def test_bad_inputs_are_refused_before_work(trained, wrong):
         netfix.edit(trained, torch.full_like(X, float("nan")), targets)
     with pytest.raises(DataError, match="rehearsal: inputs have shape"):
         netfix.edit(trained, X, targets, rehearsal=torch.rand(4, 1, 4, 4))
+
+
+# --- Editable Training -----------------------------------------------------------------------------------------
+
+def test_editable_training_runs_the_editor_inside_the_loss_and_learns_its_step(digits):
+    from netfix.editing import EditableTraining
+
+    train, _ = digits
+    model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
+    et = EditableTraining(max_steps=3, lr=0.01)
+    out = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False, editable=et)
+    plain = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False)
+    assert not same_weights(out.model, plain.model)  # the extra terms changed the training
+    assert out.config["editable"]["editor_lr"] != pytest.approx(0.01, abs=1e-9)  # log(lr) was trained
+    assert out.model.netfix_editor["lr"] == out.config["editable"]["editor_lr"]
+    again = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False, editable=EditableTraining(
+        max_steps=3, lr=0.01))
+    assert same_weights(out.model, again.model)  # deterministic
+
+
+def test_edit_uses_the_step_size_editable_training_learned(digits, wrong):
+    from netfix.editing import EditableTraining
+
+    train, _ = digits
+    model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
+    out = netfix.train(model, train, epochs=1, lr=3e-3, seed=0, progress=False,
+                       editable=EditableTraining(max_steps=2, lr=0.02, first_order=True))
+    X, targets = wrong
+    ed = netfix.edit(out.model, X, targets, editor="rmsprop", max_steps=2)
+    assert ed.config["lr"] == pytest.approx(out.config["editable"]["editor_lr"])
+    assert netfix.edit(out.model, X, targets, editor="sgd", max_steps=2).config["lr"] == 3e-3  # another editor
+
+
+@pytest.mark.parametrize("kwargs, match", [({"c_edit": -1.0}, "c_edit"), ({"editor": "newton"}, "unknown editor"),
+                                           ({"max_steps": 0}, "max_steps")])
+def test_editable_training_refuses_bad_options(kwargs, match):
+    from netfix.editing import EditableTraining
+
+    with pytest.raises((ConfigError, UnknownNameError), match=match):
+        EditableTraining(**kwargs)

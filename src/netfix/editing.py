@@ -41,7 +41,8 @@ from .errors import ConfigError, DataError, unknown
 from .gradients import param_names
 from .training import Outcome, num_outputs
 
-__all__ = ["EDITORS", "EditorConfig", "EditOutcome", "edit", "edit_loss", "default_edit_params", "editor_steps"]
+__all__ = ["EDITORS", "EditorConfig", "EditOutcome", "EditableTraining", "edit", "edit_loss", "default_edit_params",
+           "editor_steps"]
 
 EDITORS = ("sgd", "momentum", "rmsprop", "adam")
 # Step sizes per editor: rmsprop's is the paper's (1e-3); the others were picked on a held-out split of mnist5k's
@@ -114,15 +115,18 @@ def default_edit_params(model: nn.Module) -> list[str]:
 
 def editor_steps(model: nn.Module, params: dict[str, torch.Tensor], X: torch.Tensor, targets: torch.Tensor,
                  cfg: EditorConfig, *, rehearsal: torch.Tensor | None = None,
-                 reference: torch.Tensor | None = None, create_graph: bool = False
+                 reference: torch.Tensor | None = None, create_graph: bool = False, detach: bool = True,
+                 lr: "float | torch.Tensor | None" = None
                  ) -> tuple[dict[str, torch.Tensor], int, list[dict[str, Any]]]:
     """Run the editor on ``params`` (name -> tensor, the edited subset; the rest of the model is fixed) until every
     target is the argmax or ``cfg.max_steps``. Returns the new parameters, the steps taken and a per-step history.
 
     With ``rehearsal`` (a control batch) and ``reference`` (the pre-edit model's log-probabilities on it), each step
-    also minimises ``cfg.c_loc`` × KL(reference ‖ edited) there. ``create_graph=True`` keeps the graph through the
-    steps (for training through the editor); otherwise the returned tensors are detached."""
-    lr = cfg.step_size
+    also minimises ``cfg.c_loc`` × KL(reference ‖ edited) there. For training through the editor:
+    ``create_graph=True`` differentiates through the update directions too (second order), ``detach=False`` keeps
+    the returned tensors connected to ``params`` (first order when ``create_graph`` is False), and ``lr`` may be a
+    tensor (a learnable step size)."""
+    lr = cfg.step_size if lr is None else lr
     state: dict[str, torch.Tensor] = {}
     history: list[dict[str, Any]] = []
     names = list(params)
@@ -161,7 +165,7 @@ def editor_steps(model: nn.Module, params: dict[str, torch.Tensor], X: torch.Ten
             new[n] = current[n] - lr * u
         current = {**current, **new}
         steps += 1
-    out = current if create_graph else {n: t.detach() for n, t in current.items()}
+    out = {n: t.detach() for n, t in current.items()} if detach else current
     return out, steps, history
 
 
@@ -185,6 +189,11 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
     for key in options:
         if key not in valid:
             raise unknown("option", key, sorted(valid), "edit")
+    trained_for = getattr(model, "netfix_editor", None) or {}
+    if "lr" not in options and trained_for.get("editor") == editor:  # the step size Editable Training learned
+        options["lr"] = float(trained_for["lr"])
+    if params is None and trained_for.get("editor") == editor and trained_for.get("params"):
+        params = trained_for["params"]
     cfg = EditorConfig(editor=editor, max_steps=max_steps, params=list(params) if params is not None else None,
                        **options)
     check_model(model)
@@ -232,3 +241,73 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
               "n_inputs": len(data), "edited_parameters": names}
     return EditOutcome(model=net, method=f"edit/{cfg.editor}", config=config, seconds=seconds, history=history,
                        success=[bool(s) for s in success], steps=steps)
+
+
+@dataclass
+class EditableTraining:
+    """Editable Training (methods.md §2): train so that later edits are cheap and local. Each batch adds
+
+        c_edit · l_e(θ̂) + c_loc · KL(p(·|x, θ) ‖ p(·|x, θ̂)),   θ̂ = Edit^k(θ) on one training image with a random
+                                                                   wrong label,
+
+    backpropagating through the k unrolled editor steps (second order through ``torch.autograd.grad`` with
+    ``create_graph``; ``first_order=True`` drops the second-order terms). Locality is measured on the training batch
+    with p(θ) detached; the edit runs in eval mode (BatchNorm running statistics). The edit term only acts on edits
+    that fail (l_e is 0 once the target is the argmax). ``learn_editor_lr`` trains the editor's log step size with the
+    model. Pass it as ``netfix.train(..., editable=EditableTraining())``; it also fine-tunes a trained model into an
+    editable one (train it for a few epochs with ``editable=``).
+    """
+
+    c_edit: float = 0.01               # weight of the edit loss after k editor steps
+    c_loc: float = 0.01                # weight of KL(before ‖ after the edit) on the training batch
+    editor: str = "rmsprop"            # the editor trained for (see EDITORS)
+    edit_params: list[str] | None = None  # module-name prefixes the editor changes; None = default_edit_params()
+    max_steps: int = 10                # editor steps k, unrolled
+    lr: float | None = None            # editor step size to start from; None = DEFAULT_LR[editor]
+    learn_editor_lr: bool = True       # train log(lr) with the model
+    first_order: bool = False          # True: no second-order terms through the editor (faster, cruder)
+
+    def __post_init__(self) -> None:
+        for name in ("c_edit", "c_loc"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: expected a weight >= 0, e.g. 0.01; got {getattr(self, name)!r}.")
+        EditorConfig(editor=self.editor, max_steps=self.max_steps, lr=self.lr)  # validates editor, steps, lr
+        self._log_lr: torch.Tensor | None = None
+
+    def editor_config(self) -> EditorConfig:
+        return EditorConfig(editor=self.editor, max_steps=self.max_steps, lr=self.lr)
+
+    def parameters(self, device: torch.device) -> list[torch.Tensor]:
+        """The editor's trainable parameters (its log step size), created on ``device``."""
+        if self._log_lr is None or self._log_lr.device != device:
+            start = math.log(self.editor_config().step_size)
+            self._log_lr = torch.tensor(start, device=device, requires_grad=self.learn_editor_lr)
+        return [self._log_lr] if self.learn_editor_lr else []
+
+    @property
+    def editor_lr(self) -> float:
+        return float(self._log_lr.detach().exp()) if self._log_lr is not None else self.editor_config().step_size
+
+    def loss_fn(self, model: nn.Module, generator: torch.Generator, num_classes: int):  # type: ignore[no-untyped-def]
+        """The training loss for :func:`netfix.training.fit`: cross-entropy + the edit and locality terms."""
+        names = param_names(model, self.edit_params if self.edit_params is not None else default_edit_params(model))
+        cfg = self.editor_config()
+        log_lr = self.parameters(next(model.parameters()).device)[0] if self.learn_editor_lr else None
+
+        def loss(m: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            base = F.cross_entropy(m(X), y)
+            i = int(torch.randint(len(y), (1,), generator=generator))
+            shift = int(torch.randint(1, num_classes, (1,), generator=generator))
+            x_e, t_e = X[i:i + 1], (y[i:i + 1] + shift) % num_classes
+            params: dict[str, torch.Tensor] = {n: p for n, p in m.named_parameters() if n in names}
+            lr = log_lr.exp() if log_lr is not None else None
+            with eval_mode(m):
+                with torch.no_grad():
+                    before = F.log_softmax(m(X), 1)
+                edited, _, _ = editor_steps(m, params, x_e, t_e, cfg, create_graph=not self.first_order,
+                                            detach=False, lr=lr)
+                after = F.log_softmax(functional_call(m, edited, (X,)), 1)
+                l_e = edit_loss(functional_call(m, edited, (x_e,)), t_e).mean()
+            kl = F.kl_div(after, before, log_target=True, reduction="batchmean")
+            return base + self.c_edit * l_e + self.c_loc * kl
+        return loss

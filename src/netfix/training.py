@@ -187,7 +187,7 @@ def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, 
           lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
           augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
-          progress: bool | None = None) -> Outcome:
+          progress: bool | None = None, editable: Any = None) -> Outcome:
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
     The returned model remembers its recipe (``model.netfix_recipe``), which the retrain reference repeats.
@@ -210,9 +210,18 @@ def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, 
         k = num_outputs(net, ds)
         ds = as_data(ds, "data", num_classes=k)
         start = time.perf_counter()
+        loss_fn, opt = None, None
+        if editable is not None:  # Editable Training: the edit and locality terms, and the editor's own parameters
+            loss_fn = editable.loss_fn(net, g, k)
+            opt = make_optimizer([p for p in net.parameters() if p.requires_grad] + editable.parameters(dev), cfg)
         history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
-                      progress=show_progress(progress))
+                      progress=show_progress(progress), loss_fn=loss_fn, optimizer=opt,
+                      desc="editable train" if editable is not None else "train")
         seconds = time.perf_counter() - start
     net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
     config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds), "data_fingerprint": ds.fingerprint()}
+    if editable is not None:
+        config["editable"] = {**asdict(editable), "editor_lr": editable.editor_lr}
+        net.netfix_editor = {"editor": editable.editor, "lr": editable.editor_lr,  # type: ignore[assignment]
+                             "params": editable.edit_params, "max_steps": editable.max_steps}
     return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)
