@@ -9,9 +9,11 @@ import sys
 import numpy as np
 import pytest
 
+import netfix
+
 from netfix.cli import main
 
-VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench"]
+VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench", "edit"]
 
 
 def run(capsys, *argv):
@@ -146,3 +148,30 @@ def test_repair_verbs_refuse_bad_requests(capsys, faulty_file, argv, match):
     verb, *rest = argv
     code, out, err = run(capsys, verb, str(faulty_file), "--data", "digits", *rest, "--quiet")
     assert code == 2 and match in err and out == ""
+
+
+def test_edit_verb_edits_saves_and_reports(capsys, tmp_path, digits, trained):
+    path = tmp_path / "model"
+    netfix.save(trained, path)
+    test = digits[1]
+    dev = next(trained.parameters()).device
+    targets = [(int(p) + 1) % 10 for p in trained(test.X[:2].to(dev)).argmax(1)]
+    code, out, _ = run(capsys, "edit", str(path), "--data", "digits", "--indices", "0,1", "--targets",
+                       ",".join(map(str, targets)), "--lr", "0.01", "--max-steps", "20", "--json", "--quiet")
+    res = json.loads(out)
+    assert code == 0 and res["success"] == [True, True] and res["method"] == "edit/rmsprop"
+    edited = netfix.load(res["model_path"])
+    assert edited(test.X[:2]).argmax(1).tolist() == targets
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--indices", "0,1", "--targets", "1"], "--targets: 1 targets for 2 indices"),
+    (["--indices", "99999", "--targets", "1"], "--indices: [99999] out of range"),
+    (["--indices", "a", "--targets", "1"], "--indices: expected comma-separated integers"),
+    (["--indices", "0", "--targets", "1", "--editor", "newton"], "unknown editor 'newton'"),
+])
+def test_edit_verb_refuses_bad_input(capsys, tmp_path, trained, extra, message):
+    path = tmp_path / "model"
+    netfix.save(trained, path)
+    code, _, err = run(capsys, "edit", str(path), "--data", "digits", *extra)
+    assert code == 2 and message in err

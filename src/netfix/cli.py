@@ -113,6 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--archs", default=None, help="unlearn: comma-separated architectures (default mlp,lenet)")
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
+    ed = _common(sub.add_parser("edit", help="change a saved model's predictions on chosen inputs in a few steps",
+                                description="Edit a saved model so that the chosen images of a built-in dataset are "
+                                "predicted as the given targets (netfix.edit); save the edited model and print "
+                                "success, steps and the test accuracy before and after."))
+    ed.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
+    ed.add_argument("--data", default="mnist5k", help="built-in dataset the inputs come from (default mnist5k)")
+    ed.add_argument("--split", choices=("train", "test"), default="test", help="split of the inputs (default test)")
+    ed.add_argument("--indices", required=True, help="comma-separated indices into the split, e.g. 3,17")
+    ed.add_argument("--targets", required=True, help="comma-separated target classes, one per index, e.g. 1,5")
+    ed.add_argument("--editor", default="rmsprop", help="sgd, momentum, rmsprop or adam (default rmsprop)")
+    ed.add_argument("--max-steps", type=int, default=10, help="editor steps at most (default 10)")
+    ed.add_argument("--params", default=None, help="comma-separated module prefixes to edit (default: a late block)")
+    ed.add_argument("--lr", type=float, default=None, help="editor step size (default: per editor)")
+    ed.add_argument("--out", type=Path, default=None, help="edited model's path (default: MODEL-edit beside MODEL)")
+    _compute(ed)
+
     e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
     e.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
     _data_args(e)
@@ -292,9 +308,55 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
             "rows": rows, "config": out.config, "history": out.history, "seconds": out.seconds, "text": text}
 
 
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers, e.g. 3,17; got {text!r}.") from None
+
+
+def _cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from . import datasets, edit, evaluate, load, save
+    from .io import model_paths
+
+    model = load(args.model, device=args.device or "cpu")
+    train_set, test_set = datasets.load(args.data)
+    pool = test_set if args.split == "test" else train_set
+    indices, targets = _ints(args.indices, "--indices"), _ints(args.targets, "--targets")
+    if not indices:
+        raise ConfigError("--indices: no index given; expected e.g. --indices 3,17.")
+    if len(indices) != len(targets):
+        raise ConfigError(f"--targets: {len(targets)} targets for {len(indices)} indices; expected one per index.")
+    bad = [i for i in indices if not 0 <= i < len(pool)]
+    if bad:
+        raise ConfigError(f"--indices: {bad} out of range for the {args.split} split of {args.data} "
+                          f"({len(pool)} samples).")
+    options = {"lr": args.lr} if args.lr is not None else {}
+    params = [p.strip() for p in args.params.split(",")] if args.params else None
+    out = edit(model, pool.X[torch.as_tensor(indices)], torch.as_tensor(targets), editor=args.editor,
+               max_steps=args.max_steps, params=params, device=args.device, seed=args.seed, **options)
+    before = evaluate(model, test=test_set, device=args.device)["test_acc"]
+    after = evaluate(out.model, test=test_set, device=args.device)["test_acc"]
+    stem = model_paths(args.model)[0].with_suffix("")
+    path = args.out or stem.with_name(f"{stem.name}-edit")
+    weights = save(out.model, path, {"method": out.method, "config": out.config, "source_model": str(args.model),
+                                     "edits": {"data": args.data, "split": args.split, "indices": indices,
+                                               "targets": targets}})
+    rows = [{"index": i, "target": t, "success": "yes" if ok else "no"}
+            for i, t, ok in zip(indices, targets, out.success)]
+    text = (f"{out.method}: {sum(out.success)}/{len(out.success)} edits reached in {out.steps} steps "
+            f"({1000 * out.seconds:.0f} ms)\n\n{_table(rows, ('index', 'target', 'success'))}\n\n"
+            f"test accuracy: {before:.2f} -> {after:.2f}\nsaved: {weights}")
+    return {"method": out.method, "success": out.success, "steps": out.steps, "seconds": out.seconds,
+            "test_acc_before": before, "test_acc_after": after, "model_path": str(weights), "config": out.config,
+            "text": text}
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "demo": _cmd_demo, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
-    "unlearn": _cmd_repair, "relearn": _cmd_repair, "bench": _cmd_bench,
+    "unlearn": _cmd_repair, "relearn": _cmd_repair, "bench": _cmd_bench, "edit": _cmd_edit,
 }
 
 
