@@ -155,6 +155,17 @@ def test_edit_uses_the_step_size_editable_training_learned(digits, wrong):
     assert netfix.edit(out.model, X, targets, editor="sgd", max_steps=2).config["lr"] == 3e-3  # another editor
 
 
+def test_the_learned_editor_survives_save_and_load(digits, tmp_path):
+    from netfix.editing import EditableTraining
+
+    train, _ = digits
+    model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
+    out = netfix.train(model, train, epochs=1, lr=3e-3, seed=0, progress=False,
+                       editable=EditableTraining(max_steps=2, lr=0.02, first_order=True))
+    netfix.save(out.model, tmp_path / "editable")
+    assert netfix.load(tmp_path / "editable").netfix_editor == out.model.netfix_editor
+
+
 @pytest.mark.parametrize("kwargs, match", [({"c_edit": -1.0}, "c_edit"), ({"editor": "newton"}, "unknown editor"),
                                            ({"max_steps": 0}, "max_steps")])
 def test_editable_training_refuses_bad_options(kwargs, match):

@@ -160,6 +160,7 @@ def save(model: nn.Module, path: "str | os.PathLike[str]", meta: dict[str, Any] 
         "num_classes": meta.pop("num_classes", spec.get("num_classes")),
         "data_fingerprint": meta.pop("data_fingerprint", None),
         "recipe": getattr(model, "netfix_recipe", None),
+        "editor": getattr(model, "netfix_editor", None),  # what Editable Training learned (netfix.edit uses it)
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "netfix_version": __version__,
@@ -243,5 +244,7 @@ def load(path: "str | os.PathLike[str]", device: "torch.device | str | None" = "
                              f"(missing: {result.missing_keys[:5]}, unexpected: {result.unexpected_keys[:5]}).")
     if side.get("recipe"):
         model.netfix_recipe = side["recipe"]  # type: ignore[assignment]
+    if side.get("editor"):
+        model.netfix_editor = side["editor"]  # type: ignore[assignment]
     model.eval()
     return model.to(resolve_device(device))
