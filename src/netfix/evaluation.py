@@ -19,7 +19,7 @@ from .errors import ConfigError, DataError
 from .forget_score import forget_score
 from .training import num_outputs
 
-__all__ = ["Metrics", "evaluate", "predict", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
+__all__ = ["Metrics", "evaluate", "predict", "accuracy", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
 
 # The four numbers the unlearning literature's "average gap" compares with retraining.
 GAP_KEYS = ("ua", "retain_acc", "test_acc", "mia_efficacy")
@@ -98,6 +98,11 @@ def loss_mia(loss_forget: np.ndarray, loss_test: np.ndarray, seed: int = 0) -> f
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float(100.0 * (logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def accuracy(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> float:
+    """Accuracy (%) of ``model`` on ``data`` (already validated), in eval mode, on the model's device."""
+    return _acc(predict(model, data, batch_size), data.y)
 
 
 def _true_conf(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:

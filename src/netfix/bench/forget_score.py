@@ -34,7 +34,8 @@ import torch
 from .. import data as datasets
 from .. import scenarios
 from ..errors import ConfigError, unknown
-from ..evaluation import forget_score, predict
+from ..evaluation import accuracy as _accuracy
+from ..evaluation import forget_score
 from ..methods import available as available_methods
 from ..methods import get as get_method
 from ..methods import unlearn
@@ -69,9 +70,6 @@ def _method_list(methods: "str | list[str] | None", quick: bool) -> list[str]:
     ordered = sorted(dict.fromkeys(wanted), key=lambda m: m != "retrain")  # stable: retrain first, rest as given
     return ordered
 
-
-def _accuracy(model: torch.nn.Module, data: datasets.LabeledData) -> float:
-    return float(100.0 * (predict(model, data).argmax(1) == data.y).float().mean())
 
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None,

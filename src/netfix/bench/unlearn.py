@@ -30,7 +30,8 @@ import torch
 from .. import data as datasets
 from .. import models, scenarios
 from ..errors import ConfigError, unknown
-from ..evaluation import evaluate, predict
+from ..evaluation import accuracy as _accuracy
+from ..evaluation import evaluate
 from ..methods import available as available_methods
 from ..methods import unlearn
 from ..training import train
@@ -71,9 +72,6 @@ def _split(name: str, seed: int) -> tuple[datasets.LabeledData, datasets.Labeled
         rest = rest[_stratified(full.y[torch.as_tensor(rest)], SUBSET[name], rng)]
     return full.subset(rest, f"{name}/train"), full.subset(val_idx, f"{name}/val"), test
 
-
-def _accuracy(model: torch.nn.Module, data: datasets.LabeledData) -> float:
-    return float(100.0 * (predict(model, data).argmax(1) == data.y).float().mean())
 
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None,

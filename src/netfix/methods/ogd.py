@@ -34,6 +34,7 @@ from torch import nn
 
 from ..data import LabeledData
 from ..errors import ConfigError, DataError, unknown
+from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
 from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_names
 from ..training import TrainConfig, fit
@@ -149,9 +150,6 @@ def _unlearn_loss(objective: str, num_classes: int):  # type: ignore[no-untyped-
         return F.cross_entropy(logits, (y + shift) % num_classes)  # a random label other than y
     return loss
 
-
-def _accuracy(model: nn.Module, probe: LabeledData) -> float:
-    return float(100.0 * (predict(model, probe).argmax(1) == probe.y).float().mean())
 
 
 @register("ogd", OGDConfig, modes=("unlearn", "relearn"))
