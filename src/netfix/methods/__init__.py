@@ -47,6 +47,7 @@ class Method:
     run: Callable[[nn.Module, LabeledData, LabeledData, Any, Context], list[dict[str, Any]]]
     modes: tuple[str, ...]
     summary: str
+    needs_retain: str | None = None  # why the method cannot run without retained samples (None: it can)
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -60,13 +61,16 @@ class Method:
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = ""
+def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
+             needs_retain: str | None = None
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
-    """Decorator: register ``run`` under ``name`` with its config dataclass."""
+    """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
+    needs retained samples; an empty retain set is then refused with that reason before any work."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0])
+        _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
+                                needs_retain)
         return run
     return deco
 
@@ -110,6 +114,8 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
     names = ("forget", "retain") if mode == "unlearn" else ("data", "protect")
     f = as_data(forget, names[0])
     r = as_data(retain, names[1], allow_empty=True)
+    if spec.needs_retain and len(r) == 0:
+        raise DataError(f"{names[1]}: is empty; {spec.needs_retain} Fix: pass the samples to keep.")
     if f.input_shape != r.input_shape and len(r):
         raise DataError(f"{names[1]}: inputs have shape {r.input_shape} but {names[0]}'s have {f.input_shape}; "
                         "expected the same shape.")

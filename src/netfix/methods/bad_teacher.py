@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..data import LabeledData
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..models import reinit
 from ..training import TrainConfig, fit
 from . import Context, register
@@ -53,13 +53,11 @@ class BadTeacherConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="adam")
 
 
-@register("bad-teacher", BadTeacherConfig, modes=("unlearn",))
+@register("bad-teacher", BadTeacherConfig, modes=("unlearn",),
+          needs_retain="the good teacher keeps the original behaviour on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: BadTeacherConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Bad teacher: distil a random network on forget and the original model on (part of) retain."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; the good teacher keeps the original behaviour on the samples to keep. "
-                        "Fix: pass them.")
     good = frozen_copy(model)
     bad = frozen_copy(reinit(model, int(torch.randint(2 ** 31 - 1, (1,), generator=ctx.generator))))
     count = max(1, round(cfg.retain_fraction * len(retain)))

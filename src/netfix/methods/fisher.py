@@ -167,13 +167,11 @@ def _layer_params(model: nn.Module, layers: Sequence[str]) -> set[str]:
             for n, _ in modules[layer].named_parameters(recurse=False)}
 
 
-@register("fisher", FisherConfig, modes=("unlearn",))
+@register("fisher", FisherConfig, modes=("unlearn",),
+          needs_retain="Fisher forgetting measures which weights the samples to keep need.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FisherConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fisher forgetting: Gaussian noise scaled by the inverse Fisher information on the retained data."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; Fisher forgetting measures which weights the samples to keep need. "
-                        "Fix: pass them.")
     dev = next(iter(model.parameters())).device
     layers = cfg.last_layer if cfg.last_layer is not None else output_layers(model, forget.X[:2].to(dev))
     last = _layer_params(model, layers)

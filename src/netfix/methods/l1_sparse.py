@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import LabeledData
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..training import TrainConfig, fit, make_optimizer
 from . import Context, register
 from .random_label import check_sgd
@@ -63,12 +63,11 @@ def _penalised(params: list[nn.Parameter], weight: float, ces: list[torch.Tensor
     return loss_fn
 
 
-@register("l1-sparse", L1SparseConfig, modes=("unlearn",))
+@register("l1-sparse", L1SparseConfig, modes=("unlearn",),
+          needs_retain="l1-sparse fine-tunes on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: L1SparseConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fine-tune on the retain set with a linearly decaying L1 penalty on the weights."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; l1-sparse fine-tunes on the samples to keep. Fix: pass them.")
     recipe = cfg.recipe()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, recipe)  # one optimizer across the per-epoch fits: momentum carries over

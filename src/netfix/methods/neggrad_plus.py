@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from ..data import LabeledData, batches
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..training import TrainConfig, fit
 from . import Context, register
 from .random_label import check_sgd
@@ -63,13 +63,12 @@ def cycle(data: LabeledData, batch_size: int, ctx: Context) -> Iterator[tuple[to
         yield from batches(data, batch_size, RandomSampler(data, generator=ctx.generator), ctx.device)
 
 
-@register("neggrad+", NegGradPlusConfig, modes=("unlearn",))
+@register("neggrad+", NegGradPlusConfig, modes=("unlearn",),
+          needs_retain=("neggrad+ descends on the samples to keep while ascending on forget"
+                        " (neggrad needs only forget)."))
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradPlusConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Descend on retain batches while ascending on cycled forget batches."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; neggrad+ descends on the samples to keep while ascending on forget. "
-                        "Fix: pass them (or use neggrad, which needs only forget).")
     forget_batches = cycle(forget, cfg.forget_batch_size or cfg.batch_size, ctx)
     parts: list[torch.Tensor] = []  # per step: (retain CE, forget CE, forget samples), kept on device until the end
 

@@ -101,11 +101,10 @@ def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledDa
     return history
 
 
-@register("random-label", RandomLabelConfig, modes=("unlearn",))
+@register("random-label", RandomLabelConfig, modes=("unlearn",),
+          needs_retain=("random-label trains on the samples to keep after each random-label pass"
+                        " (neggrad needs only forget)."))
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RandomLabelConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Train on the forget set with random labels, then on the retain set with true labels, each epoch."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; random-label trains on the samples to keep after each random-label "
-                        "pass. Fix: pass them (or use neggrad, which needs only forget).")
     return relabel_then_retain(model, forget, retain, cfg.recipe(), cfg.labels, ctx, train_mode=cfg.train_mode)

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._runtime import eval_mode
 from ..data import LabeledData, batches
-from ..errors import ConfigError, DataError, unknown
+from ..errors import ConfigError, unknown
 from ..training import TrainConfig, make_optimizer
 from . import Context, register
 from .random_label import LABELS, check_sgd, relabel_then_retain
@@ -79,13 +79,11 @@ def saliency_mask(model: nn.Module, forget: LabeledData, fraction: float, batch_
     return {n: m.view_as(total[n]) for n, m in zip(total, parts)}
 
 
-@register("salun", SalUnConfig, modes=("unlearn",))
+@register("salun", SalUnConfig, modes=("unlearn",),
+          needs_retain="salun trains on the samples to keep after each random-label pass (neggrad needs only forget).")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SalUnConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Random-label unlearning restricted to the weights most salient for the forget set."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; salun trains on the samples to keep after each random-label pass. "
-                        "Fix: pass them (or use neggrad, which needs only forget).")
     start = time.perf_counter()
     masks = saliency_mask(model, forget, cfg.mask_fraction, cfg.batch_size, ctx.device)
     named = dict(model.named_parameters())

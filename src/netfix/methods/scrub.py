@@ -38,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import LabeledData
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..training import TrainConfig, fit, make_optimizer
 from . import Context, register
 
@@ -107,13 +107,11 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
-@register("scrub", ScrubConfig, modes=("unlearn",))
+@register("scrub", ScrubConfig, modes=("unlearn",),
+          needs_retain="SCRUB's min-steps distil the original model on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """SCRUB: move away from the original model on forget, stay close to it (and to the labels) on retain."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; SCRUB's min-steps distil the original model on the samples to keep. "
-                        "Fix: pass them.")
     teacher = frozen_copy(model)
     T = float(cfg.temperature)
 

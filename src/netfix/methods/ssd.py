@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._runtime import eval_mode
 from ..data import LabeledData, batches
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..gradients import param_names
 from . import Context, register
 
@@ -95,13 +95,11 @@ def dampen(model: nn.Module, full: dict[str, torch.Tensor], forget: dict[str, to
     return selected
 
 
-@register("ssd", SSDConfig, modes=("unlearn",))
+@register("ssd", SSDConfig, modes=("unlearn",),
+          needs_retain="SSD compares the forget set's importance with the whole training data's (retain + forget).")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SSDConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Selective Synaptic Dampening: shrink the weights far more important to forget than to all the data."""
-    if len(retain) == 0:
-        raise DataError("retain: is empty; SSD compares the forget set's importance with the whole training "
-                        "data's (retain + forget). Fix: pass the samples to keep.")
     everything = LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]), forget.num_classes,
                              "retain+forget")
     i_full = importance(model, everything, cfg.batch_size, ctx.generator, ctx.progress)
