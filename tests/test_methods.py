@@ -8,6 +8,9 @@ import torch
 import netfix
 from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
 
+from netfix.editing import default_edit_params
+from netfix.mixed import MixedLinear, UserTraining
+
 from conftest import same_weights, snapshot
 
 METHODS = netfix.methods.available()
@@ -34,6 +37,23 @@ def scenario(digits):
     return netfix.scenarios.random_forget(*digits, fraction=0.1, seed=0)
 
 
+_PREPARED: dict[tuple[str, int], tuple[torch.nn.Module, torch.nn.Module]] = {}  # keeps the key model alive
+
+
+def prepared(method, model, scenario):
+    """The model a method works on: itself, or for a method that needs models built its way (mixed-linear), one
+    built so from it (cached per model)."""
+    spec = netfix.methods.get(method)
+    if spec.model_type is None:
+        return model
+    key = (method, id(model))
+    if key not in _PREPARED:
+        last = default_edit_params(model)[-1:]
+        _PREPARED[key] = (model, MixedLinear(model, last).fit_user(
+            scenario.train, UserTraining(epochs=1, polish_max_iter=50), progress=False).model)
+    return _PREPARED[key][1]
+
+
 def test_registry_lists_retrain():
     assert "retrain" in METHODS
     spec = netfix.methods.get("retrain")
@@ -56,6 +76,7 @@ def test_unknown_option_lists_valid_ones(trained, scenario):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained, scenario):
+    trained = prepared(method, trained, scenario)
     before = snapshot(trained)
     out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, progress=False,
                          **FAST.get(method, {}))
@@ -67,6 +88,7 @@ def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_deterministic_under_seed(method, trained, scenario):
+    trained = prepared(method, trained, scenario)
     run = lambda seed: netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, seed=seed,  # noqa: E731
                                       progress=False, **FAST.get(method, {})).model
     assert same_weights(run(1), run(1))
@@ -74,6 +96,7 @@ def test_contract_deterministic_under_seed(method, trained, scenario):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_refuses_bad_input_before_work(method, trained, scenario):
+    trained = prepared(method, trained, scenario)
     with pytest.raises(DataError, match="forget: the set is empty"):
         netfix.unlearn(trained, (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), scenario.retain,
                        method=method)
@@ -89,7 +112,8 @@ def test_contract_refuses_bad_input_before_work(method, trained, scenario):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_works_on_batchnorm_model(method, digits, scenario, two_branch):
-    base = netfix.train(two_branch, scenario.train, epochs=1, seed=0, progress=False).model
+    base = prepared(method, netfix.train(two_branch, scenario.train, epochs=1, seed=0, progress=False).model,
+                    scenario)
     out = netfix.unlearn(base, scenario.forget, scenario.retain, method=method, progress=False,
                          **FAST.get(method, {}))
     assert netfix.evaluate(out.model, test=digits[1])["test_acc"] > 10
@@ -98,6 +122,7 @@ def test_contract_works_on_batchnorm_model(method, digits, scenario, two_branch)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_runs_on_cuda(method, trained, scenario):
+    trained = prepared(method, trained, scenario)
     out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, device="cuda", progress=False,
                          **FAST.get(method, {}))
     assert next(out.model.parameters()).device.type == "cuda"

@@ -101,7 +101,7 @@ def test_build_seed_does_not_touch_global_rng():
 
 
 def test_unknown_model_name_raises_listing_valid():
-    with pytest.raises(UnknownNameError, match=r"^name: unknown model 'vgg'\. Valid models: 'lenet', 'mlp', 'resnet'"):
+    with pytest.raises(UnknownNameError, match=r"^name: unknown model 'vgg'\. Valid models: 'lenet', 'mixed-linear', 'mlp', 'resnet'"):
         models.build("vgg", (1, 28, 28), 10)
 
 

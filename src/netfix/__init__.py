@@ -15,7 +15,7 @@ Example:
 __version__ = "0.1.0"
 
 from . import data as datasets  # noqa: E402  (netfix.datasets.load / available)
-from . import bench, errors, evaluation, methods, models, scenarios  # noqa: E402
+from . import bench, edit_metrics, errors, evaluation, methods, mixed, models, scenarios  # noqa: E402
 from .evaluation import Metrics, evaluate  # noqa: E402
 from .editing import EditableTraining, EditOutcome, edit  # noqa: E402
 from .io import load, save  # noqa: E402
@@ -23,7 +23,7 @@ from .methods import relearn, unlearn  # noqa: E402
 from .training import Outcome, train  # noqa: E402
 
 __all__ = [
-    "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation", "bench",
+    "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation", "bench", "edit_metrics", "mixed",
     "train", "unlearn", "relearn", "evaluate", "edit", "EditableTraining", "save", "load", "Outcome", "EditOutcome",
     "Metrics",
 ]

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default=None, help="adam, adamw or sgd" + recipe_help)
     t.add_argument("--lr-schedule", default=None, help="constant or cosine" + recipe_help)
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay" + recipe_help)
+    t.add_argument("--mixed-linear", default=None, metavar="MODULES",
+                   help="train a mixed-linear model instead (netfix.mixed): the core on a stratified "
+                        "--core-fraction of the data, then user weights for these comma-separated modules "
+                        "(e.g. body.3,fc) on the rest; `netfix unlearn --method mixed-linear` then forgets exactly")
+    t.add_argument("--core-fraction", type=float, default=0.1, help="mixed-linear: the core's share (default 0.1)")
     t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
     _compute(t)
 
@@ -98,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write the JSON document to FILE (atomic); alone, print it on stdout instead of the table")
     b.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
-    b.add_argument("name", help="ogd-debug, grad-memory, or list")
+    b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable), or list")
     b.add_argument("--quick", action="store_true", help="a smoke-sized run (about a minute)")
     b.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
     b.add_argument("--data", default=None, help="built-in dataset (default mnist5k)")
@@ -111,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                                                    "(default: every registered method)")
     b.add_argument("--models", type=int, default=None, help="forget-score: models per method (N, default 16)")
     b.add_argument("--archs", default=None, help="unlearn: comma-separated architectures (default mlp,lenet)")
+    b.add_argument("--editors", default=None, help="editable: comma-separated editors (default: all four)")
+    b.add_argument("--edits", type=int, default=None, help="editable: number of edits N (default 1000, quick 100)")
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
     ed = _common(sub.add_parser("edit", help="change a saved model's predictions on chosen inputs in a few steps",
@@ -206,8 +213,25 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     flags = {"lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
              "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay}
     options.update({k: v for k, v in flags.items() if v is not None})
-    out = train(model, data, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet,
-                **options)
+    mixed = None
+    if args.mixed_linear:
+        from .mixed import MixedLinear, core_user_split
+
+        if s is not None:
+            raise ConfigError("--mixed-linear: trains on the whole dataset (core + user); drop --scenario / "
+                              "--forget-indices, and forget later with `netfix unlearn --method mixed-linear`.")
+        core_idx, user_idx = core_user_split(data, args.core_fraction, args.seed)
+        core_data = data.subset(core_idx, f"{args.data}/core")
+        out = train(model, core_data, epochs=args.epochs, seed=args.seed, device=args.device,
+                    progress=not args.quiet, **options)
+        ml = MixedLinear(out.model, [p.strip() for p in args.mixed_linear.split(",") if p.strip()])
+        ml = ml.with_preconditioner(core_data, seed=args.seed)
+        fitted = ml.fit_user(data.subset(user_idx), seed=args.seed, progress=not args.quiet)
+        out.model, out.seconds = fitted.model, out.seconds + fitted.seconds
+        mixed = {"core_indices": core_idx.tolist(), "linearize": ml.linearize}
+    else:
+        out = train(model, data, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet,
+                    **options)
     m = evaluate(out.model, scenario=s, seed=args.seed, device=args.device) if s is not None else \
         evaluate(out.model, test=test_set, device=args.device)
     path = args.out or Path("runs") / f"{args.model}-{args.data}"
@@ -215,6 +239,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             "scenario": s.describe() if s is not None else None}
     if s is not None:
         meta["forget_indices"] = s.forget_indices.tolist()
+    if mixed is not None:
+        meta["mixed_linear"] = mixed
     weights = save(out.model, path, meta)
     result = {"model_path": str(weights), "test_acc": m["test_acc"], "seconds": out.seconds,
               "epochs": args.epochs, "recipe": options, "history": out.history, "metrics": dict(m)}
@@ -254,7 +280,8 @@ def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise unknown("bench", args.name, list(bench.BENCHES) + ["list"], "bench")
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds: expected a number >= 1; got {args.seeds}.")
-    options = {k: getattr(args, k) for k in ("scenario", "samples", "variant", "methods", "models", "archs")
+    options = {k: getattr(args, k) for k in ("scenario", "samples", "variant", "methods", "models", "archs",
+                                             "editors", "edits")
                if getattr(args, k) is not None}
     import importlib
     accepted = inspect.signature(importlib.import_module(f"netfix.bench.{bench.BENCHES[args.name].module}").run).parameters
@@ -283,8 +310,11 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
     if s is None:
         raise ConfigError(f"netfix {args.verb}: needs --scenario or --forget-indices to say what to repair.")
     options = _parse_kv(args.option, "--option")
+    retain = s.retain
+    if args.method == "mixed-linear":  # the user weights were trained on user data only: keep the user samples left
+        retain = _remaining_user_data(args.model, s, train_set)
     if args.verb == "unlearn":
-        out = unlearn(model, s.forget, s.retain, method=args.method, seed=args.seed, device=args.device,
+        out = unlearn(model, s.forget, retain, method=args.method, seed=args.seed, device=args.device,
                       progress=not args.quiet, **options)
     else:
         if s.corrected is None:
@@ -306,6 +336,27 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
             f"\n\n{_table(rows, [c for c in _REPAIR_COLUMNS if any(c in r for r in rows)])}\n\nsaved: {weights}")
     return {"method": args.method, "mode": args.verb, "model_path": str(weights), "scenario": s.describe(),
             "rows": rows, "config": out.config, "history": out.history, "seconds": out.seconds, "text": text}
+
+
+def _remaining_user_data(model_path: Path, s: Any, train_set: Any) -> Any:
+    import torch
+
+    from .io import read_meta
+
+    mixed = (read_meta(model_path).get("meta") or {}).get("mixed_linear")
+    if not mixed:
+        raise ConfigError("--method mixed-linear: this model was not trained with `netfix train --mixed-linear`, "
+                          "so which samples are user data is unknown. Fix: train it that way.")
+    core = torch.as_tensor(mixed["core_indices"], dtype=torch.long)
+    forget = torch.as_tensor(s.forget_indices, dtype=torch.long)
+    clash = sorted(set(core.tolist()) & set(forget.tolist()))
+    if clash:
+        raise ConfigError(f"--forget-indices: {len(clash)} of them (e.g. {clash[:5]}) are core data, which trains the "
+                          "frozen core, not the user weights; a mixed-linear model forgets user data only.")
+    keep = torch.ones(len(train_set), dtype=torch.bool)
+    keep[core] = False
+    keep[forget] = False
+    return train_set.subset(torch.nonzero(keep).squeeze(1), "user-remaining")
 
 
 def _ints(text: str, option: str) -> list[int]:

@@ -134,7 +134,20 @@ def _image_shape(input_shape: Sequence[int], name: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet}
+def _mixed_linear(input_shape: Sequence[int], num_classes: int, core: dict[str, Any],
+                  linearize: Sequence[str] = ("fc",), lam: float = 5e-4, target_scale: float = 5.0) -> nn.Module:
+    """A :class:`netfix.mixed.MixedLinear` around a reference core ``{"name": ..., "kwargs": {...}}`` (how
+    :func:`netfix.load` rebuilds a saved mixed-linear model)."""
+    from .mixed import MixedLinear
+
+    if not isinstance(core, dict) or core.get("name") not in ("mlp", "lenet", "resnet"):
+        raise ConfigError(f"core: expected {{'name': 'mlp' | 'lenet' | 'resnet', 'kwargs': {{...}}}}; got {core!r}.")
+    inner = build(core["name"], input_shape, num_classes, **core.get("kwargs", {}))
+    return MixedLinear(inner, list(linearize), lam=lam, target_scale=target_scale)
+
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
+                                                  "mixed-linear": _mixed_linear}
 
 
 # Default training recipes (netfix.train keyword arguments) per architecture. mlp and lenet were chosen on a
@@ -161,8 +174,9 @@ def recipe(name: str) -> dict[str, Any]:
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`build`."""
-    return sorted(_REGISTRY)
+    """The reference architectures :func:`build` makes (it also takes ``"mixed-linear"``, which wraps one of them
+    as a core: :class:`netfix.mixed.MixedLinear`)."""
+    return sorted(n for n in _REGISTRY if n != "mixed-linear")
 
 
 def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | None = None,

@@ -49,6 +49,10 @@ BENCHES: dict[str, BenchInfo] = {
     "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget (issue 5)"),
     "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N models "
                                               "(issue 5)"),
+    "editable": BenchInfo("editable", "edit single predictions of a ResNet: ordinary vs Editable Training, every "
+                                      "editor, fine-tuning and a lookup table (issue 6)"),
+    "mixed-linear": BenchInfo("mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the "
+                                              "linear part, with the bound (issue 7)"),
 }
 
 

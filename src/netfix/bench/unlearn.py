@@ -34,6 +34,7 @@ from ..evaluation import accuracy as _accuracy
 from ..evaluation import evaluate
 from ..methods import available as available_methods
 from ..methods import unlearn
+from ..mixed import MixedLinear, core_user_split
 from ..training import train
 from . import summarise, with_std
 
@@ -50,6 +51,8 @@ MIA_SAMPLES = 2000  # each side of the SVC attack (its cost is quadratic)
 # for debugging) run here with the options benchmarks/unlearn_select.py chose for unlearning on the validation split
 # (docs/unlearn_select.json). Every other method runs with its library defaults, which that study set.
 BENCH_OPTIONS: dict[str, dict[str, Any]] = {"finetune": {"lr": 4e-2}, "ogd": {"objective": "ascent"}}
+# What a mixed-linear model linearises: the last hidden layer and the classifier.
+MIXED_LINEARIZE = {"mlp": ["body.3", "fc"], "lenet": ["head.2", "fc"], "resnet": ["layer3", "fc"]}
 
 
 def _stratified(y: torch.Tensor, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,6 +116,8 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                      else scenarios.class_forget(train_set, test_set, cls=0))
                 outcomes: dict[str, Any] = {}
                 for method in wanted:
+                    if method == "mixed-linear":  # its own model and reference: see _mixed_linear
+                        continue
                     options: dict[str, Any] = dict(BENCH_OPTIONS.get(method, {}))
                     if method == "ogd":  # what "forgotten" means is the request's, not the method's:
                         # random samples -> classified like unseen ones; a class -> never predicted
@@ -139,7 +144,11 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 base = {"scenario": sc, "model": arch, "seed": seed}
                 raw.append({**base, "method": "original", **measure(original.model), "seconds": None, "rte": None,
                             "train_acc": train_acc, "val_acc": val_acc})
+                if "mixed-linear" in wanted:
+                    raw.extend(_mixed_linear(arch, epochs, s, seed, device, progress, base))
                 for method in wanted:
+                    if method == "mixed-linear":
+                        continue
                     out = outcomes[method]
                     if isinstance(out, Exception):
                         raw.append({**base, "method": method, "error": f"{type(out).__name__}: {out}"})
@@ -158,6 +167,35 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             "validation_size": len(val_set), "mia_samples": MIA_SAMPLES,
             "epochs": {a: EPOCHS.get((a, name), 20) if not quick else max(5, EPOCHS.get((a, name), 20) // 3)
                        for a in arch_list}}
+
+
+def _mixed_linear(arch: str, epochs: int, s: scenarios.Scenario, seed: int, device: torch.device,
+                  progress: bool | None, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``mixed-linear`` rows: a model *trained that way* on the same data — its core on a stratified 10 % of
+    the retained samples (a deletion request never targets core data), its user weights on the rest of the
+    training set — forgotten with ``netfix.unlearn(method="mixed-linear")``. Its reference is not the full
+    retrain but ``retrain-linear``: the same core with the user weights retrained to the optimum on the remaining
+    user data (gap and rte are against it, row ``mixed-linear (ref)``)."""
+    core_idx, user_keep_idx = core_user_split(s.retain, 0.1, seed)
+    core_data, user_keep = s.retain.subset(core_idx, "core"), s.retain.subset(user_keep_idx, "user-remaining")
+    user = datasets.LabeledData(torch.cat([user_keep.X, s.forget.X]), torch.cat([user_keep.y, s.forget.y]),
+                                user_keep.num_classes, "user")
+    core = train(models.build(arch, core_data.input_shape, core_data.num_classes, seed=seed), core_data,
+                 epochs=epochs, seed=seed, device=device, progress=progress, **models.recipe(arch))
+    fresh = MixedLinear(core.model, MIXED_LINEARIZE[arch]).with_preconditioner(core_data, seed=seed)
+    trained = fresh.fit_user(user, seed=seed, progress=progress).model
+    out = unlearn(trained, s.forget, user_keep, method="mixed-linear", seed=seed, device=device, progress=progress)
+    ref = fresh.fit_user(user_keep, seed=seed, progress=progress)
+    rows = []
+    for method, model, seconds in (("mixed-linear (original)", trained, None),
+                                   ("mixed-linear", out.model, out.seconds),
+                                   ("mixed-linear (ref)", ref.model, ref.seconds)):
+        e = evaluate(model, scenario=s, reference=ref.model, seed=seed, device=device, mia_samples=MIA_SAMPLES)
+        rows.append({**base, "method": method, "UA": e["ua"], "RA": e["retain_acc"], "TA": e["test_acc"],
+                     "MIA": e["mia_efficacy"], "mia_loss_acc": e["mia_loss_acc"], "gap": e["gap"],
+                     "seconds": seconds, "rte": 100.0 * seconds / ref.seconds if seconds is not None else None,
+                     "reference": "retrain-linear"})
+    return rows
 
 
 def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

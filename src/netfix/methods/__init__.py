@@ -20,7 +20,7 @@ from torch import nn
 
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, as_data
-from ..errors import ConfigError, DataError, unknown
+from ..errors import ConfigError, DataError, ModelError, unknown
 from ..training import Outcome, num_outputs
 
 __all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn", "kept_data"]
@@ -48,6 +48,7 @@ class Method:
     modes: tuple[str, ...]
     summary: str
     needs_retain: str | None = None  # why the method cannot run without retained samples (None: it can)
+    model_type: "tuple[type, str] | None" = None  # (the model class it needs, how to make one), None: any model
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -62,15 +63,16 @@ _METHODS: dict[str, Method] = {}
 
 
 def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
-             needs_retain: str | None = None
+             needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
-    needs retained samples; an empty retain set is then refused with that reason before any work."""
+    needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
+    (class, how to make one) for a method that only works on models built its way; other models are refused."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
-                                needs_retain)
+                                needs_retain, model_type)
         return run
     return deco
 
@@ -110,6 +112,9 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
                           f"{', '.join(n for n, m in sorted(_METHODS.items()) if mode in m.modes)}.")
     cfg = spec.make_config(options)
     check_model(model)
+    if spec.model_type is not None and not isinstance(model, spec.model_type[0]):
+        raise ModelError(f"model: method {method!r} needs a {spec.model_type[0].__name__}; got "
+                         f"{type(model).__name__}. Fix: {spec.model_type[1]}")
     dev = resolve_device(device)
     names = ("forget", "retain") if mode == "unlearn" else ("data", "protect")
     f = as_data(forget, names[0])

@@ -1,0 +1,126 @@
+"""``netfix bench mixed-linear``: mixed-privacy forgetting against retraining the linear part (issue 7).
+
+Data: Fashion-MNIST when installed, else mnist5k (``--data`` picks). A fixed, stratified 10 % of the training split
+is the **core** (never forgotten), the rest is **user** data. The core MLP trains on the core set with its default
+recipe; then:
+
+- ``finetune-train``: the same architecture trained the ordinary way on core + user (the core model fine-tuned on
+  everything with the MLP recipe, :data:`FINETUNE_EPOCHS` epochs);
+- ``mixed-linear-train``: :class:`~netfix.mixed.MixedLinear` around the core, linearising :data:`LINEARIZE`, its
+  conjugate-gradient solves preconditioned with the top :data:`RANK` eigenpairs of the Gauss–Newton matrix over
+  the *core* data (no user information; built once, its seconds reported apart), its user weights trained on the
+  user data (methods.md §4 recipe, then a Newton step to the optimum);
+- per request (``1%`` and ``10%`` of the user data, drawn with the seed; ``class``: every user sample of class 0):
+  ``mixed-linear-forget`` (one Newton step on the remaining user data, CG, library defaults) and
+  ``retrain-linear`` (the user weights retrained from 0 on the remaining user data with the same recipe as
+  ``mixed-linear-train``, i.e. to the optimum).
+
+Columns: ``test_acc``, ``forget_acc`` (accuracy on the forgotten samples), ``seconds``, ``rte`` (% of the same
+request's ``retrain-linear`` seconds), ``logit_rel_diff`` (max |logit difference| to ``retrain-linear`` over the
+test set ÷ max |logit| of ``retrain-linear``), ``bound`` (‖∇L_r(w_u')‖/λ, a bound on the distance from the
+forgotten user weights to the retrained optimum), ``cg_iterations``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from .. import data as datasets
+from .. import models
+from ..evaluation import accuracy
+from ..mixed import MixedLinear, UserTraining, core_user_split
+from ..training import train
+
+log = logging.getLogger("netfix.bench")
+
+COLUMNS = ("request", "method", "test_acc", "forget_acc", "seconds", "rte", "logit_rel_diff", "bound",
+           "cg_iterations")
+LINEARIZE = ["body.3", "fc"]           # the MLP's last hidden layer and its classifier
+RANK = 256                             # eigenpairs of the core data's Gauss–Newton matrix preconditioning CG
+CORE_EPOCHS = {"fashion-mnist": 20, "mnist5k": 30, "mnist": 20}
+FINETUNE_EPOCHS = {"fashion-mnist": 10, "mnist5k": 20, "mnist": 10}
+
+
+def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None
+        ) -> dict[str, Any]:
+    name = data or ("fashion-mnist" if datasets.available()["fashion-mnist"]["present"] else "mnist5k")
+    if quick and data is None:
+        name = "mnist5k"
+    train_set, test = datasets.load(name)
+    seed = 0
+    core_idx, user_idx = core_user_split(train_set, 0.1, seed)
+    core_data, user = train_set.subset(core_idx, f"{name}/core"), train_set.subset(user_idx, f"{name}/user")
+    core_epochs = CORE_EPOCHS.get(name, 20) if not quick else 10
+    user_cfg = UserTraining() if not quick else UserTraining(epochs=10, polish_max_iter=200)
+    recipe = models.recipe("mlp")
+    core = train(models.build("mlp", train_set.input_shape, train_set.num_classes, seed=seed), core_data,
+                 epochs=core_epochs, seed=seed, device=device, progress=progress, **recipe)
+    rows: list[dict[str, Any]] = [{"request": "", "method": "core", "test_acc": accuracy(core.model, test),
+                                   "seconds": core.seconds}]
+    ft = train(core.model, train_set, epochs=FINETUNE_EPOCHS.get(name, 10) if not quick else 3, seed=seed,
+               device=device, progress=progress, **recipe)
+    rows.append({"request": "", "method": "finetune-train", "test_acc": accuracy(ft.model, test),
+                 "seconds": ft.seconds})
+    start = time.perf_counter()
+    fresh = MixedLinear(core.model, LINEARIZE).with_preconditioner(core_data, rank=RANK if not quick else 64,
+                                                                  seed=seed)
+    precond_seconds = time.perf_counter() - start
+    trained = fresh.fit_user(user, user_cfg, seed=seed, progress=progress)
+    ml = trained.model
+    rows.append({"request": "", "method": "mixed-linear-train", "test_acc": accuracy(ml, test),
+                 "seconds": trained.seconds, "user_parameters": ml.num_user_parameters,
+                 "preconditioner_seconds": precond_seconds, "grad_norm": trained.history[-1]["grad_norm"],
+                 "newton_iterations": trained.history[-2].get("newton_iterations")})
+    g = torch.Generator().manual_seed(seed)
+    requests = {"1%": torch.randperm(len(user), generator=g)[:len(user) // 100],
+                "10%": torch.randperm(len(user), generator=g)[:len(user) // 10],
+                "class": torch.nonzero(user.y == 0).squeeze(1)}
+    with torch.no_grad():
+        test_X = test.X.to(next(ml.parameters()).device)
+    for request, idx in requests.items():
+        keep = torch.ones(len(user), dtype=torch.bool)
+        keep[idx] = False
+        forget, retain = user.subset(idx, f"user/forget-{request}"), user.subset(torch.nonzero(keep).squeeze(1))
+        log.info("request %s: forgetting %d of %d user samples", request, len(forget), len(user))
+        out = ml.forget(forget, retain)
+        start = time.perf_counter()
+        ref = fresh.fit_user(retain, user_cfg, seed=seed, progress=progress)
+        ref_seconds = time.perf_counter() - start
+        with torch.no_grad():
+            a, b = out.model(test_X), ref.model(test_X)
+        rel = float((a - b).abs().max() / b.abs().max())
+        rows.append({"request": request, "method": "mixed-linear-forget", "test_acc": accuracy(out.model, test),
+                     "forget_acc": accuracy(out.model, forget), "seconds": out.seconds,
+                     "rte": 100.0 * out.seconds / ref_seconds, "logit_rel_diff": rel, "bound": out.distance_bound,
+                     "cg_iterations": out.cg_iterations, "forget": out.report()})
+        rows.append({"request": request, "method": "retrain-linear", "test_acc": accuracy(ref.model, test),
+                     "forget_acc": accuracy(ref.model, forget), "seconds": ref_seconds, "rte": 100.0,
+                     "logit_rel_diff": 0.0})
+        log.info("%s", {k: rows[-2][k] for k in ("request", "rte", "logit_rel_diff", "bound")})
+    removed = ml.remove_user_data()
+    with torch.no_grad():
+        exact = bool(torch.equal(removed(test_X), core.model.to(test_X.device)(test_X)))
+    return {"dataset": name, "seeds": [seed], "reference_seconds": None, "rows": rows,
+            "core_size": len(core_data), "user_size": len(user), "linearize": LINEARIZE,
+            "user_training": user_cfg.__dict__, "remove_user_data_exact": exact,
+            "ratio_to_finetune": rows[2]["test_acc"] / rows[1]["test_acc"]}
+
+
+def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        shown = {k: v for k, v in r.items() if k != "forget"}
+        for k in ("test_acc", "forget_acc", "rte"):
+            if isinstance(r.get(k), float):
+                shown[k] = f"{r[k]:.2f}"
+        for k in ("logit_rel_diff", "bound"):
+            if isinstance(r.get(k), float):
+                shown[k] = f"{r[k]:.2e}"
+        if isinstance(r.get("seconds"), float):
+            shown["seconds"] = f"{r['seconds']:.1f}"
+        out.append(shown)
+    return out

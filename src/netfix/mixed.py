@@ -1,0 +1,492 @@
+"""Mixed-privacy forgetting (Golatkar et al., CVPR 2021; methods.md §4): a mixed-linear model whose user data can be
+deleted exactly and fast, with a computable bound on what remains.
+
+A *core* network f(·; w_c), trained on data that never needs forgetting, is frozen (BatchNorm in eval mode). User
+data trains only *user weights* w_u for a chosen set of late modules, through the first-order expansion around the
+core:
+
+    f_ML(x) = f(x; w_c) + J(x)·w_u,        J(x) = ∂f(x; w)/∂w_lin at w_c,
+
+computed with one forward-mode pass (``torch.func.jvp``: the primal is the core's output, the tangent is J(x)·w_u).
+The core's features below the linearised modules are computed once per input and cached (the same cut as
+:class:`~netfix.editing.FrozenSplit`). The user loss is quadratic in w_u,
+
+    L(w_u) = 1/(N·K) Σ_i ½‖f_ML(x_i) − s·onehot(y_i)‖² + λ/2 ‖w_u‖²        (s = 5, λ = 5e-4),
+
+so forgetting a subset is one exact Newton step on the remaining user data D_r,
+
+    w_u ← w_u − H_r⁻¹ ∇L_r(w_u),      H_r v = 1/(|D_r|·K) Σ J_iᵀ(J_i v) + λ v,
+
+solved by conjugate gradient on Gauss–Newton products (a JVP, then a VJP; H is exactly the Gauss–Newton matrix
+here). By λ-strong convexity the result is within ‖∇L_r(w_u')‖/λ of the retrained optimum, and with Gaussian noise of
+std σ added to w_u', the KL divergence between the forgotten and the retrained weight distributions is at most
+‖∇L_r(w_u')‖² / (2σ²λ²) nats — the bound every forget reports. Removing *all* user data is exact: w_u = 0.
+
+Example:
+    >>> ml = netfix.mixed.MixedLinear(core_model, linearize=["body.3", "fc"])
+    >>> ml = ml.fit_user(user_data).model
+    >>> out = ml.forget(user_data.subset(forget_idx), user_data.subset(keep_idx), sigma=1e-3)
+    >>> out.model, out.distance_bound, out.kl_bound
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, jvp
+
+from ._runtime import check_model, model_device, seeded, show_progress
+from .data import DataLike, LabeledData, as_data
+from .editing import FrozenSplit
+from .errors import ConfigError, DataError, ModelError
+from .training import num_outputs
+
+__all__ = ["MixedLinear", "UserTraining", "FitOutcome", "ForgetOutcome", "conjugate_gradient", "lanczos",
+           "core_user_split"]
+
+
+@dataclass
+class UserTraining:
+    """How the user weights are trained: SGD with momentum on the MSE + L2 loss, lr × 0.1 at epochs 24 and 39 of
+    50 (methods.md §4), then — since the loss is quadratic — a Newton step to its exact optimum (``polish``), so
+    that the trained weights are the optimum every bound and every forget is measured against."""
+
+    epochs: int = 50                   # passes over the user data (0: the Newton step alone)
+    lr: float = 0.05                   # SGD step size
+    momentum: float = 0.9              # SGD momentum
+    batch_size: int = 64               # samples per step
+    decay_at: tuple[float, ...] = (0.48, 0.78)  # fractions of the epochs after which lr is multiplied by 0.1
+    polish: bool = True                # finish with a Newton step (CG) to the optimum
+    polish_tol: float = 1e-5           # its CG relative residual
+    polish_max_iter: int = 500         # its Hessian-vector products at most
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"epochs: expected a whole number >= 0; got {self.epochs!r}.")
+        if self.epochs == 0 and not self.polish:
+            raise ConfigError("epochs: 0 with polish=False trains nothing; set epochs >= 1 or polish=True.")
+        if not self.polish_tol > 0 or not isinstance(self.polish_max_iter, int) or self.polish_max_iter < 1:
+            raise ConfigError(f"polish_tol, polish_max_iter: expected > 0 and >= 1; got {self.polish_tol!r}, "
+                              f"{self.polish_max_iter!r}.")
+        if not self.lr > 0 or not 0 <= self.momentum < 1:
+            raise ConfigError(f"lr, momentum: expected lr > 0 and momentum in [0, 1); got {self.lr!r}, "
+                              f"{self.momentum!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
+        if any(not 0 < d < 1 for d in self.decay_at):
+            raise ConfigError(f"decay_at: expected fractions in (0, 1); got {self.decay_at!r}.")
+
+
+@dataclass
+class FitOutcome:
+    """The trained model (a new :class:`MixedLinear`), seconds, and per-epoch history (loss, gradient norm)."""
+
+    model: "MixedLinear"
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class ForgetOutcome:
+    """A forget request's result: the new model and what is left.
+
+    ``grad_norm`` = ‖∇L_r(w_u')‖ before noise; ``distance_bound`` = grad_norm / λ bounds ‖w_u' − w_r*‖ (w_r* the
+    optimum on the remaining data); ``kl_bound`` = grad_norm² / (2σ²λ²), in nats, bounds the KL divergence between
+    the forgotten and the retrained weights' distributions when noise σ > 0 was added (``None`` without noise: the
+    deterministic result carries no distributional guarantee beyond the distance)."""
+
+    model: "MixedLinear"
+    seconds: float
+    cg_iterations: int
+    cg_residual: float                 # final relative residual ‖H δ − g‖ / ‖g‖
+    grad_norm: float
+    distance_bound: float
+    sigma: float
+    kl_bound: float | None
+    n_forget: int
+    n_retain: int
+
+    def report(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+def core_user_split(data: LabeledData, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a stratified ``fraction`` of ``data`` (the core, never forgotten) and of the rest (user data),
+    fixed by ``seed``."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"fraction: expected the core's share of the data in (0, 1), e.g. 0.1; got {fraction!r}.")
+    g = torch.Generator().manual_seed(seed)
+    core = []
+    for c in torch.unique(data.y):
+        idx = torch.nonzero(data.y == c).squeeze(1)
+        take = max(1, int(round(fraction * len(idx))))
+        core.append(idx[torch.randperm(len(idx), generator=g)[:take]])
+    core_idx = torch.sort(torch.cat(core)).values
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[core_idx] = False
+    return core_idx, torch.nonzero(keep).squeeze(1)
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *, tol: float = 1e-4,
+                       max_iter: int = 200,
+                       precondition: "Callable[[torch.Tensor], torch.Tensor] | None" = None
+                       ) -> tuple[torch.Tensor, int, float]:
+    """Solve A x = b for a symmetric positive definite A given as ``matvec``, from x = 0, until the relative
+    residual ‖b − A x‖ / ‖b‖ ≤ ``tol`` or ``max_iter`` iterations; ``precondition`` applies M⁻¹ (an SPD
+    approximation of A⁻¹). Returns (x, iterations, relative residual)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    b_norm = float(b.norm())
+    if b_norm == 0:
+        return x, 0, 0.0
+    z = precondition(r) if precondition is not None else r
+    p = z.clone()
+    rz = float(r @ z)
+    it, res = 0, 1.0
+    for it in range(1, max_iter + 1):
+        Ap = matvec(p)
+        alpha = rz / float(p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        res = float(r.norm()) / b_norm
+        if res <= tol:
+            break
+        z = precondition(r) if precondition is not None else r
+        rz_new = float(r @ z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, it, res
+
+
+def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, steps: int, rank: int,
+            generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``rank`` largest eigenpairs of a symmetric operator by ``steps`` Lanczos iterations with full
+    reorthogonalisation: (values (rank,), vectors (rank, dim), orthonormal rows)."""
+    steps = min(steps, dim)
+    Q = torch.zeros(steps, dim, device=device)
+    alphas: list[float] = []
+    betas: list[float] = []
+    q = torch.randn(dim, generator=generator).to(device)
+    q /= q.norm()
+    for j in range(steps):
+        Q[j] = q
+        z = matvec(q)
+        alphas.append(float(q @ z))
+        for _ in range(2):  # twice is enough in float32
+            z -= Q[:j + 1].T @ (Q[:j + 1] @ z)
+        beta = float(z.norm())
+        if j == steps - 1 or beta <= 1e-7 * abs(alphas[-1]):
+            break
+        betas.append(beta)
+        q = z / beta
+    m = len(alphas)
+    T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if m > 1:
+        off = torch.tensor(betas[:m - 1], dtype=torch.float64)
+        T += torch.diag(off, 1) + torch.diag(off, -1)
+    values, vectors = torch.linalg.eigh(T)
+    top = values.argsort(descending=True)[:rank]
+    return values[top].float().to(device), vectors[:, top].T.float().to(device) @ Q[:m]
+
+
+class MixedLinear(nn.Module):
+    """A frozen core plus linearised user weights: ``f(x; w_c) + J(x)·w_u`` (module docstring).
+
+    ``model``: the core (copied, frozen, BatchNorm in eval mode). ``linearize``: module-name prefixes whose
+    parameters get user weights (default ``["fc"]``; more late modules = more capacity, as ``["body.3", "fc"]``
+    for netfix's MLP or ``["layer3", "fc"]`` for its ResNet). ``lam``: the L2 weight λ (also the strong-convexity
+    constant of the bound). ``target_scale``: s in the one-hot × s regression targets. User weights start at 0,
+    so a fresh model predicts exactly as its core.
+    """
+
+    def __init__(self, model: nn.Module, linearize: "Sequence[str]" = ("fc",), *, lam: float = 5e-4,
+                 target_scale: float = 5.0) -> None:
+        super().__init__()
+        check_model(model)
+        if isinstance(model, MixedLinear):
+            raise ModelError("model: is already a MixedLinear; pass its core (model.core) to linearise again.")
+        if not (isinstance(lam, (int, float)) and lam > 0 and math.isfinite(lam)):
+            raise ConfigError(f"lam: expected a positive L2 weight (the bound divides by it), e.g. 5e-4; got {lam!r}.")
+        if not target_scale > 0:
+            raise ConfigError(f"target_scale: expected a positive number, e.g. 5.0; got {target_scale!r}.")
+        if isinstance(linearize, str):
+            linearize = [linearize]
+        core = copy.deepcopy(model).eval()
+        names = [n for n, _ in core.named_parameters()]
+        valid = sorted({n.rsplit(".", 1)[0] for n in names})
+        for prefix in linearize:
+            if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+                raise ConfigError(f"linearize: {prefix!r} selects no parameter. Valid module prefixes: "
+                                  f"{', '.join(valid)}.")
+        self.lin_names = [n for n in names if any(n == p or n.startswith(p + ".") for p in linearize)]
+        for p in core.parameters():
+            p.requires_grad_(False)
+        self.core = core
+        params = dict(core.named_parameters())
+        self.user = nn.ParameterList([nn.Parameter(torch.zeros_like(params[n])) for n in self.lin_names])
+        # the CG preconditioner (with_preconditioner): top eigenpairs of the Gauss–Newton matrix over core data
+        self.register_buffer("precond_values", torch.zeros(0))
+        self.register_buffer("precond_vectors", torch.zeros(0, sum(p.numel() for p in self.user)))
+        self.linearize, self.lam, self.target_scale = list(linearize), float(lam), float(target_scale)
+        self._split: FrozenSplit | None = None
+        self._k: int | None = None
+        spec = getattr(model, "netfix_spec", None)
+        if spec is not None:
+            self.netfix_spec = {"name": "mixed-linear", "input_shape": spec["input_shape"],
+                                "num_classes": spec["num_classes"],
+                                "kwargs": {"core": {"name": spec["name"], "kwargs": spec["kwargs"]},
+                                           "linearize": self.linearize, "lam": self.lam,
+                                           "target_scale": self.target_scale}}
+
+    # -- structure ---------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "MixedLinear":
+        super().train(mode)
+        self.core.eval()  # BatchNorm and Dropout of the core stay frozen
+        return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in ("precond_values", "precond_vectors"):  # their size is the preconditioner's rank
+            if prefix + name in state_dict:
+                self._buffers[name] = torch.empty_like(state_dict[prefix + name])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "MixedLinear":
+        self._split = None  # rebuilt on the next call, on the new device
+        return super()._apply(fn, recurse)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "MixedLinear":
+        split, self._split = self._split, None
+        try:
+            new = copy.copy(self)
+            memo[id(self)] = new
+            new.__dict__ = copy.deepcopy(self.__dict__, memo)
+        finally:
+            self._split = split
+        return new
+
+    @property
+    def num_user_parameters(self) -> int:
+        return sum(p.numel() for p in self.user)
+
+    def user_vector(self) -> torch.Tensor:
+        """w_u as one flat vector."""
+        return torch.cat([p.detach().reshape(-1) for p in self.user])
+
+    def _unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, offset = {}, 0
+        for n, p in zip(self.lin_names, self.user):
+            out[n] = v[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+        return out
+
+    def with_user_vector(self, v: torch.Tensor) -> "MixedLinear":
+        """A copy of this model whose user weights are ``v`` (flat)."""
+        new = copy.deepcopy(self)
+        parts = new._unflatten(v.detach().to(model_device(new)))
+        with torch.no_grad():
+            for n, p in zip(new.lin_names, new.user):
+                p.copy_(parts[n])
+        return new
+
+    def remove_user_data(self) -> "MixedLinear":
+        """A copy with every user weight zeroed: exactly the core's predictions, no user data left."""
+        return self.with_user_vector(torch.zeros(self.num_user_parameters, device=model_device(self)))
+
+    def split(self, example: torch.Tensor) -> FrozenSplit:
+        if self._split is None:
+            self._split = FrozenSplit(self.core, self.lin_names, example[:2])
+        return self._split
+
+    # -- outputs -----------------------------------------------------------------------------------------------
+    def features(self, X: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, ...]:
+        """The core's cached features below the linearised modules (computed once; frozen core)."""
+        X = X.to(model_device(self))
+        return self.split(X).batched_features(X, batch_size)
+
+    def _primal_tangent(self, feats: tuple[torch.Tensor, ...], w: "torch.Tensor | None"
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        split = self._split
+        if split is None:
+            raise RuntimeError("features() must be called first (it builds the cut below the linearised modules)")
+        tangents = self._unflatten(w) if w is not None else dict(zip(self.lin_names, self.user))
+        primals = {n: p for n, p in self.core.named_parameters() if n in tangents}
+        return jvp(lambda p: functional_call(split.tail, p, feats), (primals,), (tangents,))
+
+    def logits_from_features(self, feats: tuple[torch.Tensor, ...], w: "torch.Tensor | None" = None
+                             ) -> torch.Tensor:
+        """f(x; w_c) + J(x)·w for cached features; ``w`` flat (default: the model's user weights). Differentiable
+        in ``w``."""
+        out, tangent = self._primal_tangent(feats, w)
+        return out + tangent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_features(self.split(x).features(x))
+
+    # -- the quadratic -----------------------------------------------------------------------------------------
+    def _targets(self, y: torch.Tensor, k: int) -> torch.Tensor:
+        return self.target_scale * F.one_hot(y, k).to(torch.get_default_dtype())
+
+    def _batches(self, n: int, batch_size: int) -> list[slice]:
+        return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+    def gradient(self, feats: tuple[torch.Tensor, ...], y: torch.Tensor, w: torch.Tensor,
+                 batch_size: int = 2048) -> tuple[torch.Tensor, float]:
+        """(∇L(w), L(w)) over all of (``feats``, ``y``): the exact gradient of the user loss."""
+        n, k = len(y), self._num_classes()
+        grad = torch.zeros_like(w)
+        total = 0.0
+        for s in self._batches(n, batch_size):
+            v = w.detach().requires_grad_(True)
+            f = self.logits_from_features(tuple(t[s] for t in feats), v)
+            loss = 0.5 * ((f - self._targets(y[s], k)) ** 2).sum() / (n * k)
+            grad += torch.autograd.grad(loss, v)[0]
+            total += float(loss.detach())
+        return grad + self.lam * w.detach(), total + 0.5 * self.lam * float(w.detach() @ w.detach())
+
+    def hvp(self, feats: tuple[torch.Tensor, ...], v: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+        """H v = 1/(N·K) Σ J_iᵀ(J_i v) + λ v: a JVP, then a VJP, per batch."""
+        n, k = len(feats[0]), self._num_classes()
+        out = torch.zeros_like(v)
+        for s in self._batches(n, batch_size):
+            u = v.detach().requires_grad_(True)
+            _, jv = self._primal_tangent(tuple(t[s] for t in feats), u)
+            out += torch.autograd.grad(jv, u, grad_outputs=jv.detach())[0] / (n * k)
+        return out + self.lam * v
+
+    def _num_classes(self) -> int:
+        spec = getattr(self, "netfix_spec", None)
+        if spec:
+            return int(spec["num_classes"])
+        if self._k is None:
+            raise RuntimeError("the number of classes is learnt from the first data passed")
+        return self._k
+
+    def _check(self, data: DataLike, argument: str) -> LabeledData:
+        d = as_data(data, argument)
+        if len(d) == 0:
+            raise DataError(f"{argument}: is empty; expected at least one sample.")
+        if self._k is None:
+            self._k = num_outputs(self, d, argument)
+        return as_data(d, argument, num_classes=self._k)
+
+    def with_preconditioner(self, data: DataLike, rank: int = 128, steps: int | None = None, *, seed: int = 0
+                            ) -> "MixedLinear":
+        """A copy whose conjugate-gradient solves (training's Newton step, every forget) are preconditioned with
+        the ``rank`` largest eigenpairs of the Gauss–Newton matrix over ``data``, found by ``steps`` Lanczos
+        iterations (default 2 × rank). Pass the **core** data: the preconditioner then holds no user information,
+        stays valid after every forget and is saved with the model. The Gauss–Newton spectrum is dominated by a
+        few hundred directions (on digits, the top 100 eigenvalues carry a condition number of 25,800 down to 22),
+        so the preconditioned solve needs far fewer Hessian-vector products."""
+        if not isinstance(rank, int) or rank < 1:
+            raise ConfigError(f"rank: expected a whole number >= 1; got {rank!r}.")
+        d = self._check(data, "data")
+        dev = model_device(self)
+        with torch.no_grad():
+            feats = self.features(d.X)
+        with seeded(seed, dev) as g:
+            values, vectors = lanczos(lambda v: self.hvp(feats, v), self.num_user_parameters, steps or 2 * rank,
+                                      rank, g, dev)
+        new = copy.deepcopy(self)
+        new._buffers["precond_values"], new._buffers["precond_vectors"] = values, vectors
+        return new
+
+    def _preconditioner(self) -> "Callable[[torch.Tensor], torch.Tensor] | None":
+        """M⁻¹ r = V diag(1/μ) Vᵀ r + (r − V Vᵀ r)/μ_min: the top directions scaled exactly, the rest by the
+        smallest kept eigenvalue."""
+        if self.precond_values.numel() == 0:
+            return None
+        V, mu = self.precond_vectors, self.precond_values
+        floor = float(mu.min())
+
+        def apply(r: torch.Tensor) -> torch.Tensor:
+            c = V @ r
+            return V.T @ (c / mu - c / floor) + r / floor
+        return apply
+
+    def _newton(self, feats: tuple[torch.Tensor, ...], y: torch.Tensor, w: torch.Tensor, tol: float,
+                max_iter: int) -> tuple[torch.Tensor, int, float]:
+        """w − H⁻¹∇L(w) on (``feats``, ``y``): the exact optimum of the quadratic, up to the CG tolerance."""
+        g, _ = self.gradient(feats, y, w)
+        delta, iters, residual = conjugate_gradient(lambda v: self.hvp(feats, v), g, tol=tol, max_iter=max_iter,
+                                                    precondition=self._preconditioner())
+        return w - delta, iters, residual
+
+    # -- training and forgetting --------------------------------------------------------------------------------
+    def fit_user(self, data: DataLike, config: UserTraining | None = None, *, seed: int = 0,
+                 progress: bool | None = None) -> FitOutcome:
+        """Train the user weights on ``data`` (user data only; the core stays frozen) from their current value
+        (0 for a fresh model) and return a new model."""
+        cfg = config or UserTraining()
+        data = self._check(data, "data")
+        dev = model_device(self)
+        start = time.perf_counter()
+        with seeded(seed, dev) as g:
+            feats = self.features(data.X)
+            y = data.y.to(dev)
+            w = self.user_vector().clone().requires_grad_(True)
+            opt = torch.optim.SGD([w], lr=cfg.lr, momentum=cfg.momentum)
+            k, n = self._num_classes(), len(y)
+            decay = {max(1, int(round(f * cfg.epochs))) for f in cfg.decay_at}
+            history = []
+            from tqdm.auto import tqdm
+
+            loss = torch.zeros(())
+            for epoch in tqdm(range(cfg.epochs), desc="user weights", disable=not show_progress(progress),
+                              leave=False):
+                order = torch.randperm(n, generator=g).to(dev)
+                for s in self._batches(n, cfg.batch_size):
+                    idx = order[s]
+                    f = self.logits_from_features(tuple(t[idx] for t in feats), w)
+                    loss = 0.5 * ((f - self._targets(y[idx], k)) ** 2).mean() + 0.5 * self.lam * (w @ w)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                if epoch + 1 in decay:
+                    for group in opt.param_groups:
+                        group["lr"] *= 0.1
+                history.append({"epoch": epoch + 1, "loss": float(loss.detach())})
+            w = w.detach()
+            if cfg.polish:
+                w, iters, residual = self._newton(feats, y, w, cfg.polish_tol, cfg.polish_max_iter)
+                history.append({"newton_iterations": iters, "newton_residual": residual})
+            grad, full = self.gradient(feats, y, w)
+            history.append({"full_loss": full, "grad_norm": float(grad.norm())})
+        return FitOutcome(self.with_user_vector(w.detach()), time.perf_counter() - start, history)
+
+    def forget(self, forget: DataLike, retain: DataLike, *, tol: float = 1e-4, max_iter: int = 200,
+               sigma: float = 0.0, seed: int = 0) -> ForgetOutcome:
+        """Forget ``forget`` (user samples) given ``retain``, the user samples that remain: one Newton step on the
+        remaining user loss, solved by conjugate gradient to relative residual ``tol`` (at most ``max_iter``
+        Hessian-vector products), then optional Gaussian noise of std ``sigma`` on w_u. Returns a new model and
+        the bound. Sequential requests: call ``forget`` again on the result with the new remaining data."""
+        forget_data = self._check(forget, "forget")
+        retain_data = self._check(retain, "retain")
+        if not tol > 0 or not isinstance(max_iter, int) or max_iter < 1:
+            raise ConfigError(f"tol, max_iter: expected tol > 0 and max_iter >= 1; got {tol!r}, {max_iter!r}.")
+        if not sigma >= 0:
+            raise ConfigError(f"sigma: expected a noise std >= 0; got {sigma!r}.")
+        dev = model_device(self)
+        start = time.perf_counter()
+        with torch.no_grad():
+            feats = self.features(retain_data.X)
+        y = retain_data.y.to(dev)
+        w_new, iters, residual = self._newton(feats, y, self.user_vector(), tol, max_iter)
+        grad_after, _ = self.gradient(feats, y, w_new)
+        grad_norm = float(grad_after.norm())
+        if sigma > 0:
+            with seeded(seed, dev) as gen:
+                w_new = w_new + sigma * torch.randn(w_new.shape, generator=gen).to(dev)
+        seconds = time.perf_counter() - start
+        return ForgetOutcome(model=self.with_user_vector(w_new), seconds=seconds, cg_iterations=iters,
+                             cg_residual=residual, grad_norm=grad_norm, distance_bound=grad_norm / self.lam,
+                             sigma=float(sigma),
+                             kl_bound=grad_norm ** 2 / (2 * sigma ** 2 * self.lam ** 2) if sigma > 0 else None,
+                             n_forget=len(forget_data), n_retain=len(retain_data))
