@@ -15,6 +15,12 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _private_ledger(tmp_path, monkeypatch):
+    """Commands append to the ledger at $NETFIX_HOME: keep every test's records in its own folder, never ~/.netfix."""
+    monkeypatch.setenv("NETFIX_HOME", str(tmp_path / "netfix-home"))
+
+
 @pytest.fixture(scope="session")
 def digits():
     return netfix.datasets.load("digits")

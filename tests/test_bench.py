@@ -136,3 +136,20 @@ def test_unlearn_bench_refuses_unknown_methods_and_models():
         bench.run("unlearn", quick=True, data="digits", methods="nope")
     with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
         bench.run("unlearn", quick=True, data="digits", archs="vgg")
+
+
+def test_forget_relearn_bench_quick_document(tmp_path):
+    """The quick forget-relearn bench: every row it promises, the analysis and the repair (mnist5k, 1 seed)."""
+    doc = netfix.bench.run("forget-relearn", quick=True, progress=False, json_path=tmp_path / "fr.json")
+    methods = {"long-baseline", "llf", "ke", "imp", "shrink-perturb", "targeted"}
+    assert {(r["method"], r["noise"]) for r in doc["rows"]} == {(m, n) for m in methods for n in (0.0, 0.2, 0.4)}
+    assert all({"test_acc", "test_acc_std", "seconds", "delta"} <= set(r) for r in doc["rows"])
+    assert all(r["delta"] == 0 for r in doc["rows"] if r["method"] == "long-baseline")
+    a = doc["analysis"]
+    ops = methods - {"long-baseline"}
+    assert a["best_schedule"] in ops and set(a["ratio_by_operator"]) == ops | {f"{m}@analysis" for m in ops | {"random"}}
+    ratios = [r for r in a["ratio_by_operator"].values() if r is not None]  # None: the quick run memorised too little
+    assert a["noisy_to_clean_forgetting"] == (max(ratios) if ratios else None)
+    assert {c["method"] for c in doc["controls"]} == {"restarts-only", "short-baseline"}
+    assert doc["repair"]["time_share"] < 1 and len(doc["repair"]["runs"]) == 1
+    assert json.loads((tmp_path / "fr.json").read_text())["bench"] == "forget-relearn"

@@ -13,7 +13,7 @@ import netfix
 
 from netfix.cli import main
 
-VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench", "edit"]
+VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench", "edit", "report", "ledger"]
 
 
 def run(capsys, *argv):
@@ -82,6 +82,9 @@ def test_demo_quick_json_is_pure_json_with_the_table(capsys, tmp_path):
     for name in ("original", "ogd", "retrain"):
         assert (tmp_path / "demo" / f"{name}.safetensors").is_file()
     assert (tmp_path / "demo" / "metrics.json").is_file()
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert res["report"].endswith("report.html") and "ogd (unlearn + relearn)" in page
+    assert page.count("data:image/png;base64,") >= 4  # accuracy, per-class, confusion, MIA
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -175,3 +178,26 @@ def test_edit_verb_refuses_bad_input(capsys, tmp_path, trained, extra, message):
     netfix.save(trained, path)
     code, _, err = run(capsys, "edit", str(path), "--data", "digits", *extra)
     assert code == 2 and message in err
+
+
+def test_train_forget_relearn_then_repair_a_noisy_model(capsys, tmp_path):
+    """`netfix train --forget-relearn` logs its generations; `netfix relearn --method forget-relearn` repairs a model
+    trained on noisy labels with no corrected labels given (the scenario names the noisy training set)."""
+    sched = tmp_path / "sched"
+    code, out, _ = run(capsys, "train", "--data", "digits", "--scenario", "label_noise:fraction=0.4",
+                       "--forget-relearn", "shrink-perturb:shrink=0.2,noise=0.3", "--generations", "2",
+                       "--epochs", "2", "--out", str(sched), "--json", "--quiet")
+    doc = json.loads(out)
+    assert code == 0 and [g["generation"] for g in doc["generations"]] == [1, 2] and doc["history"]
+    noisy = tmp_path / "noisy"
+    run(capsys, "train", "--data", "digits", "--scenario", "label_noise:fraction=0.4", "--epochs", "60",
+        "--model-arg", "hidden=128", "--lr", "3e-3", "--lr-schedule", "constant", "--out", str(noisy), "--quiet")
+    code, out, _ = run(capsys, "relearn", str(noisy), "--data", "digits", "--scenario", "label_noise:fraction=0.4",
+                       "--method", "forget-relearn", "--option", "operator=shrink-perturb:shrink=0.2,noise=0.3",
+                       "--option", "generations=1", "--json", "--quiet")
+    doc = json.loads(out)
+    assert code == 0 and doc["config"]["operator"] == "shrink-perturb:shrink=0.2,noise=0.3"
+    before, after = doc["rows"]
+    assert after["test_acc"] > before["test_acc"]
+    code, _, err = run(capsys, "train", "--data", "digits", "--forget-relearn", "nope", "--quiet")
+    assert code == 2 and "operator" in err and "llf" in err

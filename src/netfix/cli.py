@@ -80,8 +80,14 @@ def _parser() -> argparse.ArgumentParser:
                         "--core-fraction of the data, then user weights for these comma-separated modules "
                         "(e.g. body.3,fc) on the rest; `netfix unlearn --method mixed-linear` then forgets exactly")
     t.add_argument("--core-fraction", type=float, default=0.1, help="mixed-linear: the core's share (default 0.1)")
+    t.add_argument("--forget-relearn", default=None, metavar="OPERATOR",
+                   help="train with a forget-and-relearn schedule (netfix.forgetting): this operator, e.g. llf, "
+                        "llf:start=body.3, ke:keep=0.8, imp, shrink-perturb, targeted, applied before every "
+                        "generation but the first; --epochs is then per generation")
+    t.add_argument("--generations", type=int, default=5, help="forget-relearn: generations (default 5)")
     t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
     _compute(t)
+    _ledger_arg(t)
 
     for verb, what in (("unlearn", "remove what a forget set taught a saved model"),
                        ("relearn", "teach a saved model the corrected labels of a scenario")):
@@ -96,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
         u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
         u.add_argument("--out", type=Path, default=None, help="new model's path (default: MODEL-METHOD beside MODEL)")
         _compute(u)
+        _ledger_arg(u)
+
+    r = _common(sub.add_parser("report", help="render a run folder's results as one self-contained HTML file",
+                               description="Render the run documents in RUN_DIR (a command's *.run.json, a bench's "
+                               "JSON, the demo's metrics.json) as one HTML file with the before / after / reference "
+                               "table first, then the plots; images are embedded, nothing is fetched."))
+    r.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder or one run document (JSON)")
+    r.add_argument("-o", "--out", type=Path, default=None,
+                   help="output file (default RUN_DIR/report.html, or FILE.html beside a single FILE.json)")
 
     b = sub.add_parser("bench", help="run a benchmark; JSON out, table on stdout",
                        description="Run a benchmark (see `netfix bench list`). Speeds are reported as a ratio to the "
@@ -103,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write the JSON document to FILE (atomic); alone, print it on stdout instead of the table")
     b.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
-    b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable), or list")
+    b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable, mixed-linear, "
+                                     "forget-relearn, scale), or list")
     b.add_argument("--quick", action="store_true", help="a smoke-sized run (about a minute)")
     b.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
     b.add_argument("--data", default=None, help="built-in dataset (default mnist5k)")
@@ -135,13 +151,110 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--lr", type=float, default=None, help="editor step size (default: per editor)")
     ed.add_argument("--out", type=Path, default=None, help="edited model's path (default: MODEL-edit beside MODEL)")
     _compute(ed)
+    _ledger_arg(ed)
 
     e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)"))
     e.add_argument("model", type=Path, help="saved model (NAME, NAME.safetensors or NAME.json)")
     _data_args(e)
     e.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained), for gap / agreement / kl")
     _compute(e)
+    _ledger_parser(sub)
     return p
+
+
+def _ledger_arg(p: argparse.ArgumentParser, default: Any = None, what: str = "the run is recorded in") -> None:
+    p.add_argument("--ledger", type=Path, default=default, metavar="PATH",
+                   help=f"ledger file {what} (default $NETFIX_HOME/ledger.sqlite, NETFIX_HOME "
+                        "defaulting to ~/.netfix)")
+
+
+def _ledger_parser(sub: Any) -> None:
+    """``netfix ledger list | show ID | verify``; --ledger, --json and --quiet go before or after the command."""
+    lg = _common(sub.add_parser("ledger", help="list, show or verify the tamper-evident record of runs",
+                                description="Every train / unlearn / relearn / edit run is recorded in a hash-chained "
+                                "ledger with the sha256 of the model files it read and wrote. verify re-checks the "
+                                "chain and every file, and exits with status 1 on any problem."))
+    _ledger_arg(lg, what="to read")
+    cmds = lg.add_subparsers(dest="ledger_command", metavar="COMMAND")
+    cmds.required = True
+    for name, what in (("list", "every record, oldest first"), ("show", "one record in full"),
+                       ("verify", "check the hash chain and every recorded file; exit status 1 on a problem")):
+        c = cmds.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        if name == "show":
+            c.add_argument("id", type=int, help="record id (see `netfix ledger list`)")
+        # SUPPRESS: given here they override the verb's options; absent, they leave them alone
+        c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print only JSON on stdout")
+        c.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no logs on stderr")
+        _ledger_arg(c, argparse.SUPPRESS, "to read")
+
+
+def _cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
+    from .ledger import Ledger, ledger_path
+
+    path = ledger_path(args.ledger)
+    if not path.is_file():
+        raise ConfigError(f"--ledger: {path} not found. Fix: record a run first (netfix train / unlearn / relearn / "
+                          "edit), or pass --ledger PATH.")
+    with Ledger(path) as led:
+        if args.ledger_command == "show":
+            rec = led.get(args.id)
+            return {"ledger": str(path), "record": rec, "text": json.dumps(rec, indent=2)}
+        if args.ledger_command == "verify":
+            a = led.audit()
+            text = (f"ok: {a.records} records, {a.files} files checked\nhead: {a.head}" if a.ok else
+                    "\n".join(a.problems) + f"\n{len(a.problems)} problem(s) in {path}")
+            return {"ledger": str(path), "ok": a.ok, "problems": a.problems, "records": a.records, "files": a.files,
+                    "head": a.head, "_exit": 0 if a.ok else 1, "text": text}
+        records = led.list()
+    rows = []
+    for r in records:
+        p = r["payload"] if isinstance(r["payload"], dict) else {}
+        model = (p.get("files") or {}).get("model") or {}
+        rows.append({"id": r["id"], "created": r["created"][:19], "kind": r["kind"], "method": p.get("method"),
+                     "model": model.get("path") if isinstance(model, dict) else None})
+    return {"ledger": str(path), "records": records,
+            "text": _table(rows, ("id", "created", "kind", "method", "model")) + f"\n\nledger: {path}"}
+
+
+def _record(args: argparse.Namespace, kind: str, weights: Path, source: Path | None = None,
+            certificate: Path | None = None, **payload: Any) -> dict[str, Any]:
+    """Append this run to the ledger: the model files written (and read, and the certificate) by sha256, and
+    ``payload``; returns the result keys that name the record."""
+    from .io import model_paths
+    from .ledger import ledger_path, record_run
+
+    files: dict[str, Path] = dict(zip(("model", "model_sidecar"), model_paths(weights)))
+    if certificate is not None:
+        files["certificate"] = certificate
+    inputs: dict[str, Path] = {}
+    for role, p in (("source", source), ("reference", getattr(args, "reference", None))):
+        if p is not None:
+            inputs.update(zip((role, f"{role}_sidecar"), model_paths(p)))
+    rid = record_run(kind, files=files, inputs=inputs, ledger=args.ledger, **payload)
+    proof: dict[str, Any] = {"ledger": str(ledger_path(args.ledger)), "ledger_record": rid}
+    if certificate is not None:
+        proof["certificate"] = str(certificate)
+    return proof
+
+
+def _proof_text(proof: dict[str, Any]) -> str:
+    return (f"\nledger: record {proof['ledger_record']} in {proof['ledger']}"
+            + (f"\ncertificate: {proof['certificate']}" if "certificate" in proof else ""))
+
+
+def _certify(args: argparse.Namespace, weights: Path, s: Any, out: Any, after: dict[str, Any]) -> Path:
+    """Write ``<new model>.certificate.json`` for an unlearn run (netfix.ledger.certificate)."""
+    from .ledger import certificate, write_certificate
+
+    last = out.history[-1] if out.history else {}
+    bound = {k: last[k] for k in ("distance_bound", "kl_bound", "grad_norm", "sigma") if k in last} or None
+    cert = certificate(args.model, weights, s.forget_indices, args.method, out.config,
+                       {k: v for k, v in after.items() if k != "reference"}, after.get("reference"), bound,
+                       out.seconds)
+    return write_certificate(cert, weights.with_name(weights.name[:-len(".safetensors")] + ".certificate.json"))
+
+
+_SPEC_OPTIONS = ("operator",)
 
 
 def _parse_kv(items: list[str], what: str) -> dict[str, Any]:
@@ -150,6 +263,9 @@ def _parse_kv(items: list[str], what: str) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"{what}: expected KEY=VALUE; got {item!r}.")
+        if key in _SPEC_OPTIONS:  # a NAME:key=value,... spec: its commas are its own
+            out[key] = value
+            continue
         parts = [parse_value(v) for v in value.split(",")]
         out[key] = parts if "," in value else parts[0]
     return out
@@ -184,7 +300,7 @@ def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     result = demo.run(quick=args.quick, out=args.out, seed=args.seed, device=args.device, progress=not args.quiet)
     result["text"] = ("Fault: every training 7 taught as 1 (mnist5k, MLP). class_acc = accuracy on test 7s; "
                       "fault_rate = % of test 7s predicted 1.\n\n" + _table(result["rows"], demo.COLUMNS)
-                      + f"\n\nrun folder: {result['run_dir']}")
+                      + f"\n\nrun folder: {result['run_dir']}\nreport: {result['report']}")
     return result
 
 
@@ -229,6 +345,12 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         fitted = ml.fit_user(data.subset(user_idx), seed=args.seed, progress=not args.quiet)
         out.model, out.seconds = fitted.model, out.seconds + fitted.seconds
         mixed = {"core_indices": core_idx.tolist(), "linearize": ml.linearize}
+    elif args.forget_relearn:
+        from .forgetting import ForgetRelearn
+
+        schedule = ForgetRelearn(args.forget_relearn, args.generations, args.epochs)
+        out = train(model, data, schedule=schedule, seed=args.seed, device=args.device, progress=not args.quiet,
+                    **options)
     else:
         out = train(model, data, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet,
                     **options)
@@ -244,8 +366,23 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     weights = save(out.model, path, meta)
     result = {"model_path": str(weights), "test_acc": m["test_acc"], "seconds": out.seconds,
               "epochs": args.epochs, "recipe": options, "history": out.history, "metrics": dict(m)}
-    result["text"] = (f"trained {args.model} on {args.data} ({len(data)} samples, {args.epochs} epochs) in "
-                      f"{out.seconds:.1f} s\ntest accuracy: {m['test_acc']:.2f}%\nsaved: {weights}")
+    from .ledger import indices_digest
+
+    result.update(_record(args, "train", weights, method="train", config=out.config,
+                          model={"name": args.model, "args": _parse_kv(args.model_arg, "--model-arg")},
+                          data={"name": args.data, "subset": args.subset, "fingerprint": out.config["data_fingerprint"],
+                                "scenario": s.describe() if s is not None else None,
+                                "forget_set": indices_digest(s.forget_indices) if s is not None else None},
+                          metrics=dict(m), seconds=out.seconds))
+    if args.forget_relearn:
+        gens = [h for h in out.history if "train_acc" in h]
+        result["generations"] = gens
+        result["text_extra"] = "\n" + _table(gens, [c for c in ("generation", "loss", "train_acc",
+                                                                  "train_acc_after_forgetting", "seconds")])
+    result["text"] = (f"trained {args.model} on {args.data} ({len(data)} samples, {out.config['epochs']} epochs) in "
+                      f"{out.seconds:.1f} s\ntest accuracy: {m['test_acc']:.2f}%\nsaved: {weights}"
+                      + result.pop("text_extra", ""))
+    result["text"] += _proof_text(result)
     return result
 
 
@@ -291,9 +428,43 @@ def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.json) if args.json not in (None, "-") else None
     doc = bench.run(args.name, quick=args.quick, seeds=args.seeds, data=args.data, device=args.device,
                     progress=not args.quiet, json_path=path, markdown_path=args.markdown, **options)
-    doc["text"] = doc["text"] + (f"\n\nJSON: {path}" if path else "")
+    from . import report
+
+    html_path = path.with_suffix(".html") if path else Path("runs") / "bench" / f"{args.name}.html"
+    report.write({**doc, "title": f"netfix bench {args.name}"}, html_path)
+    doc["report"] = str(html_path)
+    doc["text"] = doc["text"] + (f"\n\nJSON: {path}" if path else "") + f"\nreport: {html_path}"
     args.json = args.json == "-"  # print the document on stdout only for a bare --json
     return doc
+
+
+def _cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from . import report
+
+    docs = report.collect(args.run_dir)
+    default = args.run_dir / "report.html" if args.run_dir.is_dir() else args.run_dir.with_suffix(".html")
+    path = report.write(docs, args.out or default)
+    return {"report": str(path), "documents": len(docs), "text": f"report: {path}"}
+
+
+def _write_run(stem: Path, doc: dict[str, Any]) -> dict[str, str]:
+    """Write a command's run document (``STEM.run.json``) and its report (``STEM.report.html``) beside its model."""
+    from . import report
+    from .io import atomic_write
+
+    run_json = stem.with_name(stem.name + ".run.json")
+    atomic_write(run_json, json.dumps(doc, indent=2, default=str).encode())
+    html_path = report.write(doc, stem.with_name(stem.name + ".report.html"))
+    return {"run": str(run_json), "report": str(html_path)}
+
+
+def _report_panel(models: dict[str, Any], s: Any, test_set: Any, device: Any) -> dict[str, Any]:
+    from . import report
+
+    sets = {"forget": s.forget, "retain": s.retain, "test": s.test, "fault_test": s.fault_test} if s is not None \
+        else {"test": test_set}
+    k = (s.test if s is not None else test_set).num_classes
+    return report.panel(models, sets, k)
 
 
 _REPAIR_COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
@@ -307,9 +478,11 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
     reference = load(args.reference, device=args.device or "cpu") if args.reference else None
     train_set, test_set = datasets.load(args.data)
     s = _scenario(args, train_set, test_set)
+    options = _parse_kv(args.option, "--option")
+    if args.verb == "relearn" and args.method == "forget-relearn":
+        return _forget_relearn_repair(args, model, reference, s, train_set, test_set, options)
     if s is None:
         raise ConfigError(f"netfix {args.verb}: needs --scenario or --forget-indices to say what to repair.")
-    options = _parse_kv(args.option, "--option")
     retain = s.retain
     if args.method == "mixed-linear":  # the user weights were trained on user data only: keep the user samples left
         retain = _remaining_user_data(args.model, s, train_set)
@@ -322,9 +495,10 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
                               "label_noise, or `netfix unlearn` for a deletion request.")
         out = relearn(model, s.corrected, protect=s.retain, method=args.method, seed=args.seed, device=args.device,
                       progress=not args.quiet, **options)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    evals: dict[str, Any] = {}
     for name, m, seconds in (("before", model, None), ("after", out.model, out.seconds)):
-        metrics = evaluate(m, scenario=s, reference=reference, seed=args.seed, device=args.device)
+        metrics = evals[name] = evaluate(m, scenario=s, reference=reference, seed=args.seed, device=args.device)
         rows.append({"model": name, **{k: metrics[k] for k in _REPAIR_COLUMNS if k in metrics},
                      **({"seconds": seconds} if seconds is not None else {})})
     stem = model_paths(args.model)[0].with_suffix("")
@@ -332,10 +506,66 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
     weights = save(out.model, path, {"method": args.method, "mode": args.verb, "config": out.config,
                                      "scenario": s.describe(), "forget_indices": s.forget_indices.tolist(),
                                      "source_model": str(args.model)})
-    text = (f"{args.verb} with {args.method} on {s.name} {s.args} (forget {len(s.forget)}, retain {len(s.retain)})"
-            f"\n\n{_table(rows, [c for c in _REPAIR_COLUMNS if any(c in r for r in rows)])}\n\nsaved: {weights}")
-    return {"method": args.method, "mode": args.verb, "model_path": str(weights), "scenario": s.describe(),
-            "rows": rows, "config": out.config, "history": out.history, "seconds": out.seconds, "text": text}
+    from .ledger import indices_digest
+
+    cert = _certify(args, weights, s, out, evals["after"]) if args.verb == "unlearn" else None
+    data = {"name": args.data, "forget_fingerprint": s.forget.fingerprint(), "retain_fingerprint": retain.fingerprint(),
+            **({"corrected_fingerprint": s.corrected.fingerprint()} if args.verb == "relearn" else {})}
+    proof = _record(args, args.verb, weights, source=args.model, certificate=cert, method=args.method,
+                    config=out.config, scenario=s.describe(), forget_set=indices_digest(s.forget_indices), data=data,
+                    metrics={r["model"]: r for r in rows}, seconds=out.seconds)
+    columns = [c for c in _REPAIR_COLUMNS if any(c in r for r in rows)]
+    models = {"before": model, "after": out.model, **({"reference": reference} if reference is not None else {})}
+    result = {"method": args.method, "mode": args.verb, "model_path": str(weights), "scenario": s.describe(),
+              "rows": rows, "columns": columns, "config": out.config, "history": out.history,
+              "seconds": out.seconds, "title": f"{args.verb} with {args.method}",
+              "headline": f"{args.verb} with {args.method} on {s.name} {s.args}",
+              "report": _report_panel(models, s, test_set, args.device), **proof}
+    result.update(_write_run(path, result))
+    result["text"] = (f"{args.verb} with {args.method} on {s.name} {s.args} (forget {len(s.forget)}, retain "
+                      f"{len(s.retain)})\n\n{_table(rows, columns)}\n\nsaved: {weights}\nreport: {result['report']}"
+                      + _proof_text(proof))
+    return result
+
+
+def _forget_relearn_repair(args: argparse.Namespace, model: Any, reference: Any, s: Any, train_set: Any,
+                           test_set: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``netfix relearn --method forget-relearn``: relearn the training data as the model was trained on it (a
+    scenario's faulty training set, e.g. label_noise, or the dataset's training split) — no corrected labels
+    needed: the forgetting operator sheds the memorised noise, relearning refits the consistent signal."""
+    from . import evaluate, relearn, save
+    from .io import model_paths
+
+    data = s.train if s is not None else train_set
+    out = relearn(model, data, method="forget-relearn", seed=args.seed, device=args.device, progress=not args.quiet,
+                  **options)
+    rows = []
+    for name, m, seconds in (("before", model, None), ("after", out.model, out.seconds)):
+        metrics = evaluate(m, scenario=s, reference=reference, seed=args.seed, device=args.device) if s is not None \
+            else evaluate(m, test=test_set, reference=reference, seed=args.seed, device=args.device)
+        rows.append({"model": name, **{k: metrics[k] for k in _REPAIR_COLUMNS if k in metrics},
+                     **({"seconds": seconds} if seconds is not None else {})})
+    stem = model_paths(args.model)[0].with_suffix("")
+    path = args.out or stem.with_name(f"{stem.name}-{args.method}")
+    weights = save(out.model, path, {"method": args.method, "mode": "relearn", "config": out.config,
+                                     "scenario": s.describe() if s is not None else None,
+                                     "source_model": str(args.model)})
+    proof = _record(args, "relearn", weights, source=args.model, method=args.method, config=out.config,
+                    scenario=s.describe() if s is not None else None,
+                    data={"name": args.data, "fingerprint": data.fingerprint()},
+                    metrics={r["model"]: r for r in rows}, seconds=out.seconds)
+    what = f"{s.name} {s.args}" if s is not None else f"{args.data} training split"
+    columns = [c for c in _REPAIR_COLUMNS if any(c in r for r in rows)]
+    models = {"before": model, "after": out.model, **({"reference": reference} if reference is not None else {})}
+    result = {"method": args.method, "mode": "relearn", "model_path": str(weights),
+              "scenario": s.describe() if s is not None else None, "rows": rows, "columns": columns,
+              "config": out.config, "history": out.history, "seconds": out.seconds,
+              "title": "relearn with forget-relearn", "headline": f"relearn with forget-relearn on {what}",
+              "report": _report_panel(models, s, test_set, args.device), **proof}
+    result.update(_write_run(path, result))
+    result["text"] = (f"relearn with forget-relearn on {what} ({len(data)} samples)\n\n{_table(rows, columns)}"
+                      f"\n\nsaved: {weights}\nreport: {result['report']}" + _proof_text(proof))
+    return result
 
 
 def _remaining_user_data(model_path: Path, s: Any, train_set: Any) -> Any:
@@ -395,25 +625,43 @@ def _cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     weights = save(out.model, path, {"method": out.method, "config": out.config, "source_model": str(args.model),
                                      "edits": {"data": args.data, "split": args.split, "indices": indices,
                                                "targets": targets}})
+    proof = _record(args, "edit", weights, source=args.model, method=out.method, config=out.config,
+                    edits={"data": args.data, "split": args.split, "indices": indices, "targets": targets,
+                           "success": out.success, "steps": out.steps},
+                    metrics={"test_acc_before": before, "test_acc_after": after}, seconds=out.seconds)
     rows = [{"index": i, "target": t, "success": "yes" if ok else "no"}
             for i, t, ok in zip(indices, targets, out.success)]
+    summary = [{"model": "before", "test_acc": before},
+               {"model": "after", "test_acc": after, "success_rate": 100.0 * sum(out.success) / len(out.success),
+                "mean_steps": float(out.steps), "drawdown": before - after, "seconds": out.seconds}]
+    doc = {"title": f"edit with {out.method}", "rows": summary, "edits": rows,
+           "headline": f"{len(rows)} edit(s) of {args.data}/{args.split} inputs {indices} to targets {targets}",
+           "report": _report_panel({"before": model, "after": out.model}, None, test_set, args.device)}
+    written = _write_run(path, doc)
     text = (f"{out.method}: {sum(out.success)}/{len(out.success)} edits reached in {out.steps} steps "
             f"({1000 * out.seconds:.0f} ms)\n\n{_table(rows, ('index', 'target', 'success'))}\n\n"
-            f"test accuracy: {before:.2f} -> {after:.2f}\nsaved: {weights}")
+            f"test accuracy: {before:.2f} -> {after:.2f}\nsaved: {weights}\nreport: {written['report']}"
+            + _proof_text(proof))
     return {"method": out.method, "success": out.success, "steps": out.steps, "seconds": out.seconds,
             "test_acc_before": before, "test_acc_after": after, "model_path": str(weights), "config": out.config,
-            "text": text}
+            **written, **proof, "text": text}
 
 
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "demo": _cmd_demo, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
-    "unlearn": _cmd_repair, "relearn": _cmd_repair, "bench": _cmd_bench, "edit": _cmd_edit,
+    "unlearn": _cmd_repair, "relearn": _cmd_repair, "bench": _cmd_bench, "edit": _cmd_edit, "report": _cmd_report,
+    "ledger": _cmd_ledger,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``netfix`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    from . import distributed
+
+    distributed.init_from_env(getattr(args, "device", None))  # under torchrun: join its process group
+    if not distributed.is_main():
+        args.quiet = True  # one process reports: rank 0
     logging.basicConfig(level=logging.WARNING if args.quiet or args.json in (True, "-") else logging.INFO,
                         format="netfix: %(message)s", stream=sys.stderr)
     try:
@@ -422,9 +670,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netfix {args.verb}: error: {e}", file=sys.stderr)
         return 2
     text = result.pop("text", "")
+    code = int(result.pop("_exit", 0))  # a verb's own failure status, e.g. `ledger verify` finding a problem
+    if not distributed.is_main():
+        return code
     if args.json:
         json.dump(result, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
         print(text)
-    return 0
+    return code

@@ -71,7 +71,14 @@ def atomic_write(path: "str | os.PathLike[str]", data: bytes) -> None:
 
 def atomic_write_many(files: "dict[Path, bytes]") -> None:
     """Replace several files together: all are written to temporary files first, then renamed in turn; if a
-    rename fails, the files already replaced are rolled back to their old content (kept as hard links)."""
+    rename fails, the files already replaced are rolled back to their old content (kept as hard links).
+
+    Under torchrun only rank 0 writes (:func:`netfix.distributed.is_main`): every rank holds the same weights and
+    numbers, and N processes renaming onto one path would race."""
+    from .distributed import is_main
+
+    if not is_main():
+        return
     temps: dict[Path, str] = {}
     backups: dict[Path, str | None] = {}  # old content of each file before its rename (None: it did not exist)
     replaced: list[Path] = []

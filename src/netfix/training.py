@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, ModelError, unknown
@@ -112,7 +113,8 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         after_step: "Callable[[nn.Module], None] | None" = None,
         stop: "Callable[[nn.Module, int], dict[str, Any] | None] | None" = None,
         max_steps: int | None = None, train_mode: bool = True, progress: bool = False,
-        desc: str = "train", optimizer: "torch.optim.Optimizer | None" = None) -> list[dict[str, Any]]:
+        desc: str = "train", optimizer: "torch.optim.Optimizer | None" = None,
+        lr_steps: "tuple[int, int] | None" = None) -> list[dict[str, Any]]:
     """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
 
     Hooks let methods reuse this loop: ``loss_fn(model, X, y)`` replaces cross-entropy; ``before_step(model)``
@@ -121,19 +123,28 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     to stop; ``max_steps`` caps the steps. Batches of one sample are skipped on BatchNorm models, whose
     training-mode statistics are undefined for them. ``train_mode=False`` trains in eval mode (BatchNorm
     statistics frozen, Dropout off), as repairs on small sets want. ``optimizer`` replaces the one ``cfg`` names
-    (its learning rate still follows ``cfg.lr`` and ``cfg.lr_schedule``)."""
+    (its learning rate still follows ``cfg.lr`` and ``cfg.lr_schedule``). Inside an initialised process group
+    (torchrun) the loop runs the model under DistributedDataParallel on a DistributedSampler, ``cfg.batch_size``
+    being the global batch (:mod:`netfix.distributed`). ``lr_steps`` = (offset, total): this run
+    is steps offset… of one cosine schedule over ``total`` steps (a schedule spanning several calls)."""
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
+    batch_size, run_model = cfg.batch_size, model
+    if distributed.is_distributed():  # torchrun / a user's process group: DDP over a DistributedSampler
+        batch_size = distributed.local_batch_size(cfg.batch_size)
+        if sampler is None:
+            sampler = distributed.sampler(data, seed=generator.initial_seed())
+        run_model = distributed.wrap(model, device)
     sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)
-    steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.batch_size))  # type: ignore[arg-type]
+    steps_per_epoch = max(1, math.ceil(len(sampler) / batch_size))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
     skip_singletons = _has_batchnorm(model) and train_mode
     history: list[dict[str, Any]] = []
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
-    model.train(train_mode)
+    run_model.train(train_mode)
     done = False
     for epoch in range(cfg.epochs):
         if done:
@@ -141,16 +152,17 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         loss_sum, seen = 0.0, 0
-        for X, y in batches(data, cfg.batch_size, sampler, device):
+        for X, y in batches(data, batch_size, sampler, device):
             if skip_singletons and len(y) == 1:
                 continue
             if cfg.lr_schedule == "cosine":
                 for group in opt.param_groups:
-                    group["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(1, total)))
+                    at, span = (step, total) if lr_steps is None else (lr_steps[0] + step, lr_steps[1])
+                    group["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * at / max(1, span)))
             if augment is not None:
                 X = augment(X)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model, X, y)
+            loss = loss_fn(run_model, X, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
                                          "Fix: lower lr, or set grad_clip.")
@@ -182,15 +194,18 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     return history
 
 
-def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
+def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float = 1e-3, batch_size: int = 128,
           optimizer: str = "adam", *, momentum: float = 0.9, weight_decay: float = 0.0,
           lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
           augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
-          progress: bool | None = None, editable: Any = None) -> Outcome:
+          progress: bool | None = None, editable: Any = None, schedule: Any = None) -> Outcome:
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
     The returned model remembers its recipe (``model.netfix_recipe``), which the retrain reference repeats.
+    ``epochs`` defaults to 10. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
+    epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
+    generation in the history. ``editable``: an :class:`netfix.editing.EditableTraining` config.
 
     Example:
         >>> train_set, test_set = netfix.datasets.load("digits")
@@ -199,6 +214,19 @@ def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, 
         >>> out.history[-1]["loss"] < out.history[0]["loss"]
         True
     """
+    if schedule is not None:
+        from .forgetting import ForgetRelearn
+
+        if not isinstance(schedule, ForgetRelearn):
+            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn; got {type(schedule).__name__}.")
+        if editable is not None:
+            raise ConfigError("schedule, editable: pick one; Editable Training under a forget-relearn schedule is not "
+                              "supported.")
+        if epochs is not None and epochs != schedule.epochs:
+            raise ConfigError(f"epochs: {epochs} disagrees with the schedule's {schedule.generations} generations × "
+                              f"{schedule.epochs_per_generation} epochs; leave epochs unset with a schedule.")
+        epochs = schedule.epochs
+    epochs = 10 if epochs is None else epochs
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
                       weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
                       grad_clip=grad_clip)
@@ -214,12 +242,18 @@ def train(model: nn.Module, data: DataLike, epochs: int = 10, lr: float = 1e-3, 
         if editable is not None:  # Editable Training: the edit and locality terms, and the editor's own parameters
             loss_fn = editable.loss_fn(net, g, k)
             opt = make_optimizer([p for p in net.parameters() if p.requires_grad] + editable.parameters(dev), cfg)
-        history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
-                      progress=show_progress(progress), loss_fn=loss_fn, optimizer=opt,
-                      desc="editable train" if editable is not None else "train")
+        if schedule is not None:
+            history = schedule.run(net, ds, cfg, generator=g, device=dev, seed=seed, progress=show_progress(progress),
+                                   fit_kwargs={"sampler": sampler, "augment": augment})
+        else:
+            history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
+                          progress=show_progress(progress), loss_fn=loss_fn, optimizer=opt,
+                          desc="editable train" if editable is not None else "train")
         seconds = time.perf_counter() - start
     net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
     config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds), "data_fingerprint": ds.fingerprint()}
+    if schedule is not None:
+        config["schedule"] = schedule.describe()
     if editable is not None:
         config["editable"] = {**asdict(editable), "editor_lr": editable.editor_lr}
         net.netfix_editor = {"editor": editable.editor, "lr": editable.editor_lr,  # type: ignore[assignment]

@@ -33,7 +33,7 @@ from .._tables import markdown_table, text_table
 from ..errors import unknown
 from ..io import atomic_write
 
-__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std"]
+__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std", "pick_dataset"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,23 @@ BENCHES: dict[str, BenchInfo] = {
                                       "editor, fine-tuning and a lookup table (issue 6)"),
     "mixed-linear": BenchInfo("mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the "
                                               "linear part, with the bound (issue 7)"),
+    "forget-relearn": BenchInfo("forget_relearn", "forget-and-relearn schedules vs an equal-compute long baseline "
+                                                  "on noisy labels, the forgetting analysis, repair (issue 8)"),
+    "scale": BenchInfo("scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, "
+                                "1 vs 2 processes (DDP; issue 10)"),
 }
+
+
+def pick_dataset(data: str | None, quick: bool = False) -> str:
+    """The bench's dataset: ``data`` when given; else mnist5k for a quick run, and Fashion-MNIST when installed
+    (mnist5k when not) for a full one."""
+    if data:
+        return data
+    if quick:
+        return "mnist5k"
+    from .. import data as datasets
+
+    return "fashion-mnist" if datasets.available()["fashion-mnist"]["present"] else "mnist5k"
 
 
 def available() -> dict[str, str]:

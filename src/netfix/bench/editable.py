@@ -39,6 +39,7 @@ from ..editing import EDITORS, EditableTraining
 from ..errors import unknown
 from ..evaluation import accuracy
 from ..training import train
+from . import pick_dataset
 
 log = logging.getLogger("netfix.bench")
 
@@ -74,7 +75,7 @@ def _edits(test: datasets.LabeledData, n: int, d: int, seed: int = 9) -> tuple[t
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None,
         editors: str | None = None, edits: int | None = None) -> dict[str, Any]:
-    name = data or ("fashion-mnist" if datasets.available()["fashion-mnist"]["present"] else "mnist5k")
+    name = pick_dataset(data)
     chosen = [e.strip() for e in editors.split(",")] if editors else list(EDITORS)
     for e in chosen:
         if e not in EDITORS:

@@ -23,7 +23,7 @@ from . import Context, register
 class MixedLinearConfig:
     """Options of ``mixed-linear`` forgetting."""
 
-    tol: float = 1e-3                  # CG stops at this relative residual ‖Hδ − g‖ / ‖g‖ (benchmarks/mixed_tol.py)
+    tol: float = 1e-4                  # CG stops at this relative residual ‖Hδ − g‖ / ‖g‖ (MixedLinear.forget)
     max_iter: int = 200                # Hessian-vector products at most
     sigma: float = 0.0                 # std of the Gaussian noise added to the user weights (0 = none)
 

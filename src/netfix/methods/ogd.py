@@ -36,6 +36,7 @@ from ..data import LabeledData
 from ..errors import ConfigError, DataError, unknown
 from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
+from .. import distributed
 from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_names
 from ..training import TrainConfig, fit
 from . import Context, register
@@ -135,6 +136,12 @@ def build_memory(model: nn.Module, pool: LabeledData, cfg: OGDConfig, generator:
     dev = next(iter(model.parameters())).device
     if len(mem) == 0:
         return Basis(dim, dev)
+    if distributed.is_distributed() and len(mem) >= distributed.world()[0]:
+        # each rank its contiguous share of the memory, gathered in rank order: the single-process rows
+        mine = mem.subset(torch.arange(len(mem))[distributed.share(len(mem))], mem.name)
+        jac = output_jacobian(model, mine, cfg.variant, cfg.params, cfg.memory_chunk,
+                              dtype=_DTYPES[cfg.memory_dtype], factored=cfg.factored)
+        return Basis.from_rows(distributed.gather_jacobian(jac))
     return Basis.from_rows(output_jacobian(model, mem, cfg.variant, cfg.params, cfg.memory_chunk,
                                            dtype=_DTYPES[cfg.memory_dtype], factored=cfg.factored))
 

@@ -1,0 +1,167 @@
+"""``netfix bench scale``: what OGD unlearning and retraining cost as the work grows, in 1 and 2 processes (issue 10).
+
+Fashion-MNIST (fallback mnist5k; ``--quick``: mnist5k and smaller sizes), netfix's MLP. Two sweeps:
+
+- **training-set size** N ∈ :data:`TRAIN_SIZES` with a forget set of :data:`FIXED_FORGET` samples;
+- **forget-set size** F ∈ :data:`FORGET_SIZES` with N = the largest training set.
+
+For every point and for 1 and 2 processes (``torch.multiprocessing`` spawns them; gloo, the DDP path of
+:mod:`netfix.distributed`), a fresh process group trains the original model (:data:`ORIGINAL_EPOCHS` epochs, not
+timed), then times ``netfix.unlearn(method="ogd")`` (unlearning a random forget set with gradient ascent, stopping at
+the model's held-out accuracy, memory :data:`MEMORY` retained samples) and ``netfix.unlearn(method="retrain")``
+(:data:`RETRAIN_EPOCHS` epochs on the retained data from scratch). ``peak_mb``: the peak resident memory the
+operation added (Linux ``VmHWM``, reset before it; the largest over the processes), or on CUDA the peak allocated
+GPU memory. Rows: ``sweep``, ``n_train``, ``n_forget``, ``processes``, ``method``, ``seconds``, ``peak_mb``,
+``rte`` (% of the same point's retrain seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import pick_dataset
+
+COLUMNS = ("sweep", "n_train", "n_forget", "processes", "method", "seconds", "rte", "peak_mb")
+TRAIN_SIZES = (5_000, 20_000, 60_000)
+FORGET_SIZES = (100, 1_000, 6_000)
+FIXED_FORGET = 1_000
+MEMORY = 300
+ORIGINAL_EPOCHS = 3
+RETRAIN_EPOCHS = 3
+BATCH = 128
+
+
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
+    except OSError:
+        pass
+
+
+def _peak_mb(device: torch.device, base: float) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return max(0.0, int(line.split()[1]) / 1024 - base)
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> None:
+    """One measurement in a fresh process group (or a single process): original, then ogd and retrain timed."""
+    import time
+
+    import netfix
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    device = torch.device(spec["device"])
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("gloo" if device.type == "cpu" else "nccl", rank=rank, world_size=world)
+        if device.type == "cuda":
+            device = torch.device("cuda", rank)
+            torch.cuda.set_device(device)
+    full, test = netfix.datasets.load(spec["data"])
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(full), generator=g)[:spec["n_train"]]
+    train = full.subset(idx, "train")
+    s = netfix.scenarios.random_forget(train, test, fraction=spec["n_forget"] / len(train), seed=0)
+    model = netfix.models.build("mlp", train.input_shape, train.num_classes, seed=0)
+    original = netfix.train(model, s.train, epochs=ORIGINAL_EPOCHS, lr=2e-3, batch_size=BATCH, seed=0,
+                            device=device, progress=False).model
+    held_out = netfix.evaluation.accuracy(original, test)
+    results = {}
+    for method, options in (("ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": MEMORY}),
+                            ("retrain", {"epochs": RETRAIN_EPOCHS})):
+        netfix.distributed.barrier()
+        base = _rss_mb()
+        _peak_reset(device)
+        start = time.perf_counter()
+        netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device, progress=False,
+                       **options)
+        seconds = time.perf_counter() - start
+        peak = torch.tensor([_peak_mb(device, base), seconds])
+        if world > 1:
+            parts = [torch.zeros(2) for _ in range(world)]
+            torch.distributed.all_gather(parts, peak)
+            peak = torch.stack(parts).max(0).values
+        results[method] = {"peak_mb": float(peak[0]), "seconds": float(peak[1])}
+    if rank == 0:
+        Path(out).write_text(json.dumps(results))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(spec: dict[str, Any], processes: int) -> dict[str, Any]:
+    """Run one point in ``processes`` fresh processes; return {method: {"seconds", "peak_mb"}}."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        mp.spawn(_point, args=(processes, _free_port(), spec, out), nprocs=processes, join=True)
+        return json.loads(Path(out).read_text())
+
+
+def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None
+        ) -> dict[str, Any]:
+    import logging
+
+    log = logging.getLogger("netfix.bench")
+    name = pick_dataset(data, quick)
+    sizes = (1_000, 2_000, 4_000) if quick else TRAIN_SIZES
+    forgets = (50, 200, 400) if quick else FORGET_SIZES
+    fixed = 200 if quick else FIXED_FORGET
+    procs = [1, 2] if device.type == "cpu" or torch.cuda.device_count() >= 2 else [1]
+    points = [("train-size", n, fixed) for n in sizes] + [("forget-size", sizes[-1], f) for f in forgets]
+    rows: list[dict[str, Any]] = []
+    for sweep, n, f in points:
+        for p in procs:
+            res = measure({"data": name, "n_train": n, "n_forget": f, "device": str(device)}, p)
+            for method in ("ogd", "retrain"):
+                rows.append({"sweep": sweep, "n_train": n, "n_forget": f, "processes": p, "method": method,
+                             **res[method], "rte": 100.0 * res[method]["seconds"] / res["retrain"]["seconds"]})
+            log.info("%s n=%d f=%d p=%d: ogd %.1f s, retrain %.1f s", sweep, n, f, p, res["ogd"]["seconds"],
+                     res["retrain"]["seconds"])
+    return {"dataset": name, "seeds": [0], "reference_seconds": None, "rows": rows, "memory": MEMORY,
+            "original_epochs": ORIGINAL_EPOCHS, "retrain_epochs": RETRAIN_EPOCHS, "batch_size": BATCH,
+            "processes": procs}
+
+
+def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        o = dict(r)
+        o["seconds"] = f"{r['seconds']:.2f}"
+        o["rte"] = f"{r['rte']:.1f}"
+        o["peak_mb"] = f"{r['peak_mb']:.0f}"
+        out.append(o)
+    return out

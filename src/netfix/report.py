@@ -1,0 +1,312 @@
+"""Self-contained HTML reports: look at a repair instead of reading logs (``netfix report RUN_DIR``).
+
+A report is one HTML file with no network access needed: plots are embedded as base64 PNG (matplotlib, Agg
+backend), styles are inline. It opens with the headline — the before / after / reference table of the run — and
+then the plots the run's data supports:
+
+- accuracy per split (forget / retain / test / fault test) for every model of the run;
+- per-class test accuracy change against the first model (the one before the repair);
+- the confusion-matrix change (after − before, test split);
+- the membership-inference picture: histograms of true-class confidence on the forget set vs the test set, per
+  model (a forgotten set should look like unseen data);
+- for edits: success, steps and drawdown; for benches: their table and, where rows have ``gap`` and ``rte``, the
+  trade-off plot (gap to retrain vs % of retrain's time).
+
+The numbers behind the plots come from :func:`panel`, which a command calls while it still holds the models and
+stores under ``"report"`` in its run document (JSON); :func:`render` only reads documents, so a report can be
+re-rendered later from the run folder alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import LabeledData
+from .errors import DataError
+from .evaluation import predict
+from .io import atomic_write
+
+__all__ = ["panel", "render", "write", "collect"]
+
+_SPLITS = ("forget", "retain", "test", "fault_test")
+_BINS = 20
+
+
+def panel(models: "dict[str, nn.Module]", sets: "dict[str, LabeledData | None]", num_classes: int,
+          max_samples: int = 5000) -> dict[str, Any]:
+    """What the plots need, per model: accuracy on each split in ``sets`` (``forget``, ``retain``, ``test``,
+    ``fault_test``; None entries skipped), per-class test accuracy, the test confusion matrix (rows: true class)
+    and histograms (``_BINS`` bins on [0, 1]) of the true-class confidence on forget and test. Splits are capped at
+    ``max_samples`` samples (the first ones) to keep reports fast on big sets."""
+    out: dict[str, Any] = {"num_classes": num_classes, "models": {}}
+    edges = np.linspace(0.0, 1.0, _BINS + 1)
+    for name, model in models.items():
+        entry: dict[str, Any] = {"acc": {}, "confidence_hist": {}}
+        for split, data in sets.items():
+            if data is None or len(data) == 0:
+                continue
+            d = data if len(data) <= max_samples else data.subset(torch.arange(max_samples), data.name)
+            logits = predict(model, d).cpu()
+            pred = logits.argmax(1)
+            entry["acc"][split] = float(100.0 * (pred == d.y).float().mean())
+            if split in ("forget", "test"):
+                conf = F.softmax(logits, 1).gather(1, d.y[:, None]).squeeze(1).numpy()
+                entry["confidence_hist"][split] = np.histogram(conf, bins=edges)[0].tolist()
+            if split == "test":
+                cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
+                cm.index_put_((d.y, pred), torch.ones(len(d.y), dtype=torch.long), accumulate=True)
+                entry["confusion"] = cm.tolist()
+                entry["per_class_acc"] = [float(100.0 * cm[c, c] / max(1, int(cm[c].sum())))
+                                          for c in range(num_classes)]
+        out["models"][name] = entry
+    return out
+
+
+# -- rendering --------------------------------------------------------------------------------------------------
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figure(w: float = 6.4, h: float = 3.4) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(w, h))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.3g}" if abs(v) < 0.01 and v != 0 else f"{v:.2f}"
+    if isinstance(v, (dict, list)):
+        return ""
+    return html.escape(str(v))
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: "Sequence[str] | None" = None) -> str:
+    if not rows:
+        return "<p>(no rows)</p>"
+    if columns is None:
+        columns = []
+        for r in rows:
+            for k, v in r.items():
+                if k not in columns and not isinstance(v, (dict, list)) and not k.endswith("_std") and k != "n":
+                    columns.append(k)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _accuracy_plot(data: dict[str, Any]) -> str:
+    models = list(data["models"])
+    splits = [s for s in _SPLITS if any(s in data["models"][m]["acc"] for m in models)]
+    fig, ax = _figure()
+    width = 0.8 / max(1, len(models))
+    for i, m in enumerate(models):
+        vals = [data["models"][m]["acc"].get(s, np.nan) for s in splits]
+        ax.bar(np.arange(len(splits)) + i * width, vals, width, label=m)
+    ax.set_xticks(np.arange(len(splits)) + width * (len(models) - 1) / 2, splits)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Accuracy per split")
+    return _png(fig)
+
+
+def _per_class_plot(data: dict[str, Any]) -> str | None:
+    models = [m for m in data["models"] if "per_class_acc" in data["models"][m]]
+    if len(models) < 2:
+        return None
+    base = np.array(data["models"][models[0]]["per_class_acc"])
+    fig, ax = _figure()
+    width = 0.8 / (len(models) - 1)
+    for i, m in enumerate(models[1:]):
+        ax.bar(np.arange(len(base)) + i * width, np.array(data["models"][m]["per_class_acc"]) - base, width,
+               label=f"{m} − {models[0]}")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(base)) + width * (len(models) - 2) / 2, [str(c) for c in range(len(base))])
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy change (points)")
+    ax.legend(fontsize=8)
+    ax.set_title("Per-class accuracy change")
+    return _png(fig)
+
+
+def _confusion_plot(data: dict[str, Any]) -> str | None:
+    models = [m for m in data["models"] if "confusion" in data["models"][m]]
+    if len(models) < 2:
+        return None
+    before = np.array(data["models"][models[0]]["confusion"], dtype=float)
+    after = np.array(data["models"][models[1]]["confusion"], dtype=float)
+    delta = after - before
+    fig, ax = _figure(4.6, 4.0)
+    lim = max(1.0, float(np.abs(delta).max()))
+    im = ax.imshow(delta, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    k = len(delta)
+    for i in range(k):
+        for j in range(k):
+            if delta[i, j]:
+                ax.text(j, i, f"{int(delta[i, j]):+d}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion change: {models[1]} − {models[0]} (test)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def _mia_plot(data: dict[str, Any]) -> str | None:
+    models = [m for m in data["models"] if {"forget", "test"} <= set(data["models"][m]["confidence_hist"])]
+    if not models:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), squeeze=False)
+    centers = (np.arange(_BINS) + 0.5) / _BINS
+    for ax, m in zip(axes[0], models):
+        for split, color in (("forget", "tab:red"), ("test", "tab:blue")):
+            counts = np.array(data["models"][m]["confidence_hist"][split], dtype=float)
+            ax.step(centers, counts / max(1.0, counts.sum()), where="mid", color=color, label=split)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("true-class confidence")
+    axes[0][0].set_ylabel("share of samples")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Membership signal: forget vs unseen test data", fontsize=10)
+    return _png(fig)
+
+
+def _tradeoff_plot(rows: Sequence[dict[str, Any]]) -> str | None:
+    pts = [r for r in rows if isinstance(r.get("gap"), (int, float)) and isinstance(r.get("rte"), (int, float))]
+    if not pts:
+        return None
+    fig, ax = _figure()
+    for r in pts:
+        label = " ".join(str(r[k]) for k in ("method", "scenario", "model") if r.get(k) is not None)
+        ax.scatter(r["rte"], r["gap"], s=18)
+        ax.annotate(label, (r["rte"], r["gap"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("rte (% of retrain's seconds)")
+    ax.set_ylabel("gap to retrain (points)")
+    ax.set_title("Trade-off: closeness to retraining vs cost")
+    return _png(fig)
+
+
+def _edit_plot(rows: Sequence[dict[str, Any]]) -> str | None:
+    pts = [r for r in rows if "success_rate" in r and "drawdown" in r]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [str(r.get("method", i)) for i, r in enumerate(pts)]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, key, label in zip(axes, ("success_rate", "mean_steps", "drawdown"),
+                              ("success rate (%)", "mean steps", "drawdown (points)")):
+        ax.bar(range(len(pts)), [float(r.get(key) or 0) for r in pts])
+        ax.set_xticks(range(len(pts)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(label, fontsize=9)
+    return _png(fig)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:8px 0 18px}th,td{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}h1{font-size:22px}
+h2{font-size:17px;margin-top:26px}.meta{color:#666;font-size:12px}img{max-width:100%;margin:6px 0}"""
+
+
+def render(doc: dict[str, Any], title: str | None = None) -> str:
+    """The HTML of one run document (a command's or a bench's JSON result)."""
+    if not isinstance(doc, dict) or "rows" not in doc:
+        raise DataError("doc: expected a netfix run document with 'rows' (a command's or a bench's JSON result).")
+    name = title or doc.get("title") or doc.get("bench") or doc.get("method") or "netfix run"
+    parts = [f"<h1>netfix report: {html.escape(str(name))}</h1>"]
+    what = doc.get("headline") or doc.get("scenario")
+    if what:
+        parts.append(f"<p>{html.escape(json.dumps(what) if not isinstance(what, str) else what)}</p>")
+    parts.append("<h2>Before / after / reference</h2>" if doc.get("report") else "<h2>Results</h2>")
+    parts.append(_table(doc["rows"], doc.get("columns")))
+    data = doc.get("report")
+    images: list[tuple[str, str | None]] = []
+    if data:
+        images += [("Accuracy per split", _accuracy_plot(data)), ("Per-class accuracy change", _per_class_plot(data)),
+                   ("Confusion-matrix change", _confusion_plot(data)),
+                   ("Membership-inference confidence: forget vs test", _mia_plot(data))]
+    images += [("Edits: success, steps, drawdown", _edit_plot(doc["rows"])),
+               ("Trade-off: gap vs rte", _tradeoff_plot(doc["rows"]))]
+    for heading, img in images:
+        if img:
+            parts.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='{img}'>")
+    env = doc.get("env") or {}
+    meta = {k: doc.get(k) for k in ("command", "dataset", "created", "seeds") if doc.get(k) is not None}
+    meta.update({k: env[k] for k in ("netfix", "torch", "device") if k in env})
+    parts.append("<p class='meta'>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}"
+                                                 for k, v in meta.items()) + "</p>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(str(name))}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def collect(run_dir: "str | Path") -> list[dict[str, Any]]:
+    """The run documents in ``run_dir`` (every ``*.json`` with ``rows``: a command's ``*.run.json``, a bench's
+    JSON, the demo's ``metrics.json``), or the one file ``run_dir`` names."""
+    path = Path(run_dir)
+    files = [path] if path.is_file() else sorted(path.glob("*.json")) if path.is_dir() else []
+    if not files:
+        raise DataError(f"RUN_DIR: {path} holds no run document (*.json with 'rows'); pass a run folder such as "
+                        "runs/demo or a bench's --json file.")
+    docs = []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+            doc.setdefault("title", f.stem)
+            docs.append(doc)
+    if not docs:
+        raise DataError(f"RUN_DIR: no file in {path} is a run document (a JSON object with 'rows').")
+    return docs
+
+
+def write(docs: "dict[str, Any] | list[dict[str, Any]]", out: "str | Path") -> Path:
+    """Render one or several run documents into one HTML file at ``out`` (written atomically)."""
+    docs = [docs] if isinstance(docs, dict) else docs
+    pages = [render(d) for d in docs]
+    if len(pages) == 1:
+        text = pages[0]
+    else:  # several runs: one page, a section each
+        bodies = [p.split("<body>", 1)[1].rsplit("</body>", 1)[0] for p in pages]
+        text = (f"<!doctype html><html><head><meta charset='utf-8'><title>netfix report</title><style>{_CSS}"
+                f"</style></head><body>{'<hr>'.join(bodies)}<p class='meta'>rendered "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}</p></body></html>")
+    out = Path(out)
+    atomic_write(out, text.encode())
+    return out
