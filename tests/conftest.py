@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -15,10 +17,17 @@ def _two_threads():
     torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _private_ledger(tmp_path, monkeypatch):
-    """Commands append to the ledger at $NETFIX_HOME: keep every test's records in its own folder, never ~/.netfix."""
-    monkeypatch.setenv("NETFIX_HOME", str(tmp_path / "netfix-home"))
+@pytest.fixture(autouse=True, scope="session")
+def _private_ledger(tmp_path_factory):
+    """Commands append to the ledger at $NETFIX_HOME: keep the suite's records (module-scoped fixtures' included) in
+    a temporary folder, never in ~/.netfix. Tests that need a ledger of their own set NETFIX_HOME themselves."""
+    old = os.environ.get("NETFIX_HOME")
+    os.environ["NETFIX_HOME"] = str(tmp_path_factory.mktemp("netfix-home"))
+    yield
+    if old is None:
+        os.environ.pop("NETFIX_HOME", None)
+    else:
+        os.environ["NETFIX_HOME"] = old
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 Fashion-MNIST (fallback mnist5k; ``--quick``: mnist5k and smaller sizes), netfix's MLP. Two sweeps:
 
 - **training-set size** N ∈ :data:`TRAIN_SIZES` with a forget set of :data:`FIXED_FORGET` samples;
-- **forget-set size** F ∈ :data:`FORGET_SIZES` with N = the largest training set.
+- **forget-set size** F ∈ :data:`FORGET_SIZES` with N = the largest training set;
+- **OGD memory size** M ∈ :data:`MEMORY_SIZES` (retained samples whose output gradients OGD protects) with the
+  largest N and F = :data:`FIXED_FORGET`.
 
 For every point and for 1 and 2 processes (``torch.multiprocessing`` spawns them; gloo, the DDP path of
 :mod:`netfix.distributed`), a fresh process group trains the original model (:data:`ORIGINAL_EPOCHS` epochs, not
@@ -11,7 +13,7 @@ timed), then times ``netfix.unlearn(method="ogd")`` (unlearning a random forget 
 the model's held-out accuracy, memory :data:`MEMORY` retained samples) and ``netfix.unlearn(method="retrain")``
 (:data:`RETRAIN_EPOCHS` epochs on the retained data from scratch). ``peak_mb``: the peak resident memory the
 operation added (Linux ``VmHWM``, reset before it; the largest over the processes), or on CUDA the peak allocated
-GPU memory. Rows: ``sweep``, ``n_train``, ``n_forget``, ``processes``, ``method``, ``seconds``, ``peak_mb``,
+GPU memory. Rows: ``sweep``, ``n_train``, ``n_forget``, ``memory``, ``processes``, ``method``, ``seconds``, ``peak_mb``,
 ``rte`` (% of the same point's retrain seconds).
 """
 
@@ -28,11 +30,12 @@ import torch
 
 from . import pick_dataset
 
-COLUMNS = ("sweep", "n_train", "n_forget", "processes", "method", "seconds", "rte", "peak_mb")
+COLUMNS = ("sweep", "n_train", "n_forget", "memory", "processes", "method", "seconds", "rte", "peak_mb")
 TRAIN_SIZES = (5_000, 20_000, 60_000)
 FORGET_SIZES = (100, 1_000, 6_000)
 FIXED_FORGET = 1_000
 MEMORY = 300
+MEMORY_SIZES = (100, 300, 1_000)
 ORIGINAL_EPOCHS = 3
 RETRAIN_EPOCHS = 3
 BATCH = 128
@@ -94,7 +97,8 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
                             device=device, progress=False).model
     held_out = netfix.evaluation.accuracy(original, test)
     results = {}
-    for method, options in (("ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": MEMORY}),
+    memory = spec.get("memory", MEMORY)
+    for method, options in (("ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": memory}),
                             ("retrain", {"epochs": RETRAIN_EPOCHS})):
         netfix.distributed.barrier()
         base = _rss_mb()
@@ -141,16 +145,20 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     forgets = (50, 200, 400) if quick else FORGET_SIZES
     fixed = 200 if quick else FIXED_FORGET
     procs = [1, 2] if device.type == "cpu" or torch.cuda.device_count() >= 2 else [1]
-    points = [("train-size", n, fixed) for n in sizes] + [("forget-size", sizes[-1], f) for f in forgets]
+    memories = (50, 100, 300) if quick else MEMORY_SIZES
+    points = [("train-size", n, fixed, MEMORY) for n in sizes] + \
+        [("forget-size", sizes[-1], f, MEMORY) for f in forgets] + \
+        [("memory-size", sizes[-1], fixed, m) for m in memories]
     rows: list[dict[str, Any]] = []
-    for sweep, n, f in points:
+    for sweep, n, f, mem in points:
         for p in procs:
-            res = measure({"data": name, "n_train": n, "n_forget": f, "device": str(device)}, p)
+            res = measure({"data": name, "n_train": n, "n_forget": f, "memory": mem, "device": str(device)}, p)
             for method in ("ogd", "retrain"):
-                rows.append({"sweep": sweep, "n_train": n, "n_forget": f, "processes": p, "method": method,
+                rows.append({"sweep": sweep, "n_train": n, "n_forget": f, "memory": mem, "processes": p,
+                             "method": method,
                              **res[method], "rte": 100.0 * res[method]["seconds"] / res["retrain"]["seconds"]})
-            log.info("%s n=%d f=%d p=%d: ogd %.1f s, retrain %.1f s", sweep, n, f, p, res["ogd"]["seconds"],
-                     res["retrain"]["seconds"])
+            log.info("%s n=%d f=%d m=%d p=%d: ogd %.1f s, retrain %.1f s", sweep, n, f, mem, p,
+                     res["ogd"]["seconds"], res["retrain"]["seconds"])
     return {"dataset": name, "seeds": [0], "reference_seconds": None, "rows": rows, "memory": MEMORY,
             "original_epochs": ORIGINAL_EPOCHS, "retrain_epochs": RETRAIN_EPOCHS, "batch_size": BATCH,
             "processes": procs}
