@@ -45,6 +45,7 @@ from torch import nn
 from ._runtime import check_model, eval_mode, model_device, seeded
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, DataError, ModelError, unknown
+from .gradients import squared_gradient_importance
 
 __all__ = ["Operator", "LaterLayerReinit", "KernelReinit", "RandomReinit", "MagnitudeRewind", "ShrinkPerturb",
            "TargetedReinit", "ForgetRelearn", "operator", "operators", "layers", "label_margins",
@@ -303,22 +304,6 @@ def label_margins(model: nn.Module, data: LabeledData, batch_size: int = 1024) -
     return torch.cat(out)
 
 
-def _importance(model: nn.Module, data: LabeledData, batch_size: int) -> dict[str, torch.Tensor]:
-    """Mean over minibatches (fixed order) of the squared gradient of the mean cross-entropy, in eval mode."""
-    dev = model_device(model)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    count = 0
-    with eval_mode(model):
-        for X, y in batches(data, batch_size, None, dev):
-            grads = torch.autograd.grad(F.cross_entropy(model(X), y), list(params.values()), allow_unused=True)
-            for (n, _), g in zip(params.items(), grads):
-                if g is not None:
-                    total[n] += g.detach() ** 2
-            count += 1
-    return {n: t / max(1, count) for n, t in total.items()}
-
-
 @dataclass
 class TargetedReinit(Operator):
     """``targeted``: reinitialise the weights the low-margin examples depend on, and little else.
@@ -355,8 +340,8 @@ class TargetedReinit(Operator):
         order = margins.argsort()
         hard, easy = data.subset(order[:n_hard]), data.subset(order[n_hard:])
         with torch.enable_grad():
-            i_hard = _importance(model, hard, self.batch_size)
-            i_easy = _importance(model, easy, self.batch_size)
+            i_hard = squared_gradient_importance(model, hard, self.batch_size)
+            i_easy = squared_gradient_importance(model, easy, self.batch_size)
         chosen = LaterLayerReinit(self.start).targets(model) if self.start is not None else \
             [n for n, _ in layers(model)]
         fresh = _fresh(model, seed)

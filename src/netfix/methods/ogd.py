@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..data import LabeledData
 from ..errors import ConfigError, DataError, unknown
 from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
-from .. import distributed
 from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_names
 from ..training import TrainConfig, fit
 from . import Context, register

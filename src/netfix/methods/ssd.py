@@ -19,15 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import RandomSampler
-from tqdm.auto import tqdm
 
-from .._runtime import eval_mode
-from ..data import LabeledData, batches
+from ..data import LabeledData
 from ..errors import ConfigError
-from ..gradients import param_names
+from ..gradients import squared_gradient_importance
 from . import Context, register
 
 
@@ -55,29 +51,8 @@ class SSDConfig:
 def importance(model: nn.Module, data: LabeledData, batch_size: int, generator: torch.Generator,
                progress: bool = False) -> dict[str, torch.Tensor]:
     """Mean over minibatches (in a random order drawn from ``generator``) of the squared gradient of the mean
-    cross-entropy, per trainable parameter, in eval mode.
-
-    Example:
-        >>> imp = importance(model, forget, 64, torch.Generator().manual_seed(0))
-        >>> imp["fc.weight"].shape == model.fc.weight.shape
-        True
-    """
-    params = dict(model.named_parameters())
-    names = param_names(model)
-    chosen = [params[n] for n in names]
-    dev = chosen[0].device
-    total = [torch.zeros_like(p) for p in chosen]
-    count = 0
-    order = RandomSampler(data, generator=generator)
-    with eval_mode(model):
-        for X, y in tqdm(batches(data, batch_size, order, dev), total=math.ceil(len(data) / batch_size),
-                         desc="ssd importance", unit="batch", disable=not progress, leave=False):
-            grads = torch.autograd.grad(F.cross_entropy(model(X), y), chosen, allow_unused=True)
-            for t, g in zip(total, grads):
-                if g is not None:
-                    t += g.detach().pow(2)
-            count += 1
-    return {n: t / max(1, count) for n, t in zip(names, total)}
+    cross-entropy, per trainable parameter, in eval mode (:func:`netfix.gradients.squared_gradient_importance`)."""
+    return squared_gradient_importance(model, data, batch_size, generator, progress, desc="ssd importance")
 
 
 @torch.no_grad()
