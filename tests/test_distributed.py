@@ -49,6 +49,7 @@ def _work(rank: int, world: int, port: int, out_dir: str) -> None:
         assert all(torch.equal(o, other[0]) for o in other)
     if rank == 0:
         save_file(tensors, os.path.join(out_dir, f"world{world}.safetensors"))
+    torch.distributed.barrier()  # nobody tears the group down while another rank still uses it
     torch.distributed.destroy_process_group()
 
 

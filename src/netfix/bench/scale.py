@@ -116,6 +116,7 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
     if rank == 0:
         Path(out).write_text(json.dumps(results))
     if world > 1:
+        torch.distributed.barrier()  # nobody tears the group down while another rank still uses it
         torch.distributed.destroy_process_group()
 
 
