@@ -458,7 +458,7 @@ def _write_run(stem: Path, doc: dict[str, Any]) -> dict[str, str]:
     return {"run": str(run_json), "report": str(html_path)}
 
 
-def _report_panel(models: dict[str, Any], s: Any, test_set: Any, device: Any) -> dict[str, Any]:
+def _report_panel(models: dict[str, Any], s: Any, test_set: Any) -> dict[str, Any]:
     from . import report
 
     sets = {"forget": s.forget, "retain": s.retain, "test": s.test, "fault_test": s.fault_test} if s is not None \
@@ -520,7 +520,7 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
               "rows": rows, "columns": columns, "config": out.config, "history": out.history,
               "seconds": out.seconds, "title": f"{args.verb} with {args.method}",
               "headline": f"{args.verb} with {args.method} on {s.name} {s.args}",
-              "report": _report_panel(models, s, test_set, args.device), **proof}
+              "report": _report_panel(models, s, test_set), **proof}
     result.update(_write_run(path, result))
     result["text"] = (f"{args.verb} with {args.method} on {s.name} {s.args} (forget {len(s.forget)}, retain "
                       f"{len(s.retain)})\n\n{_table(rows, columns)}\n\nsaved: {weights}\nreport: {result['report']}"
@@ -561,7 +561,7 @@ def _forget_relearn_repair(args: argparse.Namespace, model: Any, reference: Any,
               "scenario": s.describe() if s is not None else None, "rows": rows, "columns": columns,
               "config": out.config, "history": out.history, "seconds": out.seconds,
               "title": "relearn with forget-relearn", "headline": f"relearn with forget-relearn on {what}",
-              "report": _report_panel(models, s, test_set, args.device), **proof}
+              "report": _report_panel(models, s, test_set), **proof}
     result.update(_write_run(path, result))
     result["text"] = (f"relearn with forget-relearn on {what} ({len(data)} samples)\n\n{_table(rows, columns)}"
                       f"\n\nsaved: {weights}\nreport: {result['report']}" + _proof_text(proof))
@@ -636,7 +636,7 @@ def _cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_steps": float(out.steps), "drawdown": before - after, "seconds": out.seconds}]
     doc = {"title": f"edit with {out.method}", "rows": summary, "edits": rows,
            "headline": f"{len(rows)} edit(s) of {args.data}/{args.split} inputs {indices} to targets {targets}",
-           "report": _report_panel({"before": model, "after": out.model}, None, test_set, args.device)}
+           "report": _report_panel({"before": model, "after": out.model}, None, test_set)}
     written = _write_run(path, doc)
     text = (f"{out.method}: {sum(out.success)}/{len(out.success)} edits reached in {out.steps} steps "
             f"({1000 * out.seconds:.0f} ms)\n\n{_table(rows, ('index', 'target', 'success'))}\n\n"

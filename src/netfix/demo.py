@@ -82,6 +82,5 @@ def run(quick: bool = False, out: "str | Path" = "runs/demo", seed: int = 0,
               "report": panel, "env": env_info(dev),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(out / "metrics.json", json.dumps(result, indent=2).encode())
-    result["report_path"] = str(report.write(result, out / "report.html"))
-    result["report"] = result["report_path"]
+    result["report"] = str(report.write(result, out / "report.html"))  # the path; metrics.json keeps the data
     return result

@@ -85,13 +85,17 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _figure(w: float = 6.4, h: float = 3.4) -> tuple[Any, Any]:
+def _figure(w: float = 6.4, h: float = 3.4, cols: int = 1) -> tuple[Any, Any]:
+    """A matplotlib figure on the Agg backend (no display): one axis, or a row of ``cols`` axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(w, h))
+    if cols == 1:
+        return plt.subplots(figsize=(w, h))
+    fig, axes = plt.subplots(1, cols, figsize=(w, h), squeeze=False)
+    return fig, list(axes[0])
 
 
 def _fmt(v: Any) -> str:
@@ -183,21 +187,16 @@ def _mia_plot(data: dict[str, Any]) -> str | None:
     models = [m for m in data["models"] if {"forget", "test"} <= set(data["models"][m]["confidence_hist"])]
     if not models:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), squeeze=False)
+    fig, axes = _figure(3.2 * len(models), 2.8, cols=len(models))
     centers = (np.arange(_BINS) + 0.5) / _BINS
-    for ax, m in zip(axes[0], models):
+    for ax, m in zip(axes, models):
         for split, color in (("forget", "tab:red"), ("test", "tab:blue")):
             counts = np.array(data["models"][m]["confidence_hist"][split], dtype=float)
             ax.step(centers, counts / max(1.0, counts.sum()), where="mid", color=color, label=split)
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("true-class confidence")
-    axes[0][0].set_ylabel("share of samples")
-    axes[0][0].legend(fontsize=8)
+    axes[0].set_ylabel("share of samples")
+    axes[0].legend(fontsize=8)
     fig.suptitle("Membership signal: forget vs unseen test data", fontsize=10)
     return _png(fig)
 
@@ -222,13 +221,8 @@ def _edit_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     pts = [r for r in rows if "success_rate" in r and "drawdown" in r]
     if not pts:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [str(r.get("method", i)) for i, r in enumerate(pts)]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    names = [str(r.get("method", r.get("model", i))) for i, r in enumerate(pts)]
+    fig, axes = _figure(11, 3.2, cols=3)
     for ax, key, label in zip(axes, ("success_rate", "mean_steps", "drawdown"),
                               ("success rate (%)", "mean steps", "drawdown (points)")):
         ax.bar(range(len(pts)), [float(r.get(key) or 0) for r in pts])
