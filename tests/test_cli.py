@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import netfix
+import torch
 
 from netfix.cli import main
 
@@ -201,3 +202,39 @@ def test_train_forget_relearn_then_repair_a_noisy_model(capsys, tmp_path):
     assert after["test_acc"] > before["test_acc"]
     code, _, err = run(capsys, "train", "--data", "digits", "--forget-relearn", "nope", "--quiet")
     assert code == 2 and "operator" in err and "llf" in err
+
+
+def test_train_from_a_saved_model_into_an_editable_one_then_edit_it(capsys, tmp_path):
+    """`netfix train --from MODEL --edit-block H --editable` inserts an edit block, fine-tunes only it and fc with
+    Editable Training, and `netfix edit` then changes edit_block.out at the step the model was trained for."""
+    base = tmp_path / "base"
+    code, out, _ = run(capsys, "train", "--data", "digits", "--model", "mlp", "--model-arg", "hidden=32",
+                       "--epochs", "3", "--out", str(base), "--json", "--quiet")
+    base_acc = json.loads(out)["test_acc"]
+    assert code == 0
+    code, out, _ = run(capsys, "train", "--data", "digits", "--from", str(base), "--edit-block", "64", "--editable",
+                       "--edit-lr", "0.004", "--epochs", "1", "--json", "--quiet")
+    res = json.loads(out)
+    assert code == 0 and res["model_path"].endswith("base-editable.safetensors")
+    assert res["test_acc"] >= base_acc - 5  # the block starts as the identity; a fine-tune keeps the accuracy
+    editable = netfix.load(res["model_path"])
+    before = netfix.load(base)
+    assert editable.netfix_spec["kwargs"]["edit_block"] == 64 and editable.netfix_editor["lr"] == pytest.approx(4e-3)
+    frozen = {k: v for k, v in before.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(editable.state_dict()[k], v) for k, v in frozen.items())  # only edit_block + fc moved
+    assert res["recipe"]["optimizer"] == "adam" and res["recipe"]["grad_clip"] == 10.0
+    code, out, _ = run(capsys, "edit", res["model_path"], "--data", "digits", "--indices", "0", "--targets", "3",
+                       "--json", "--quiet")
+    edited = json.loads(out)
+    assert code == 0 and edited["config"]["edited_parameters"] == ["edit_block.out.weight", "edit_block.out.bias"]
+    assert edited["config"]["lr"] == pytest.approx(4e-3)  # the step the model was trained for
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--edit-lr", "0.01"], "--edit-lr: sets Editable Training's editor step; add --editable"),
+    (["--editable", "--forget-relearn", "llf"], "drop --mixed-linear and --forget-relearn"),
+    (["--editable", "--train-params", "layer9"], "params: 'layer9' selects no trainable parameter"),
+])
+def test_train_editable_flags_refuse_bad_combinations(capsys, extra, message):
+    code, _, err = run(capsys, "train", "--data", "digits", "--epochs", "1", "--quiet", *extra)
+    assert code == 2 and message in err

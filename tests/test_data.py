@@ -283,6 +283,25 @@ def test_subset_is_a_copy_mutating_it_leaves_the_parent_unchanged():
     assert torch.equal(d.y, y0)
 
 
+def test_huge_but_finite_inputs_pass_the_finite_check():
+    X = np.full((3, 4), 3.0e38, dtype=np.float32)  # the check sums in float64: no overflow to inf
+    assert nd.as_data((X, np.zeros(3, dtype=np.int64))).X.shape == (3, 4)
+
+
+def test_fingerprint_is_stable_across_memory_layouts():
+    X = np.arange(24, dtype=np.float32).reshape(4, 6)
+    y = np.array([0, 1, 0, 1])
+    fortran = nd.LabeledData(torch.from_numpy(np.asfortranarray(X)), torch.from_numpy(y), 2)
+    assert fortran.fingerprint() == nd.as_data((X, y)).fingerprint()
+    # what is hashed: shapes and classes, then the float32 inputs and int64 labels in C order
+    import hashlib
+
+    h = hashlib.sha256(repr(((4, 6), 2)).encode())
+    h.update(X.tobytes())
+    h.update(y.astype(np.int64).tobytes())
+    assert fortran.fingerprint() == h.hexdigest()
+
+
 def test_fingerprint_equal_for_equal_data():
     X, y = small_arrays(6)
     assert nd.as_data((X, y)).fingerprint() == nd.as_data((X.copy(), y.copy())).fingerprint()

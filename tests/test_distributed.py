@@ -85,5 +85,7 @@ def test_scale_bench_measures_one_point_in_two_processes():
     from netfix.bench import scale
 
     res = scale.measure({"data": "digits", "n_train": 640, "n_forget": 64, "device": "cpu"}, 2)
-    assert set(res) == {"ogd", "retrain"}
+    assert set(res) == {"ogd", "ogd-fixed", "retrain"}
     assert all(r["seconds"] > 0 and r["peak_mb"] >= 0 for r in res.values())
+    assert all(0 < r["method_seconds"] <= r["seconds"] for r in res.values())  # the method's part of the call
+    assert all(r["steps"] >= 1 and r["ms_per_step"] > 0 for r in res.values())

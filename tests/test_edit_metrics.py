@@ -152,8 +152,8 @@ def test_editable_bench_rows(tmp_path):
                     edits=8)
     written = json.loads(path.read_text())
     methods = [r["method"] for r in written["rows"]]
-    assert methods == ["baseline/sgd", "baseline/rmsprop", "editable/sgd", "editable/rmsprop", "finetune-on-edits",
-                       "lookup-table"]
+    assert methods == ["baseline/sgd", "baseline/rmsprop", "block/sgd", "block/rmsprop", "editable/sgd",
+                       "editable/rmsprop", "finetune-on-edits", "lookup-table"]
     for r in written["rows"]:
         for col in ("n_edits", "success_rate", "mean_steps", "drawdown", "latency_ms", "test_acc"):
             assert r[col] is not None
@@ -162,4 +162,9 @@ def test_editable_bench_rows(tmp_path):
     assert by["lookup-table"]["drawdown"] == 0 and by["lookup-table"]["success_rate"] == 100
     assert by["baseline/sgd"]["test_acc"] == by["baseline/rmsprop"]["test_acc"]
     assert len(written["sequential_curves"]["baseline/sgd"]) == 8 and written["n_edits"] == 8
+    # the block and editable arms start from the baseline and only add fine-tuning time
+    assert by["block/sgd"]["train_seconds"] > by["baseline/sgd"]["train_seconds"]
+    assert written["edit_params"] == {"baseline": ["layer3", "fc"], "block": ["edit_block.out"],
+                                      "editable": ["edit_block.out"]}
+    assert len(written["editable"]["learned_editor_lr"]) == 1
     assert "editable" in doc["table"] and doc["bench"] == "editable"

@@ -173,3 +173,77 @@ def test_editable_training_refuses_bad_options(kwargs, match):
 
     with pytest.raises((ConfigError, UnknownNameError), match=match):
         EditableTraining(**kwargs)
+
+
+# --- the edit block and fine-tuning part of a model --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_resnet(digits):
+    train, _ = digits
+    model = netfix.models.build("resnet", train.input_shape, 10, seed=0, depth=8, width=4)
+    return netfix.train(model, train, epochs=1, seed=0, progress=False).model
+
+
+def test_add_edit_block_keeps_the_function_and_the_callers_model(digits, small_resnet, tmp_path):
+    from netfix.editing import add_edit_block
+
+    _, test = digits
+    before = snapshot(small_resnet)
+    m = add_edit_block(small_resnet, hidden=32, seed=1)
+    assert all(torch.equal(before[k], v) for k, v in small_resnet.state_dict().items())
+    assert not hasattr(small_resnet.edit_block, "out")  # still the caller's Identity
+    with torch.no_grad():
+        assert torch.equal(m.eval()(test.X[:50]), small_resnet.eval()(test.X[:50]))  # out starts at zero
+    assert isinstance(m.edit_block, netfix.models.EditBlock) and m.netfix_spec["kwargs"]["edit_block"] == 32
+    assert default_edit_params(m) == ["edit_block.out"] and default_edit_params(small_resnet) == ["layer3", "fc"]
+    netfix.save(m, tmp_path / "with-block")  # the block is part of the architecture: it rebuilds on load
+    assert same_weights(netfix.load(tmp_path / "with-block"), m)
+
+
+def test_add_edit_block_refuses_what_it_cannot_rebuild(small_resnet):
+    from netfix.editing import add_edit_block
+
+    with pytest.raises(ModelError, match="EditBlock"):
+        add_edit_block(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)))
+    with pytest.raises(ConfigError, match="already has an edit block"):
+        add_edit_block(add_edit_block(small_resnet, hidden=8), hidden=8)
+    with pytest.raises(ConfigError, match="hidden"):
+        add_edit_block(small_resnet, hidden=0)
+
+
+def test_train_params_fine_tunes_only_the_chosen_part_and_keeps_batchnorm_statistics(digits, small_resnet):
+    from netfix.editing import add_edit_block
+
+    train, _ = digits
+    m = add_edit_block(small_resnet, hidden=32)
+    out = netfix.train(m, train, epochs=1, seed=0, progress=False, params=["edit_block"])
+    new, old = out.model.state_dict(), m.state_dict()
+    changed = {k for k in old if not torch.equal(new[k], old[k])}
+    assert changed and all(k.startswith("edit_block.") for k in changed)  # BN running statistics included
+    assert all(p.requires_grad for p in out.model.parameters())  # the returned model is whole again
+    assert out.config["params"] == ["edit_block"] and out.model.netfix_recipe == small_resnet.netfix_recipe
+    with pytest.raises(ConfigError, match="selects no trainable parameter"):
+        netfix.train(m, train, epochs=1, progress=False, params=["layer9"])
+
+
+def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, small_resnet, monkeypatch):
+    """With a frozen prefix, Editable Training runs the prefix once per batch (FrozenSplit); the result must be
+    what running the whole model at every editor step gives."""
+    import netfix.editing as editing
+    from netfix.editing import EditableTraining, add_edit_block
+
+    train, _ = digits
+    m = add_edit_block(small_resnet, hidden=32)
+
+    def fine_tune() -> torch.nn.Module:
+        et = EditableTraining(edit_params=["edit_block.out"], lr=2e-3, max_steps=3)
+        return netfix.train(m, train, epochs=1, seed=0, progress=False, params=["edit_block", "fc"],
+                            editable=et).model
+
+    cut = fine_tune()
+    monkeypatch.setattr(editing.FrozenSplit, "_trace", lambda self, model, names: (_ for _ in ()).throw(
+        ValueError("no cut")))
+    whole = fine_tune()
+    for (name, a), b in zip(cut.state_dict().items(), whole.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert cut.netfix_editor["params"] == ["edit_block.out"]

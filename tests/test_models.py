@@ -107,12 +107,12 @@ def test_unknown_model_name_raises_listing_valid():
 
 def test_unknown_kwarg_raises_config_error_naming_valid_options():
     with pytest.raises(ConfigError, match=r"^mlp: .*unexpected keyword argument 'widht'.*"
-                                          r"Valid options: hidden, dropout\."):
+                                          r"Valid options: hidden, dropout, edit_block\."):
         models.build("mlp", (1, 28, 28), 10, widht=3)
 
 
 def test_unknown_resnet_kwarg_names_resnet_options():
-    with pytest.raises(ConfigError, match=r"^resnet: .*Valid options: depth, width\."):
+    with pytest.raises(ConfigError, match=r"^resnet: .*Valid options: depth, width, edit_block\."):
         models.build("resnet", (3, 32, 32), 10, hidden=(8,))
 
 

@@ -85,6 +85,21 @@ def _parser() -> argparse.ArgumentParser:
                         "llf:start=body.3, ke:keep=0.8, imp, shrink-perturb, targeted, applied before every "
                         "generation but the first; --epochs is then per generation")
     t.add_argument("--generations", type=int, default=5, help="forget-relearn: generations (default 5)")
+    t.add_argument("--from", dest="start", type=Path, default=None, metavar="MODEL",
+                   help="fine-tune this saved model instead of building a fresh --model (its architecture is kept)")
+    t.add_argument("--editable", action="store_true",
+                   help="Editable Training (netfix.EditableTraining): train so that later `netfix edit` calls are "
+                        "cheap and local")
+    t.add_argument("--edit-block", type=int, default=None, metavar="H",
+                   help="add an edit block of H units before the classifier (netfix.editing.add_edit_block); with "
+                        "--from, only edit_block and fc are then trained, with Adam 1e-3 unless flags say otherwise "
+                        "(the measured recipe: --from MODEL --edit-block 1024 --editable --edit-lr 0.004)")
+    t.add_argument("--train-params", default=None, metavar="PREFIXES",
+                   help="comma-separated module prefixes to train, the rest frozen (default: all; with --from and "
+                        "--edit-block: edit_block,fc)")
+    t.add_argument("--edit-lr", type=float, default=None,
+                   help="--editable: hold the editor's step at this size (default: learn it from the editor's "
+                        "default step)")
     t.add_argument("--out", type=Path, default=None, help="model path without extension (default runs/MODEL-DATA)")
     _compute(t)
     _ledger_arg(t)
@@ -323,14 +338,18 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.subset == "retain" and s is None:
         raise ConfigError("--subset retain: needs --scenario or --forget-indices to say what is not retained.")
     data = train_set if s is None else (s.retain if args.subset == "retain" else s.train)
-    model = models.build(args.model, train_set.input_shape, train_set.num_classes, seed=args.seed,
-                         **_parse_kv(args.model_arg, "--model-arg"))
-    options = models.recipe(args.model)
+    model, options, train_params, model_desc = _train_start(args, train_set)
     flags = {"lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
              "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay}
     options.update({k: v for k, v in flags.items() if v is not None})
     mixed = None
-    if args.mixed_linear:
+    if args.editable or train_params is not None:
+        from .editing import EditableTraining
+
+        editable = EditableTraining(lr=args.edit_lr, learn_editor_lr=args.edit_lr is None) if args.editable else None
+        out = train(model, data, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet,
+                    editable=editable, params=train_params, **options)
+    elif args.mixed_linear:
         from .mixed import MixedLinear, core_user_split
 
         if s is not None:
@@ -356,7 +375,12 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                     **options)
     m = evaluate(out.model, scenario=s, seed=args.seed, device=args.device) if s is not None else \
         evaluate(out.model, test=test_set, device=args.device)
-    path = args.out or Path("runs") / f"{args.model}-{args.data}"
+    if args.out:
+        path = args.out
+    elif args.start:
+        path = args.start.with_name(f"{args.start.name}-{'editable' if args.editable else 'finetuned'}")
+    else:
+        path = Path("runs") / f"{model_desc['name']}-{args.data}"
     meta = {"data_fingerprint": out.config["data_fingerprint"], "dataset": args.data, "subset": args.subset,
             "scenario": s.describe() if s is not None else None}
     if s is not None:
@@ -369,7 +393,7 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from .ledger import indices_digest
 
     result.update(_record(args, "train", weights, method="train", config=out.config,
-                          model={"name": args.model, "args": _parse_kv(args.model_arg, "--model-arg")},
+                          model=model_desc,
                           data={"name": args.data, "subset": args.subset, "fingerprint": out.config["data_fingerprint"],
                                 "scenario": s.describe() if s is not None else None,
                                 "forget_set": indices_digest(s.forget_indices) if s is not None else None},
@@ -379,11 +403,48 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         result["generations"] = gens
         result["text_extra"] = "\n" + _table(gens, [c for c in ("generation", "loss", "train_acc",
                                                                   "train_acc_after_forgetting", "seconds")])
-    result["text"] = (f"trained {args.model} on {args.data} ({len(data)} samples, {out.config['epochs']} epochs) in "
+    result["text"] = (f"trained {model_desc['name']} on {args.data} ({len(data)} samples, {out.config['epochs']} epochs) in "
                       f"{out.seconds:.1f} s\ntest accuracy: {m['test_acc']:.2f}%\nsaved: {weights}"
                       + result.pop("text_extra", ""))
     result["text"] += _proof_text(result)
     return result
+
+
+def _train_start(args: argparse.Namespace, train_set: Any) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+    """The model `netfix train` starts from, its recipe, the parameters it trains (None = all) and how the ledger
+    names it: a fresh --model, or a saved one (--from), with an edit block added when asked."""
+    from . import load, models
+    from .editing import FINETUNE_RECIPE, add_edit_block
+
+    if args.start is not None or args.editable or args.edit_block is not None:
+        if args.mixed_linear or args.forget_relearn:
+            raise ConfigError("--from / --editable / --edit-block: train an ordinary model; drop --mixed-linear and "
+                              "--forget-relearn.")
+    if args.edit_lr is not None and not args.editable:
+        raise ConfigError("--edit-lr: sets Editable Training's editor step; add --editable.")
+    train_params = [p.strip() for p in args.train_params.split(",") if p.strip()] if args.train_params else None
+    if args.start is not None:
+        if args.model_arg:
+            raise ConfigError("--model-arg: --from keeps the saved model's architecture; drop --model-arg.")
+        model = load(args.start, device="cpu")
+        spec = getattr(model, "netfix_spec", {}) or {}
+        name = spec.get("name", type(model).__name__)
+        options = dict(getattr(model, "netfix_recipe", None) or {}) or (
+            models.recipe(name) if name in models.available() else {})
+        options = {k: v for k, v in options.items() if k in ("lr", "batch_size", "optimizer", "momentum",
+                                                             "weight_decay", "lr_schedule", "grad_clip",
+                                                             "label_smoothing")}
+        if args.edit_block is not None:
+            model = add_edit_block(model, args.edit_block, seed=args.seed)
+            options = dict(FINETUNE_RECIPE)
+            train_params = train_params or ["edit_block", "fc"]
+        desc = {"name": name, "args": spec.get("kwargs", {}), "from": str(args.start)}
+        return model, options, train_params, desc
+    kwargs = _parse_kv(args.model_arg, "--model-arg")
+    if args.edit_block is not None:
+        kwargs["edit_block"] = args.edit_block
+    model = models.build(args.model, train_set.input_shape, train_set.num_classes, seed=args.seed, **kwargs)
+    return model, models.recipe(args.model), train_params, {"name": args.model, "args": kwargs}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:

@@ -72,8 +72,9 @@ class LabeledData(Dataset):
         """sha256 over shapes, inputs and labels: names a set exactly (for model files and certificates)."""
         h = hashlib.sha256()
         h.update(repr((tuple(self.X.shape), self.num_classes)).encode())
-        h.update(self.X.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        h.update(self.y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+        for t, dtype in ((self.X, torch.float32), (self.y, torch.int64)):  # hashed in place: no copy of the set
+            if t.numel():
+                h.update(t.detach().to("cpu", dtype).contiguous().numpy().data.cast("B"))
         return h.hexdigest()
 
 
@@ -178,7 +179,9 @@ def _check_arrays(X: torch.Tensor, y: torch.Tensor, argument: str, allow_empty: 
                                                       torch.int64, torch.bool)):
         raise DataTypeError(f"{argument}: X has dtype {X.dtype}; expected real numbers.")
     X = X.to(torch.float32)
-    if X.numel() and not bool(torch.isfinite(X).all()):
+    # one pass, no copy and no mask the size of X: a finite sum means every value is finite (NaN and inf
+    # propagate); only a non-finite sum (a bad value, or finite values overflowing) pays for the exact check
+    if X.numel() and not bool(torch.isfinite(X.sum())) and not bool(torch.isfinite(X).all()):
         bad = int((~torch.isfinite(X)).reshape(X.shape[0], -1).any(1).sum())
         raise DataError(f"{argument}: X holds NaN or infinite values in {bad} sample(s). "
                         "Fix: drop or impute them before passing the data.")

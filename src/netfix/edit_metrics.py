@@ -243,10 +243,12 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
                 for i in range(len(X)):
                     x, t = X[i:i + 1].to(dev), y[i:i + 1].to(dev)
                     if editor == "finetune":
+                        assert replay is not None  # checked before any work
                         row = _finetune_row(net, prep, x, t, as_data(replay, "replay"), finetune or FinetuneConfig(),
                                             {k: v[i:i + 1].to(dev) for k, v in perturbed.items()}, g)
                     else:
                         start = time.perf_counter()
+                        assert cfg is not None  # an editor's config, built before any work
                         new, steps = prep.run_editor(prep.original, x, t, cfg)
                         ok = prep.reached(new, x, t)
                         latency = time.perf_counter() - start

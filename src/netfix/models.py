@@ -16,14 +16,37 @@ from torch import nn
 
 from .errors import ConfigError, unknown
 
-__all__ = ["build", "available", "recipe", "reinit", "MLP", "LeNet", "ResNet"]
+__all__ = ["build", "available", "recipe", "reinit", "EditBlock", "MLP", "LeNet", "ResNet"]
+
+
+class EditBlock(nn.Module):
+    """A residual MLP ``z + out(ELU(inp(z)))`` inserted before a classifier, the part Editable Training edits
+    (Sinitsin et al.'s ImageNet recipe; methods.md §2). ``out`` starts at zero, so inserting the block leaves the
+    model's function unchanged; ``hidden`` units (e.g. 1,024) give an edit room to act on one input's features
+    without moving every other input's."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+            raise ConfigError(f"edit_block: expected a positive hidden width like 1024 (0 = no block); got {hidden!r}.")
+        self.inp = nn.Linear(width, hidden)
+        self.out = nn.Linear(hidden, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, width) -> (B, width)
+        return z + self.out(nn.functional.elu(self.inp(z)))
+
+
+def _edit_block(width: int, hidden: int) -> nn.Module:
+    return EditBlock(width, hidden) if hidden else nn.Identity()
 
 
 class MLP(nn.Module):
     """Flatten -> [Linear -> ReLU (-> Dropout)] x len(hidden) -> Linear."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: "Sequence[int] | int" = (256, 256),
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, edit_block: int = 0) -> None:
         super().__init__()
         hidden = _widths(hidden)
         layers: list[nn.Module] = [nn.Flatten()]
@@ -34,17 +57,18 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = h
         self.body = nn.Sequential(*layers)
+        self.edit_block = _edit_block(width, edit_block)
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, K)
-        return self.fc(self.body(x))
+        return self.fc(self.edit_block(self.body(x)))
 
 
 class LeNet(nn.Module):
     """LeNet-5 style: two 5x5 convs (padded, so 8x8 inputs work too) with max-pooling, then 120-84-K."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (6, 16),
-                 hidden: "Sequence[int] | int" = (120, 84)) -> None:
+                 hidden: "Sequence[int] | int" = (120, 84), edit_block: int = 0) -> None:
         super().__init__()
         hidden = _widths(hidden)
         if len(channels) != 2:
@@ -62,10 +86,11 @@ class LeNet(nn.Module):
             layers += [nn.Linear(width, hd), nn.ReLU()]
             width = hd
         self.head = nn.Sequential(*layers)
+        self.edit_block = _edit_block(width, edit_block)
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head(self.features(x)))
+        return self.fc(self.edit_block(self.head(self.features(x))))
 
 
 class _Block(nn.Module):
@@ -91,9 +116,13 @@ class ResNet(nn.Module):
     """CIFAR-style ResNet (He et al. 2016): depth = 6n + 2, three stages of width w, 2w, 4w.
 
     ``depth=20, width=16`` is ResNet-20; ``depth=8, width=8`` is a small model for tests. Stages are named
-    ``layer1..layer3`` and the classifier ``fc``, the names editing and forgetting operators refer to."""
+    ``layer1..layer3`` and the classifier ``fc``, the names editing and forgetting operators refer to.
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 20, width: int = 16) -> None:
+    Every reference architecture takes ``edit_block=H``: an :class:`EditBlock` of H hidden units before ``fc``
+    (named ``edit_block``; 0 = none), which :func:`netfix.editing.add_edit_block` inserts into a trained model."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 20, width: int = 16,
+                 edit_block: int = 0) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ConfigError(f"depth: a CIFAR-style ResNet has depth 6n+2 (8, 14, 20, 32, 44, 56, ...); got {depth}.")
@@ -110,12 +139,13 @@ class ResNet(nn.Module):
             cin = cout
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.edit_block = _edit_block(cin, edit_block)
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(torch.flatten(self.pool(out), 1))
+        return self.fc(self.edit_block(torch.flatten(self.pool(out), 1)))
 
 
 def _widths(hidden: "Sequence[int] | int") -> tuple[int, ...]:

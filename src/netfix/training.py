@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from . import distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, ModelError, unknown
+from .gradients import param_names
 
 __all__ = ["Outcome", "TrainConfig", "train", "fit", "num_outputs", "make_optimizer"]
 
@@ -114,7 +115,7 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         stop: "Callable[[nn.Module, int], dict[str, Any] | None] | None" = None,
         max_steps: int | None = None, train_mode: bool = True, progress: bool = False,
         desc: str = "train", optimizer: "torch.optim.Optimizer | None" = None,
-        lr_steps: "tuple[int, int] | None" = None) -> list[dict[str, Any]]:
+        lr_steps: "tuple[int, int] | None" = None, frozen_stats: bool = False) -> list[dict[str, Any]]:
     """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
 
     Hooks let methods reuse this loop: ``loss_fn(model, X, y)`` replaces cross-entropy; ``before_step(model)``
@@ -126,7 +127,8 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     (its learning rate still follows ``cfg.lr`` and ``cfg.lr_schedule``). Inside an initialised process group
     (torchrun) the loop runs the model under DistributedDataParallel on a DistributedSampler, ``cfg.batch_size``
     being the global batch (:mod:`netfix.distributed`). ``lr_steps`` = (offset, total): this run
-    is steps offset… of one cosine schedule over ``total`` steps (a schedule spanning several calls)."""
+    is steps offset… of one cosine schedule over ``total`` steps (a schedule spanning several calls).
+    ``frozen_stats``: BatchNorm layers whose parameters are all frozen run in eval mode (their statistics stay)."""
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
@@ -145,6 +147,11 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
     run_model.train(train_mode)
+    if frozen_stats:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and \
+                    not any(p.requires_grad for p in mod.parameters(recurse=False)):
+                mod.eval()
     done = False
     for epoch in range(cfg.epochs):
         if done:
@@ -199,13 +206,18 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
           lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
           augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
-          progress: bool | None = None, editable: Any = None, schedule: Any = None) -> Outcome:
+          progress: bool | None = None, editable: Any = None, schedule: Any = None,
+          params: "Sequence[str] | None" = None) -> Outcome:
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
     The returned model remembers its recipe (``model.netfix_recipe``), which the retrain reference repeats.
     ``epochs`` defaults to 10. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
     epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
     generation in the history. ``editable``: an :class:`netfix.editing.EditableTraining` config.
+    ``params``: module-name prefixes to train (e.g. ``["edit_block"]``, to fine-tune a block inserted into a trained
+    model); every other parameter stays as it is, and BatchNorm layers with no trained parameter keep their running
+    statistics (they run in eval mode). None trains everything. A run with ``params`` is a fine-tune, so the model
+    keeps the recipe it was trained with (``netfix_recipe``).
 
     Example:
         >>> train_set, test_set = netfix.datasets.load("digits")
@@ -231,10 +243,14 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
                       weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
                       grad_clip=grad_clip)
     check_model(model)
+    trained = None if params is None else param_names(model, params)
     dev = resolve_device(device)
     ds = as_data(data, "data")
     with seeded(seed, dev) as g:
         net = copy_model(model, dev)
+        if trained is not None:
+            for n, p in net.named_parameters():
+                p.requires_grad_(n in trained)
         k = num_outputs(net, ds)
         ds = as_data(ds, "data", num_classes=k)
         start = time.perf_counter()
@@ -248,10 +264,17 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
         else:
             history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
                           progress=show_progress(progress), loss_fn=loss_fn, optimizer=opt,
-                          desc="editable train" if editable is not None else "train")
+                          desc="editable train" if editable is not None else "train",
+                          frozen_stats=trained is not None)
         seconds = time.perf_counter() - start
-    net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
+        if trained is not None:
+            for p in net.parameters():
+                p.requires_grad_(True)
+    if trained is None:
+        net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
     config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds), "data_fingerprint": ds.fingerprint()}
+    if trained is not None:
+        config["params"] = list(params)  # type: ignore[arg-type]
     if schedule is not None:
         config["schedule"] = schedule.describe()
     if editable is not None:

@@ -10,11 +10,15 @@ Fashion-MNIST (fallback mnist5k; ``--quick``: mnist5k and smaller sizes), netfix
 For every point and for 1 and 2 processes (``torch.multiprocessing`` spawns them; gloo, the DDP path of
 :mod:`netfix.distributed`), a fresh process group trains the original model (:data:`ORIGINAL_EPOCHS` epochs, not
 timed), then times ``netfix.unlearn(method="ogd")`` (unlearning a random forget set with gradient ascent, stopping at
-the model's held-out accuracy, memory :data:`MEMORY` retained samples) and ``netfix.unlearn(method="retrain")``
+the model's held-out accuracy, memory :data:`MEMORY` retained samples), the same for exactly :data:`FIXED_EPOCHS`
+passes over the forget set with no stopping rule (``ogd-fixed``: the same work at every size) and ``netfix.unlearn(method="retrain")``
 (:data:`RETRAIN_EPOCHS` epochs on the retained data from scratch). ``peak_mb``: the peak resident memory the
 operation added (Linux ``VmHWM``, reset before it; the largest over the processes), or on CUDA the peak allocated
 GPU memory. Rows: ``sweep``, ``n_train``, ``n_forget``, ``memory``, ``processes``, ``method``, ``seconds``, ``peak_mb``,
-``rte`` (% of the same point's retrain seconds).
+``rte`` (% of the same point's retrain seconds). ``seconds`` is the whole ``netfix.unlearn`` call, input checks and
+data fingerprints included (what a user waits for); ``method_seconds`` the method's own part (``Outcome.seconds``);
+``steps`` the optimiser steps it took (OGD stops when the forget set's accuracy reaches the held-out one, so its
+steps depend on the model; retrain's are epochs × N / batch) and ``ms_per_step`` = method_seconds / steps.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import torch
 
 from . import pick_dataset
 
-COLUMNS = ("sweep", "n_train", "n_forget", "memory", "processes", "method", "seconds", "rte", "peak_mb")
+COLUMNS = ("sweep", "n_train", "n_forget", "memory", "processes", "method", "seconds", "method_seconds", "steps",
+           "ms_per_step", "rte", "peak_mb")
 TRAIN_SIZES = (5_000, 20_000, 60_000)
 FORGET_SIZES = (100, 1_000, 6_000)
 FIXED_FORGET = 1_000
@@ -38,6 +43,7 @@ MEMORY = 300
 MEMORY_SIZES = (100, 300, 1_000)
 ORIGINAL_EPOCHS = 3
 RETRAIN_EPOCHS = 3
+FIXED_EPOCHS = 2  # ogd-fixed: passes over the forget set, whatever the forget accuracy
 BATCH = 128
 
 
@@ -98,21 +104,27 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
     held_out = netfix.evaluation.accuracy(original, test)
     results = {}
     memory = spec.get("memory", MEMORY)
-    for method, options in (("ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": memory}),
-                            ("retrain", {"epochs": RETRAIN_EPOCHS})):
+    runs = (("ogd", "ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": memory}),
+            # the same work at every size: FIXED_EPOCHS passes over the forget set, no stopping rule
+            ("ogd-fixed", "ogd", {"objective": "ascent", "stop_acc": 0.0, "max_epochs": FIXED_EPOCHS,
+                                  "memory_size": memory}),
+            ("retrain", "retrain", {"epochs": RETRAIN_EPOCHS}))
+    for label, method, options in runs:
         netfix.distributed.barrier()
         base = _rss_mb()
         _peak_reset(device)
         start = time.perf_counter()
-        netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device, progress=False,
-                       **options)
+        outcome = netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device,
+                                 progress=False, **options)
         seconds = time.perf_counter() - start
-        peak = torch.tensor([_peak_mb(device, base), seconds])
+        steps = max([int(h.get("step", 0)) for h in outcome.history] + [0])
+        peak = torch.tensor([_peak_mb(device, base), seconds, outcome.seconds, float(steps)])
         if world > 1:
-            parts = [torch.zeros(2) for _ in range(world)]
+            parts = [torch.zeros(4) for _ in range(world)]
             torch.distributed.all_gather(parts, peak)
             peak = torch.stack(parts).max(0).values
-        results[method] = {"peak_mb": float(peak[0]), "seconds": float(peak[1])}
+        results[label] = {"peak_mb": float(peak[0]), "seconds": float(peak[1]), "method_seconds": float(peak[2]),
+                           "steps": int(peak[3]), "ms_per_step": 1000.0 * float(peak[2]) / max(1, int(peak[3]))}
     if rank == 0:
         Path(out).write_text(json.dumps(results))
     if world > 1:
@@ -154,7 +166,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     for sweep, n, f, mem in points:
         for p in procs:
             res = measure({"data": name, "n_train": n, "n_forget": f, "memory": mem, "device": str(device)}, p)
-            for method in ("ogd", "retrain"):
+            for method in ("ogd", "ogd-fixed", "retrain"):
                 rows.append({"sweep": sweep, "n_train": n, "n_forget": f, "memory": mem, "processes": p,
                              "method": method,
                              **res[method], "rte": 100.0 * res[method]["seconds"] / res["retrain"]["seconds"]})
@@ -170,6 +182,10 @@ def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         o = dict(r)
         o["seconds"] = f"{r['seconds']:.2f}"
+        if r.get("method_seconds") is not None:
+            o["method_seconds"] = f"{r['method_seconds']:.2f}"
+        if r.get("ms_per_step") is not None:
+            o["ms_per_step"] = f"{r['ms_per_step']:.1f}"
         o["rte"] = f"{r['rte']:.1f}"
         o["peak_mb"] = f"{r['peak_mb']:.0f}"
         out.append(o)
