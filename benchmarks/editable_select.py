@@ -22,6 +22,8 @@ labels (seed 9); drawdown is measured on 2,000 other held-out images. The test s
    Editable Training's editor step: learned from ``--et-lr`` (the paper's way) or, with ``--fixed-editor-lr``,
    held at it.
 
+4. ``--phase finetune``: the fine-tuning alternative's SGD step (``FinetuneConfig.lr``) on the baseline, same rule.
+
 Run: ``.venv/bin/python benchmarks/editable_select.py --phase lr --train 20000 --epochs 3``,
 ``... --phase c --train 20000 --epochs 6`` and ``... --phase block --train 50000 --epochs 5``; output: JSON lines
 (docs/editable_select.jsonl).
@@ -44,6 +46,7 @@ PARAMS = ["layer3", "fc"]
 LR_GRID = {"sgd": [3e-4, 1e-3, 3e-3, 1e-2], "momentum": [3e-5, 1e-4, 3e-4, 1e-3],
            "rmsprop": [1e-4, 2e-4, 3e-4, 1e-3], "adam": [1e-4, 2e-4, 3e-4, 1e-3]}
 C_GRID = [(0.01, 0.01), (0.01, 0.1), (0.01, 1.0)]
+FINETUNE_GRID = [1e-5, 3e-5, 1e-4, 3e-4]
 BLOCK_GRID = {"sgd": [0.03, 0.05, 0.1, 0.2], "momentum": [0.01, 0.02, 0.03, 0.05],
               "rmsprop": [2e-3, 3e-3, 4e-3, 5e-3, 7e-3], "adam": [2e-3, 3e-3, 4e-3, 5e-3, 7e-3]}
 
@@ -56,13 +59,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--phase", choices=["lr", "c", "both", "block"], default="both")
+    ap.add_argument("--phase", choices=["lr", "c", "both", "block", "finetune"], default="both")
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--finetune-epochs", type=int, default=10)
     ap.add_argument("--arms", default="block,editable", help="block phase: which fine-tunes to run")
     ap.add_argument("--et-lr", default=None, help="block phase: comma-separated editor step sizes for Editable "
                     "Training (default: the bench's ET_START_LR)")
     ap.add_argument("--fixed-editor-lr", action="store_true", help="block phase: do not learn the editor's step")
+    ap.add_argument("--lrs", default=None, help="finetune phase: comma-separated step sizes (default FINETUNE_GRID)")
     ap.add_argument("--base", default=None, help="block phase: a saved baseline trained by this protocol (skips "
                     "training it again)")
     args = ap.parse_args()
@@ -82,6 +86,8 @@ def main() -> None:
     recipe = dict(RECIPE)
     if args.phase == "block":
         return block_phase(args, build, fit, X, targets, dd)
+    if args.phase == "finetune":
+        return finetune_phase(args, build, fit, X, targets, dd)
     base = netfix.train(build(), fit, epochs=args.epochs, seed=0, progress=False, **recipe)
     emit(phase="baseline", seconds=round(base.seconds, 1), held_acc=netfix.evaluate(base.model, test=dd)["test_acc"])
     if args.phase in ("lr", "both"):
@@ -133,6 +139,18 @@ def block_phase(args: argparse.Namespace, build, fit, X, targets, dd) -> None:  
                                   progress=False)
                 emit(phase="block", arm=arm, **tag, editor=editor, lr=lr,
                      **{k: v for k, v in m.row().items() if k not in ("method",)})
+
+def finetune_phase(args: argparse.Namespace, build, fit, X, targets, dd) -> None:  # type: ignore[no-untyped-def]
+    """The fine-tuning alternative's SGD step on the baseline (the bench's ``finetune-on-edits`` row)."""
+    from netfix.edit_metrics import FinetuneConfig
+
+    base_model = netfix.load(args.base) if args.base else \
+        netfix.train(build(), fit, epochs=args.epochs, seed=0, progress=False, **RECIPE).model
+    for lr in [float(v) for v in args.lrs.split(",")] if args.lrs else FINETUNE_GRID:
+        m = measure_edits(base_model, X, targets, dd, editor="finetune", replay=fit, perturb={}, progress=False,
+                          finetune=FinetuneConfig(lr=lr))
+        emit(phase="finetune", lr=lr, **{k: v for k, v in m.row().items() if k not in ("method",)})
+
 
 if __name__ == "__main__":
     main()
