@@ -20,7 +20,8 @@ after another. Rows ``method``:
   :data:`BLOCK_LR`). All step sizes were chosen on a validation split of the training set
   (benchmarks/editable_select.py);
 - ``finetune-on-edits``: the whole baseline network fine-tuned on the edited input with replay of training data
-  until its prediction flips (:class:`~netfix.edit_metrics.FinetuneConfig`; the first :data:`FINETUNE_EDITS` edits
+  until its prediction flips (:class:`~netfix.edit_metrics.FinetuneConfig`, SGD step :data:`FINETUNE_LR`; the
+  first :data:`FINETUNE_EDITS` edits
   only: each costs a full-network evaluation);
 - ``lookup-table``: exact-input overrides on the baseline model.
 
@@ -39,7 +40,7 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..edit_metrics import LookupTable, measure_edits, sequential_edits
+from ..edit_metrics import FinetuneConfig, LookupTable, measure_edits, sequential_edits
 from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
 from ..errors import unknown
 from ..evaluation import accuracy
@@ -82,6 +83,10 @@ ET_START_LR = 2e-3  # where the learned-step variant starts (benchmarks/editable
 BLOCK_LR = {"block": {"sgd": 0.05, "momentum": 0.03, "rmsprop": 4e-3, "adam": 4e-3},
             "editable": {"sgd": 0.1, "momentum": 0.05, "rmsprop": 5e-3, "adam": 5e-3}}
 FINETUNE_EDITS = 100
+# The fine-tuning alternative's SGD step, chosen on the validation split (benchmarks/editable_select.py --phase
+# finetune): drawdown fell with the step (1e-4: 29.8 points, 1e-5: 14.8, 1e-6: 9.3 at 26 steps and 1.2 s per
+# edit); the grid stopped at 1e-6.
+FINETUNE_LR = 1e-6
 SEQUENTIAL = 50
 
 
@@ -145,7 +150,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         base_acc = accuracy(base.model, test)
         k = min(FINETUNE_EDITS, len(X)) if not quick else min(20, len(X))
         m = measure_edits(base.model, X[:k], wrong[:k], dd, editor="finetune", replay=train_set, device=device,
-                          seed=seed, progress=progress)
+                          seed=seed, progress=progress, finetune=FinetuneConfig(lr=FINETUNE_LR))
         rows.append({**m.row(), "method": "finetune-on-edits", "seed": seed, "test_acc": base_acc,
                      "sequential_drawdown_50": None, "train_seconds": base.seconds})
         m = measure_edits(base.model, X, wrong, dd, editor="lookup-table", device=device, seed=seed,
