@@ -431,9 +431,7 @@ def _train_start(args: argparse.Namespace, train_set: Any) -> tuple[Any, dict[st
         name = spec.get("name", type(model).__name__)
         options = dict(getattr(model, "netfix_recipe", None) or {}) or (
             models.recipe(name) if name in models.available() else {})
-        options = {k: v for k, v in options.items() if k in ("lr", "batch_size", "optimizer", "momentum",
-                                                             "weight_decay", "lr_schedule", "grad_clip",
-                                                             "label_smoothing")}
+        options.pop("epochs", None)  # the recipe's other fields are netfix.train's keyword arguments
         if args.edit_block is not None:
             model = add_edit_block(model, args.edit_block, seed=args.seed)
             options = dict(FINETUNE_RECIPE)

@@ -475,6 +475,10 @@ class EditableTraining:
                 frozen = any(not p.requires_grad for p in model.parameters())
                 split = FrozenSplit(model, sorted(trainable | set(names)), X[:2]) if frozen and m is model else None
                 cut["split"] = split if split is not None and split.exact and split.prefix is not None else None
+                # whether the prefix computes differently in eval mode (fit fixes the modes before the first step)
+                cut["varies"] = cut["split"] is not None and any(
+                    mod.training for mod in cut["split"].prefix.modules()
+                    if isinstance(mod, (nn.modules.batchnorm._BatchNorm, nn.Dropout)))
             return cut["split"] if m is model else None
 
         def loss(m: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -483,9 +487,7 @@ class EditableTraining:
             if split is not None:  # the prefix holds only frozen parameters: run it once, without gradients
                 with torch.no_grad():
                     feats = split.features(X)
-                    varies = any(mod.training for mod in split.prefix.modules()
-                                 if isinstance(mod, (nn.modules.batchnorm._BatchNorm, nn.Dropout)))
-                    if varies:
+                    if cut["varies"]:
                         with eval_mode(m):
                             feats_eval = split.features(X)
                     else:
