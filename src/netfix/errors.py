@@ -15,6 +15,8 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "NotAModelError",
+    "UnsafeFileError",
+    "NoChangeWarning",
 ]
 
 
@@ -48,6 +50,15 @@ class ModelError(NetfixError, ValueError):
 
 class NotAModelError(NetfixError, ValueError):
     """A file is not a netfix model file (missing sidecar, wrong format, corrupt weights)."""
+
+
+class UnsafeFileError(NotAModelError):
+    """A model file asks for something netfix never does on a file's say-so (import or call code, allocate far
+    more than the file holds, skip its integrity check); the message says how to load it safely."""
+
+
+class NoChangeWarning(UserWarning):
+    """An operation finished without changing the model (no step taken, or every weight as before)."""
 
 
 def unknown(kind: str, name: object, valid: "list[str] | tuple[str, ...]", argument: str) -> UnknownNameError:

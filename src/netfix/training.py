@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from . import distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches
-from .errors import ConfigError, ModelError, unknown
+from .errors import ConfigError, ModelError
+from .validation import Options, option
 from .gradients import param_names
 
 __all__ = ["Outcome", "TrainConfig", "train", "fit", "num_outputs", "make_optimizer"]
@@ -40,37 +41,21 @@ class Outcome:
 
 
 @dataclass
-class TrainConfig:
-    """A training recipe. Stored on every trained model (``model.netfix_recipe``) so that the retrain
-    reference can repeat it on the retain set."""
+class TrainConfig(Options):
+    """A training recipe. Stored with every trained model (its card's ``recipe``) so that the retrain reference
+    can repeat it on the retain set."""
 
-    epochs: int = 10                # passes over the data
-    lr: float = 1e-3                # peak learning rate
-    batch_size: int = 128           # samples per step
-    optimizer: str = "adam"         # "adam", "adamw" or "sgd"
-    momentum: float = 0.9           # SGD momentum (ignored by Adam)
-    weight_decay: float = 0.0       # L2 / decoupled decay for adamw
-    lr_schedule: str = "constant"   # "constant" or "cosine" (annealed to 0 over all steps)
-    label_smoothing: float = 0.0    # cross-entropy label smoothing in [0, 1)
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError(f"epochs: expected a whole number >= 0; got {self.epochs!r}.")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr: expected a positive learning rate; got {self.lr!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
-        if self.optimizer not in _OPTIMIZERS:
-            raise unknown("optimizer", self.optimizer, list(_OPTIMIZERS), "optimizer")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise unknown("lr_schedule", self.lr_schedule, ["constant", "cosine"], "lr_schedule")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing: expected a value in [0, 1); got {self.label_smoothing!r}.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay: expected >= 0; got {self.weight_decay!r}.")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"grad_clip: expected a positive norm or None; got {self.grad_clip!r}.")
+    epochs: int = option(10, "passes over the data", low=1, high=100_000)
+    lr: float = option(1e-3, "peak learning rate", unit="per step", low=0, high=10, low_open=True)
+    batch_size: int = option(128, "samples per step", low=1, high=1 << 20)
+    optimizer: str = option("adam", "the optimizer", choices=("adam", "adamw", "sgd"))
+    momentum: float = option(0.9, "SGD momentum (ignored by Adam)", low=0, high=1, high_open=True)
+    weight_decay: float = option(0.0, "L2 penalty (decoupled for adamw)", low=0, high=1)
+    lr_schedule: str = option("constant", "learning-rate schedule: constant, or cosine (annealed to 0 over all "
+                              "steps)", choices=("constant", "cosine"))
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing", low=0, high=1, high_open=True)
+    grad_clip: float | None = option(None, "max global gradient norm", low=0, low_open=True, high=1e6,
+                                     none="no clipping")
 
 
 _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

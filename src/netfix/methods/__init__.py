@@ -10,7 +10,9 @@ module to this package that calls :func:`register`; :func:`_discover` imports ev
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from torch import nn
 
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, as_data
-from ..errors import ConfigError, DataError, ModelError, unknown
+from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
 from ..training import Outcome, num_outputs
 
 __all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn", "kept_data"]
@@ -130,14 +132,30 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
         f = as_data(f, names[0], num_classes=k)
         r = as_data(r, names[1], num_classes=k, allow_empty=True)
         ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode)
+        before = _state_digest(net)
         start = time.perf_counter()
         history = spec.run(net, f, r, cfg, ctx)
         seconds = time.perf_counter() - start
     net.eval()
-    config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode,
+    changed = _state_digest(net) != before
+    if not changed:
+        warnings.warn(NoChangeWarning(f"{mode} with {method!r} left every weight as it was (no step changed the "
+                                      f"model): nothing was {'forgotten' if mode == 'unlearn' else 'learned'}. Fix: "
+                                      f"check the method's options (netfix.methods.get({method!r}).config)."),
+                      stacklevel=3)
+    config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode, "changed": changed,
               "n_" + names[0]: len(f), "n_" + names[1]: len(r),
               names[0] + "_fingerprint": f.fingerprint(), names[1] + "_fingerprint": r.fingerprint()}
     return Outcome(model=net, method=method, config=config, seconds=seconds, history=history)
+
+
+def _state_digest(model: nn.Module) -> str:
+    """sha256 of every parameter and buffer: tells whether a run changed the model at all."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+    return h.hexdigest()
 
 
 def unlearn(model: nn.Module, forget: DataLike, retain: DataLike, method: str = "ogd", *, seed: int = 0,

@@ -15,22 +15,20 @@ from torch import nn
 from ..data import LabeledData
 from ..errors import DataError
 from ..training import TrainConfig, fit
+from ..validation import Options, option
 from . import Context, kept_data, register
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Options):
     """Options of ``finetune`` (the literature's FT: SGD with momentum, a few epochs, methods.md §5)."""
 
-    epochs: int = 5                # passes over the retained (+ corrected) data
-    lr: float = 1e-2               # SGD learning rate
-    momentum: float = 0.9          # SGD momentum
-    weight_decay: float = 0.0      # L2 penalty
-    batch_size: int = 128          # samples per step
-    lr_schedule: str = "cosine"    # "constant" or "cosine"
-
-    def __post_init__(self) -> None:
-        self.recipe()  # validates every option now, before any work
+    epochs: int = option(5, "passes over the retained (+ corrected) data", low=1, high=100_000)
+    lr: float = option(1e-2, "SGD learning rate", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(0.0, "L2 penalty", low=0, high=1)
+    batch_size: int = option(128, "samples per step", low=1, high=1 << 20)
+    lr_schedule: str = option("cosine", "learning-rate schedule", choices=("constant", "cosine"))
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(optimizer="sgd", **asdict(self))
