@@ -16,6 +16,7 @@ __all__ = [
     "ModelError",
     "NotAModelError",
     "UnsafeFileError",
+    "DivergedError",
     "NoChangeWarning",
 ]
 
@@ -55,6 +56,10 @@ class NotAModelError(NetfixError, ValueError):
 class UnsafeFileError(NotAModelError):
     """A model file asks for something netfix never does on a file's say-so (import or call code, allocate far
     more than the file holds, skip its integrity check); the message says how to load it safely."""
+
+
+class DivergedError(NetfixError, FloatingPointError):
+    """Training diverged (the loss became NaN or infinite); the message says which step and what to lower."""
 
 
 class NoChangeWarning(UserWarning):

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, DivergedError, ModelError
 from .validation import Options, option
 from .gradients import param_names
 
@@ -156,7 +156,7 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(run_model, X, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
+                raise DivergedError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
                                          "Fix: lower lr, or set grad_clip.")
             loss.backward()
             if cfg.grad_clip is not None:
