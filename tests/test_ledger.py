@@ -20,7 +20,8 @@ import netfix
 from netfix.cli import main
 from netfix.errors import ConfigError, UnknownNameError
 from netfix.io import file_sha256
-from netfix.ledger import Ledger, certificate, indices_digest, ledger_path, record_run, write_certificate
+from netfix.ledger import Ledger, indices_digest, ledger_path
+from netfix.runs import certificate, record_run, write_certificate
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +87,7 @@ def test_uses_wal_journal(tmp_path):
 
 def test_unknown_kind_lists_the_valid_kinds(tmp_path):
     with Ledger(tmp_path / "l.sqlite") as led:
-        with pytest.raises(UnknownNameError, match="kind: unknown kind 'retrain'. Valid kinds: 'edit', 'forget'"):
+        with pytest.raises(UnknownNameError, match="kind: unknown kind 'retrain'. Valid kinds: 'commit', 'edit', 'forget'"):
             led.append("retrain", {})
 
 
@@ -220,10 +221,10 @@ def test_a_writer_killed_midway_leaves_a_clean_ledger(tmp_path):
 
 def test_certificate_names_both_models_and_the_forget_set(tmp_path):
     original, new = tiny(tmp_path, "m"), tiny(tmp_path, "m-ogd", seed=1)
-    cert = certificate(tmp_path / "m", tmp_path / "m-ogd.json", [17, 3, 5], "ogd", {"lr": 0.01},
+    cert = certificate(tmp_path / "m", tmp_path / "m-ogd.safetensors", [17, 3, 5], "ogd", {"lr": 0.01},
                        {"forget_acc": 10.0}, {"forget_acc": 9.0}, seconds=1.5)
     assert cert["original"]["sha256"] == file_sha256(original) and cert["new"]["sha256"] == file_sha256(new)
-    assert cert["new"]["sidecar_sha256"] == file_sha256(tmp_path / "m-ogd.json")
+    assert cert["original"]["weights_sha256"] != cert["new"]["weights_sha256"]
     assert cert["forget_set"]["count"] == 3
     assert cert["forget_set"]["sha256"] == hashlib.sha256(b"[3,5,17]").hexdigest()
     assert cert["method"] == "ogd" and cert["config"] == {"lr": 0.01} and cert["reference_metrics"]["forget_acc"] == 9
@@ -234,7 +235,7 @@ def test_certificate_names_both_models_and_the_forget_set(tmp_path):
 
 def test_certificate_refuses_a_missing_model(tmp_path):
     tiny(tmp_path, "m")
-    with pytest.raises(ValueError, match="new_path: .*gone.safetensors not found"):
+    with pytest.raises(ValueError, match="new: .*gone.safetensors not found"):
         certificate(tmp_path / "m", tmp_path / "gone", [1], "ogd", {}, {})
 
 
@@ -267,20 +268,21 @@ def test_cli_train_is_recorded_and_a_changed_file_fails_verify(capsys, tmp_path)
     assert code == 0 and res["ledger_record"] == 1 and res["ledger"] == str(led)
     code, out, _ = run(capsys, "ledger", "list", "--ledger", led, "--json")
     recs = json.loads(out)["records"]
-    assert code == 0 and [r["kind"] for r in recs] == ["train"]
+    assert code == 0 and [r["kind"] for r in recs] == ["train", "commit"]  # published, then committed
     assert recs[0]["payload"]["data"]["fingerprint"] == netfix.datasets.load("digits")[0].fingerprint()
     code, out, _ = run(capsys, "ledger", "--ledger", led, "show", "1")
     assert code == 0 and json.loads(out)["payload"]["files"]["model"]["sha256"] == file_sha256(res["model_path"])
     code, out, _ = run(capsys, "ledger", "verify", "--ledger", led)
-    assert code == 0 and out.startswith("ok: 1 records, 2 files checked")
+    assert code == 0 and out.startswith("ok: 2 records, 1 files checked")
     flip_byte(Path(res["model_path"]))
     code, out, _ = run(capsys, "ledger", "verify", "--ledger", led)
     assert code == 1 and f"{Path(res['model_path']).resolve()}: sha256 changed" in out
 
 
-def test_cli_ledger_on_a_missing_file_says_how_to_make_one(capsys, tmp_path):
-    code, _, err = run(capsys, "ledger", "list", "--ledger", tmp_path / "none.sqlite")
-    assert code == 2 and "--ledger: " in err and "Fix: record a run first" in err
+def test_cli_ledger_list_on_a_fresh_home_prints_nothing_and_succeeds(capsys, tmp_path):
+    code, out, err = run(capsys, "ledger", "list", "--ledger", tmp_path / "none.sqlite")
+    assert code == 0 and out == "" and err == ""
+    assert not (tmp_path / "none.sqlite").exists()  # reading creates nothing
 
 
 def test_cli_unlearn_writes_a_certificate_with_the_right_hashes(capsys, tmp_path):
@@ -302,6 +304,5 @@ def test_cli_unlearn_writes_a_certificate_with_the_right_hashes(capsys, tmp_path
     assert res["ledger"] == str(led)
     with Ledger(led) as ledger:
         recs = ledger.list()
-        assert [r["kind"] for r in recs] == ["unlearn"] and ledger.verify() == []
-        assert set(recs[0]["payload"]["files"]) == {"model", "model_sidecar", "source", "source_sidecar",
-                                                    "certificate"}
+        assert [r["kind"] for r in recs] == ["unlearn", "commit"] and ledger.verify() == []
+        assert set(recs[0]["payload"]["files"]) == {"model", "source", "certificate"}

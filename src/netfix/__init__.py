@@ -12,15 +12,14 @@ Example:
     >>> netfix.evaluate(faulty, scenario=s)["fault_rate"]
 """
 
-__version__ = "0.1.0"
-
-from . import data as datasets  # noqa: E402  (netfix.datasets.load / available)
-from . import bench, edit_metrics, errors, evaluation, methods, mixed, models, scenarios  # noqa: E402
-from .evaluation import Metrics, evaluate  # noqa: E402
-from .editing import EditableTraining, EditOutcome, edit  # noqa: E402
-from .io import load, save  # noqa: E402
-from .methods import relearn, unlearn  # noqa: E402
-from .training import Outcome, train  # noqa: E402
+from ._version import __version__
+from . import data as datasets  # netfix.datasets.load / available
+from . import bench, edit_metrics, errors, evaluation, methods, mixed, models, scenarios
+from .evaluation import Metrics, evaluate
+from .editing import EditableTraining, EditOutcome, edit
+from .io import load, save
+from .methods import relearn, unlearn
+from .training import Outcome, train
 
 __all__ = [
     "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation", "bench", "edit_metrics", "mixed",

@@ -88,7 +88,7 @@ def show_progress(progress: "bool | None") -> bool:
 
 def env_info(device: torch.device) -> dict[str, object]:
     """What a benchmark or run folder records about where it ran."""
-    from . import __version__
+    from ._version import __version__
 
     info: dict[str, object] = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
                                "netfix": __version__}

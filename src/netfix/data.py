@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
 
-__all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches"]
+__all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches", "check_range", "check_disjoint"]
 
 
 class LabeledData(Dataset):
@@ -42,6 +42,7 @@ class LabeledData(Dataset):
         self.y = y
         self.num_classes = int(num_classes)
         self.name = name
+        self._cache: dict[str, Any] = {}  # value range and per-sample digests, computed once (X is never changed)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -67,6 +68,28 @@ class LabeledData(Dataset):
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.y, minlength=self.num_classes).tolist()
+
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and largest input value (``(0.0, 0.0)`` for an empty set)."""
+        if "range" not in self._cache:
+            self._cache["range"] = (float(self.X.min()), float(self.X.max())) if self.X.numel() else (0.0, 0.0)
+        return self._cache["range"]  # type: ignore[no-any-return]
+
+    def sample_digests(self) -> list[bytes]:
+        """One 16-byte digest per sample, of its input and label: equal samples, equal digests."""
+        if "digests" not in self._cache:
+            X = self.X.detach().to("cpu", torch.float32).contiguous().reshape(len(self), -1).numpy()
+            y = self.y.detach().to("cpu", torch.int64).numpy()
+            self._cache["digests"] = [hashlib.blake2b(X[i].data, digest_size=16, key=y[i].tobytes()).digest()
+                                      for i in range(len(self))]
+        return self._cache["digests"]  # type: ignore[no-any-return]
+
+    def describe(self) -> dict[str, Any]:
+        """What a model file records about the data it was trained on: fingerprint, size, shape, classes and the
+        range of input values (inputs far outside it are refused later)."""
+        lo, hi = self.value_range()
+        return {"fingerprint": self.fingerprint(), "n": len(self), "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "range": [lo, hi]}
 
     def fingerprint(self) -> str:
         """sha256 over shapes, inputs and labels: names a set exactly (for model files and certificates)."""
@@ -158,6 +181,36 @@ def as_data(data: DataLike, argument: str = "data", num_classes: int | None = No
                         f"Fix: remap the labels to 0..{bound - 1}, or use a model with at least {top} outputs.")
     k = bound if bound is not None else top
     return LabeledData(X, y, k, name or argument)
+
+
+def check_range(data: LabeledData, trained: "dict[str, Any] | None", argument: str = "data") -> None:
+    """Refuse inputs far outside the range the model was trained on (``trained``: a model's recorded data, with
+    ``"range": [lo, hi]``): more than the whole trained span beyond either end, e.g. 0-255 pixels for a model
+    trained on [0, 1]. Models without a record are not checked."""
+    rng = (trained or {}).get("range")
+    if not rng or len(data) == 0:
+        return
+    lo, hi = float(rng[0]), float(rng[1])
+    span = max(hi - lo, 1e-6)
+    dlo, dhi = data.value_range()
+    if dlo < lo - span or dhi > hi + span:
+        raise DataError(f"{argument}: inputs range over [{dlo:g}, {dhi:g}], far outside the [{lo:g}, {hi:g}] the "
+                        f"model was trained on. Fix: preprocess them the way the training data was (e.g. divide "
+                        f"pixels by 255), or pass the data the model was trained on.")
+
+
+def check_disjoint(forget: LabeledData, retain: LabeledData, names: tuple[str, str] = ("forget", "retain")) -> None:
+    """Refuse a forget set that shares samples (equal input and label) with the set to keep: forgetting what is
+    also kept is a contradiction, usually an indexing mistake."""
+    if not len(forget) or not len(retain):
+        return
+    gone = set(forget.sample_digests())
+    shared = [i for i, d in enumerate(retain.sample_digests()) if d in gone]
+    if shared:
+        raise DataError(f"{names[0]}: {len(shared)} of its samples are also in {names[1]} (e.g. {names[1]} index "
+                        f"{shared[0]}); a sample cannot be both forgotten and kept. Fix: build {names[1]} as the "
+                        f"training set minus {names[0]} (e.g. netfix.scenarios.from_indices(train, test, "
+                        f"forget_indices)).")
 
 
 def _check_arrays(X: torch.Tensor, y: torch.Tensor, argument: str, allow_empty: bool

@@ -17,6 +17,7 @@ __all__ = [
     "NotAModelError",
     "UnsafeFileError",
     "DivergedError",
+    "NoChangeError",
     "NoChangeWarning",
 ]
 
@@ -60,6 +61,11 @@ class UnsafeFileError(NotAModelError):
 
 class DivergedError(NetfixError, FloatingPointError):
     """Training diverged (the loss became NaN or infinite); the message says which step and what to lower."""
+
+
+class NoChangeError(NetfixError, ValueError):
+    """A run claims to have changed a model but its weights are exactly as before (e.g. a certificate for a
+    forgetting that forgot nothing)."""
 
 
 class NoChangeWarning(UserWarning):

@@ -15,7 +15,7 @@ from torch import nn
 
 from ._runtime import check_model, copy_model, eval_mode, model_device, resolve_device
 from .data import DataLike, LabeledData, as_data, batches
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ModelError
 from .forget_score import forget_score
 from .training import num_outputs
 
@@ -116,6 +116,12 @@ def _loss(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 def _single(model: nn.Module, sets: dict[str, LabeledData], fault_label: int | None, seed: int,
             mia_samples: int | None, batch_size: int) -> tuple[Metrics, dict[str, torch.Tensor]]:
     logits = {k: predict(model, d, batch_size) for k, d in sets.items()}
+    for key, out in logits.items():
+        if out.numel() and not bool(torch.isfinite(out).all()):
+            bad = int((~torch.isfinite(out)).any(1).sum())
+            raise ModelError(f"model: gives NaN or infinite logits on {bad} of {len(out)} {key} samples, so it "
+                             "cannot be measured. Fix: check its weights for NaN/inf (a diverged training or repair); "
+                             "repeat the run with a smaller learning rate.")
     m = Metrics()
     for key in ("forget", "retain", "test"):
         if key in sets:

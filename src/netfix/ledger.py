@@ -1,4 +1,4 @@
-"""Proof of what was done to a model: a tamper-evident ledger of runs, and forgetting certificates.
+"""Proof of what was done to a model: a tamper-evident ledger of runs (certificates: :mod:`netfix.runs`).
 
 **The ledger** is one SQLite file (stdlib :mod:`sqlite3`; default ``$NETFIX_HOME/ledger.sqlite``, ``NETFIX_HOME``
 defaulting to ``~/.netfix``) with one table, ``records``: ``id``, ``created`` (UTC, ISO 8601), ``kind`` (train,
@@ -13,15 +13,19 @@ unlearn, relearn, edit, forget), ``payload`` (JSON), ``prev_hash`` and ``hash``.
   processes appending at once still chain correctly, and a process killed midway leaves no partial record (SQLite
   rolls the journal back when the file is next opened). WAL journal mode lets ``list`` / ``verify`` read while a run
   writes; ``synchronous=FULL`` because a ledger is worth an fsync per record.
+- *Recording and publishing are one step.* A run that writes files (:func:`netfix.runs.publish_recorded`) first
+  commits a *pending* record naming every file it will write and its sha256, then — holding the ledger's write
+  lock — renames the files into place and appends a ``commit`` record. A run killed before the renames leaves the
+  old files, one killed after them leaves the new ones; either way :meth:`Ledger.verify` accepts what is on disk
+  (a pending record that never committed may or may not have been published), so a kill never raises a false
+  tamper alarm; and the lock makes the commit records' order the order the files were replaced in.
+- *A published head pins the whole chain.* ``netfix ledger head`` prints the newest record's id and hash;
+  ``netfix ledger verify --head ID:HASH`` fails unless the chain still holds that record unchanged, which catches
+  truncation and wholesale rewrites that a chain alone cannot.
 - *Files are named by content.* A payload's ``"files"`` entry, ``{role: {"path": ..., "sha256": ...}}`` (plus
   ``"input": true`` for a file the run read rather than wrote), is what :meth:`Ledger.verify` re-hashes. Each file
   is checked against the *latest* record naming it, so re-running a command onto the same path is not reported
   forever; a file a run read that differs from what the run before recorded is reported (it changed unrecorded).
-
-**A certificate** (:func:`certificate`) is one JSON document saying what a forgetting run did: the sha256 of the
-original and of the new weights (and their sidecars), the sha256 and size of the forget set, the method with its
-full config, the metrics beside the retrained reference's, the bound where the method gives one, the time taken,
-and the netfix and torch versions. Anyone holding the files can check it with ``sha256sum``.
 
 Example:
     >>> from netfix.ledger import Ledger
@@ -34,11 +38,12 @@ Example:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,16 +52,13 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .errors import ConfigError, NotAModelError, unknown
-from .io import atomic_write, file_sha256, model_paths
+from .errors import ConfigError, unknown
+from .io import file_sha256
 
-__all__ = ["KINDS", "Ledger", "Audit", "ledger_path", "certificate", "write_certificate", "indices_digest",
-           "record_run"]
+__all__ = ["KINDS", "Ledger", "Audit", "ledger_path", "indices_digest", "parse_head"]
 
-KINDS = ("train", "unlearn", "relearn", "edit", "forget")
+KINDS = ("train", "unlearn", "relearn", "edit", "forget", "commit")
 GENESIS = "0" * 64  # the prev_hash of the first record
-CERTIFICATE_FORMAT = "netfix-forgetting-certificate"
-CERTIFICATE_VERSION = 1
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, "
            "kind TEXT NOT NULL, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
 _COLUMNS = ("id", "created", "kind", "payload", "prev_hash", "hash")
@@ -119,6 +121,7 @@ class Audit:
     records: int = 0
     files: int = 0
     head: str | None = None
+    head_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -183,31 +186,51 @@ class Ledger:
             >>> led.append("edit", {"method": "rmsprop", "success": [True]})
             4
         """
+        body = self._body(kind, payload)
+        with self._transaction():
+            return self._write(kind, body)
+
+    def begin(self, kind: str, payload: Mapping[str, Any]) -> int:
+        """Append a *pending* record (``"status": "pending"``) for files about to be published; returns its id.
+        :meth:`committing` publishes them and commits it."""
+        return self.append(kind, {**payload, "status": "pending"})
+
+    @contextlib.contextmanager
+    def committing(self, pending: int) -> Iterator[None]:
+        """Hold the write lock while the block publishes the pending record's files (renames), then append its
+        ``commit`` record in the same transaction. If the block fails, nothing is committed."""
+        body = self._body("commit", {"commits": int(pending)})
+        with self._transaction():
+            yield
+            self._write("commit", body)
+
+    def _body(self, kind: str, payload: Mapping[str, Any]) -> Any:
         if kind not in KINDS:
             raise unknown("kind", kind, KINDS, "kind")
         if not isinstance(payload, Mapping):
             raise ConfigError(f"payload: expected a dict of JSON-serialisable values; got {type(payload).__name__}.")
-        body = _jsonable(dict(payload), "payload")
+        return _jsonable(dict(payload), "payload")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
         try:
             self._conn.execute("BEGIN IMMEDIATE")  # the write lock first, then the last hash: no two heads
         except sqlite3.Error as e:
             raise ConfigError(f"ledger: cannot write {self.path} ({e}). Fix: check that the file is writable and "
                               "not locked by a stuck process, or pass another --ledger path.") from None
         try:
-            rid = self._write(kind, body)
+            yield
             self._conn.execute("COMMIT")
         except BaseException as e:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
-                msg = (f"ledger: cannot write {self.path} ({e}); nothing was recorded. Fix: check that the file is "
-                       "writable and the disk not full, or pass another --ledger path.")
-                raise ConfigError(msg) from None
+                raise ConfigError(f"ledger: cannot write {self.path} ({e}); nothing was recorded. Fix: check that the "
+                                  "file is writable and the disk not full, or pass another --ledger path.") from None
             raise
-        return rid
 
     def _write(self, kind: str, payload: Any) -> int:
-        """The INSERT, inside :meth:`append`'s transaction."""
+        """The INSERT, inside a transaction."""
         last = self._conn.execute("SELECT hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
         prev = last[0] if last else GENESIS
         created = _now()
@@ -250,8 +273,21 @@ class Ledger:
                               "`netfix ledger list`.")
         return self._record(rows[0])
 
-    def audit(self) -> Audit:
-        """Check the hash chain and the files the records name; see :meth:`verify`."""
+    def head(self) -> tuple[int, str] | None:
+        """``(id, hash)`` of the newest record (``None`` for an empty ledger): publish it elsewhere, then
+        ``verify(head=...)`` proves the chain was neither truncated nor rewritten since.
+
+        Example:
+            >>> Ledger().head()
+            (12, '3f2a...')
+        """
+        row = self._conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def audit(self, head: "str | None" = None) -> Audit:
+        """Check the hash chain, the files the records name and (``head``: ``"ID:HASH"`` or a bare hash, from
+        :meth:`head`) that the chain still holds a published head; see :meth:`verify`."""
+        pinned = parse_head(head) if head is not None else None
         self._conn.execute("BEGIN")  # one snapshot: an append running meanwhile is not mistaken for a deletion
         try:
             rows = self._rows()
@@ -259,77 +295,156 @@ class Ledger:
         finally:
             self._conn.execute("COMMIT")
         out = Audit(records=len(rows))
-        prev, prev_id = GENESIS, None
-        seen: dict[str, tuple[str, int, str]] = {}  # path -> (sha256, record id, role) of its latest record
-        for rid, created, kind, text, prev_hash, digest in rows:
-            if prev_hash != prev:
-                before = f"record {prev_id}'s hash" if prev_id is not None else "the chain's start"
-                out.problems.append(f"record {rid}: prev_hash does not match {before} (a record before it was "
-                                    "deleted or rewritten).")
-            prev, prev_id = digest, rid
-            try:
-                payload = json.loads(text)
-            except (TypeError, ValueError):
-                out.problems.append(f"record {rid}: payload is not valid JSON (the record was edited after it was "
-                                    "written).")
-                continue
-            if _record_hash(prev_hash, created, kind, payload) != digest:
-                out.problems.append(f"record {rid}: hash does not match its content (the record was edited after "
-                                    "it was written).")
-            out.problems.extend(_follow_files(rid, payload, seen))
+        payloads = _chain(rows, out.problems)
         last = rows[-1][0] if rows else 0
         if seq and seq[0] > last:
             out.problems.append(f"records {last + 1}..{seq[0]} were deleted (the ledger once held record {seq[0]}).")
-        for path, (recorded, rid, role) in seen.items():
-            where = f"[record {rid}, {role}]"
-            try:
-                now = file_sha256(path) if os.path.isfile(path) else None
-            except OSError as e:
-                out.problems.append(f"{path}: unreadable ({e}) {where}")
-                continue
-            if now is None:
-                out.problems.append(f"{path}: missing {where}")
-            elif now != recorded:
-                out.problems.append(f"{path}: sha256 changed (recorded {recorded[:12]}..., now {now[:12]}...) {where}")
-        out.files = len(seen)
+        if pinned is not None:
+            out.problems.extend(_check_head(rows, pinned))
+        files = _FileStates()
+        for rid, payload in payloads:
+            out.problems.extend(files.follow(rid, payload))
+        out.problems.extend(files.check())
+        out.files = len(files.accepted)
         out.head = rows[-1][5] if rows else None
+        out.head_id = rows[-1][0] if rows else None
         return out
 
-    def verify(self) -> builtins.list[str]:
+    def verify(self, head: "str | None" = None) -> builtins.list[str]:
         """Every problem found, one line each; an empty list means all good.
 
-        (a) The hash chain: a record edited or deleted is named by id. (b) The files the records name, each
-        checked against the latest record naming it (a file rewritten by a later recorded run is not a problem):
-        ``"<path>: sha256 changed (recorded ..., now ...)"`` or ``"<path>: missing"``; and a file a run read
-        (``"input": true``) that differs from what the run before recorded, i.e. it changed unrecorded in between.
+        (a) The hash chain: a record edited or deleted is named by id; with ``head``, a chain that no longer holds
+        that record unchanged. (b) The files the records name, each checked against what the records allow it to
+        be now: the latest committed content, or that of a run that was interrupted while publishing
+        (``"<path>: sha256 changed (recorded ..., now ...)"`` or ``"<path>: missing"``); and a file a run read
+        (``"input": true``) that differs from what the runs before it recorded (it changed unrecorded in between).
 
         Example:
             >>> Ledger().verify()
             ['/runs/m.safetensors: sha256 changed (recorded 3f2a..., now 9c01...) [record 2, model]']
         """
-        return self.audit().problems
+        return self.audit(head).problems
 
 
-def _follow_files(rid: int, payload: Any, seen: dict[str, tuple[str, int, str]]) -> list[str]:
-    """Update ``seen`` with the files one record names (``payload["files"]``); problems with them."""
-    files = payload.get("files") if isinstance(payload, dict) else None
-    if files is None:
-        return []
-    if not isinstance(files, dict):
-        return [f"record {rid}: payload 'files' is not a dict of role -> {{'path', 'sha256'}}."]
-    problems = []
-    for role, entry in files.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                and isinstance(entry.get("sha256"), str)):
-            problems.append(f"record {rid}: files[{role!r}] is not {{'path': str, 'sha256': str}}.")
+def parse_head(head: str) -> tuple[int | None, str]:
+    """``"ID:HASH"`` or ``"HASH"`` (as ``netfix ledger head`` prints it) as ``(id or None, hash)``."""
+    text = str(head).strip()
+    rid, sep, digest = text.rpartition(":")
+    digest = digest.lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or (sep and not rid.isdigit()):
+        raise ConfigError(f"--head: expected ID:HASH (64 hex digits) as `netfix ledger head` prints it; got {head!r}.")
+    return (int(rid) if sep else None), digest
+
+
+def _check_head(rows: builtins.list[tuple[Any, ...]], pinned: tuple[int | None, str]) -> builtins.list[str]:
+    rid, digest = pinned
+    for row in rows:
+        if row[5] == digest and (rid is None or row[0] == rid):
+            return []
+    where = f"record {rid} with hash {digest[:12]}..." if rid is not None else f"a record with hash {digest[:12]}..."
+    return [f"the ledger no longer holds the published head ({where}): records at or before it were deleted, or "
+            "the chain was rewritten."]
+
+
+def _chain(rows: builtins.list[tuple[Any, ...]], problems: builtins.list[str]) -> builtins.list[tuple[int, Any]]:
+    """Check each record's link and hash; returns the parsed payloads in order."""
+    out = []
+    prev, prev_id = GENESIS, None
+    for rid, created, kind, text, prev_hash, digest in rows:
+        if prev_hash != prev:
+            before = f"record {prev_id}'s hash" if prev_id is not None else "the chain's start"
+            problems.append(f"record {rid}: prev_hash does not match {before} (a record before it was deleted or "
+                            "rewritten).")
+        prev, prev_id = digest, rid
+        try:
+            payload = json.loads(text)
+        except (TypeError, ValueError):
+            problems.append(f"record {rid}: payload is not valid JSON (the record was edited after it was written).")
             continue
-        path, sha = entry["path"], entry["sha256"]
-        if entry.get("input") and path in seen and seen[path][0] != sha:
-            before, rid0, role0 = seen[path]
-            problems.append(f"{path}: changed after record {rid0} ({role0}) and before record {rid} read it as "
-                            f"{role} (recorded {before[:12]}..., read {sha[:12]}...)")
-        seen[path] = (sha, rid, str(role))
-    return problems
+        if _record_hash(prev_hash, created, kind, payload) != digest:
+            problems.append(f"record {rid}: hash does not match its content (the record was edited after it was "
+                            "written).")
+        out.append((rid, payload if kind != "commit" or not isinstance(payload, dict) else {"_commit": payload}))
+    return out
+
+
+class _FileStates:
+    """What each recorded file may be now. A committed record (or a commit) fixes a file's content; a pending
+    record that never commits adds a possible content (its run may have renamed the file before being killed)."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, set[str | None]] = {}    # path -> contents it may have now (None: absent)
+        self.latest: dict[str, tuple[str, int, str]] = {}  # path -> (sha256, record id, role) last fixed
+        self.pending: dict[int, dict[str, Any]] = {}       # pending record id -> its files
+        self.loose: dict[str, dict[int, str]] = {}         # path -> {pending id: content} not (yet) committed
+
+    def follow(self, rid: int, payload: Any) -> builtins.list[str]:
+        if not isinstance(payload, dict):
+            return []
+        if "_commit" in payload:
+            target = payload["_commit"].get("commits")
+            files = self.pending.pop(target, None) if isinstance(target, int) else None
+            if files is None:
+                return [f"record {rid}: commits record {target!r}, which is not a pending record before it."]
+            for role, entry in files.items():
+                self.loose.get(entry["path"], {}).pop(target, None)
+                self._fix(entry["path"], entry["sha256"], target, role)
+            return []
+        files = payload.get("files")
+        if files is None:
+            return []
+        if not isinstance(files, dict):
+            return [f"record {rid}: payload 'files' is not a dict of role -> {{'path', 'sha256'}}."]
+        problems, written = [], {}
+        for role, entry in files.items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                    and isinstance(entry.get("sha256"), str)):
+                problems.append(f"record {rid}: files[{role!r}] is not {{'path': str, 'sha256': str}}.")
+                continue
+            path, sha = entry["path"], entry["sha256"]
+            if entry.get("input"):
+                if path in self.accepted and sha not in self._allowed(path):
+                    before, rid0, role0 = self.latest.get(path, ("?", "?", "?"))
+                    problems.append(f"{path}: changed after record {rid0} ({role0}) and before record {rid} read it "
+                                    f"as {role} (recorded {before[:12]}..., read {sha[:12]}...)")
+                self._fix(path, sha, rid, role)  # what it was when read
+                continue
+            written[role] = entry
+        if payload.get("status") == "pending":
+            self.pending[rid] = written
+            for entry in written.values():
+                self.loose.setdefault(entry["path"], {})[rid] = entry["sha256"]
+                self.accepted.setdefault(entry["path"], {None})
+        else:
+            for role, entry in written.items():
+                self._fix(entry["path"], entry["sha256"], rid, role)
+        return problems
+
+    def _allowed(self, path: str) -> set[str | None]:
+        return self.accepted.get(path, set()) | set(self.loose.get(path, {}).values())
+
+    def _fix(self, path: str, sha: str, rid: int, role: str) -> None:
+        self.accepted[path] = {sha}
+        self.latest[path] = (sha, rid, str(role))
+
+    def check(self) -> builtins.list[str]:
+        problems = []
+        for path in self.accepted:
+            allowed = self._allowed(path)
+            where = "[record {}, {}]".format(*self.latest[path][1:]) if path in self.latest else "[pending record]"
+            try:
+                now = file_sha256(path) if os.path.isfile(path) else None
+            except OSError as e:
+                problems.append(f"{path}: unreadable ({e}) {where}")
+                continue
+            if now in allowed:
+                continue
+            if now is None:
+                problems.append(f"{path}: missing {where}")
+            else:
+                recorded = self.latest.get(path, (next(iter(a for a in allowed if a), "?"),))[0]
+                problems.append(f"{path}: sha256 changed (recorded {recorded[:12]}..., now {now[:12]}...) {where}")
+        return problems
 
 
 def indices_digest(indices: Iterable[int] | np.ndarray | torch.Tensor) -> dict[str, Any]:
@@ -349,112 +464,3 @@ def indices_digest(indices: Iterable[int] | np.ndarray | torch.Tensor) -> dict[s
     canon = sorted({int(v) for v in values})
     text = json.dumps(canon, separators=(",", ":"))
     return {"count": len(canon), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-
-
-def _model_files(path: PathLike, argument: str) -> dict[str, str]:
-    weights, sidecar = model_paths(path)
-    for p in (weights, sidecar):
-        if not p.is_file():
-            raise NotAModelError(f"{argument}: {p} not found; a netfix model is NAME.safetensors + NAME.json. Fix: "
-                                 "pass the path netfix.save wrote.")
-    return {"path": str(weights.resolve()), "sha256": file_sha256(weights),
-            "sidecar_path": str(sidecar.resolve()), "sidecar_sha256": file_sha256(sidecar)}
-
-
-def certificate(original_path: PathLike, new_path: PathLike, forget_indices: Iterable[int] | np.ndarray | torch.Tensor,
-                method: str, config: Mapping[str, Any], metrics: Mapping[str, Any],
-                reference_metrics: Mapping[str, Any] | None = None, bound: Any = None,
-                seconds: float | None = None) -> dict[str, Any]:
-    """A forgetting certificate: a JSON-ready dict naming exactly what was forgotten, from which model, into which.
-
-    ``original_path`` / ``new_path``: the models as saved by :func:`netfix.save` (NAME, NAME.safetensors or
-    NAME.json). ``metrics``: the new model's (e.g. ``netfix.evaluate``); ``reference_metrics``: the retrained
-    reference's, where one was measured; ``bound``: what the method guarantees (e.g. mixed-linear's
-    ``distance_bound`` / ``kl_bound``), else ``None``.
-
-    Example:
-        >>> cert = certificate("runs/m", "runs/m-ogd", s.forget_indices, "ogd", out.config, m, seconds=out.seconds)
-        >>> write_certificate(cert, "runs/m-ogd.certificate.json")
-    """
-    from . import __version__
-
-    if not isinstance(method, str) or not method:
-        raise ConfigError(f"method: expected the repair method's name, e.g. 'ogd'; got {method!r}.")
-    cert = {
-        "format": CERTIFICATE_FORMAT,
-        "format_version": CERTIFICATE_VERSION,
-        "created": _now(),
-        "original": _model_files(original_path, "original_path"),
-        "new": _model_files(new_path, "new_path"),
-        "forget_set": {**indices_digest(forget_indices),
-                       "encoding": "sha256 of the JSON text of the sorted, distinct indices, no spaces: [3,17,42]"},
-        "method": method,
-        "config": _jsonable(dict(config), "config"),
-        "metrics": _jsonable(dict(metrics), "metrics"),
-        "reference_metrics": _jsonable(dict(reference_metrics), "reference_metrics")
-        if reference_metrics is not None else None,
-        "bound": _jsonable(bound, "bound"),
-        "seconds": seconds,
-        "netfix_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    return cert
-
-
-def write_certificate(cert: Mapping[str, Any], path: PathLike) -> Path:
-    """Write ``cert`` as indented JSON, atomically; returns the path.
-
-    Example:
-        >>> write_certificate(cert, "runs/m-ogd.certificate.json")
-        PosixPath('runs/m-ogd.certificate.json')
-    """
-    text = json.dumps(_jsonable(dict(cert), "cert"), indent=2, sort_keys=True) + "\n"
-    path = Path(path)
-    atomic_write(path, text.encode())
-    return path
-
-
-def _not_rank_zero() -> bool:
-    dist = torch.distributed
-    return bool(dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
-
-
-def record_run(kind: str, *, files: Mapping[str, PathLike], inputs: Mapping[str, PathLike] | None = None,
-               ledger: "Ledger | PathLike | None" = None, **payload: Any) -> int | None:
-    """Hash ``files`` (role -> path of a file the run wrote) and ``inputs`` (role -> path of a file it read), and
-    append a ``kind`` record holding them (``payload["files"]``) and ``payload``; returns its id.
-
-    ``ledger``: a :class:`Ledger`, a path, or ``None`` for the default ledger. Under ``torch.distributed`` only
-    rank 0 writes; other ranks return ``None``.
-
-    Example:
-        >>> record_run("unlearn", files={"model": "runs/m-ogd.safetensors"}, inputs={"source": "runs/m.safetensors"},
-        ...            method="ogd", metrics={"forget_acc": 0.0})
-        2
-    """
-    if _not_rank_zero():
-        return None
-    if kind not in KINDS:
-        raise unknown("kind", kind, KINDS, "kind")
-    if "files" in payload:
-        raise ConfigError("payload: 'files' is reserved for the files= argument. Fix: pass the model files there.")
-    clash = sorted(set(files) & set(inputs or {}))
-    if clash:
-        raise ConfigError(f"inputs: roles {clash} are also in files; expected distinct roles, e.g. 'model' for the "
-                          "file written and 'source' for the file read.")
-    entries: dict[str, dict[str, Any]] = {}
-    for argument, group in (("files", files), ("inputs", inputs or {})):
-        for role, p in group.items():
-            path = Path(p)
-            if not path.is_file():
-                raise ConfigError(f"{argument}[{role!r}]: {path} not found; only files that exist can be recorded. "
-                                  "Fix: save the model before recording the run.")
-            entries[str(role)] = {"path": str(path.resolve()), "sha256": file_sha256(path),
-                                  **({"input": True} if argument == "inputs" else {})}
-    own = not isinstance(ledger, Ledger)
-    led = Ledger(ledger) if not isinstance(ledger, Ledger) else ledger
-    try:
-        return led.append(kind, {**payload, "files": entries})
-    finally:
-        if own:
-            led.close()

@@ -8,6 +8,7 @@ benchmarks and examples use. A built model remembers how it was built (``model.n
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -16,7 +17,8 @@ from torch import nn
 
 from .errors import ConfigError, unknown
 
-__all__ = ["build", "available", "recipe", "reinit", "EditBlock", "MLP", "LeNet", "ResNet"]
+__all__ = ["build", "available", "register", "architecture", "recipe", "reinit", "EditBlock", "MLP", "LeNet",
+           "ResNet"]
 
 
 class EditBlock(nn.Module):
@@ -176,8 +178,65 @@ def _mixed_linear(input_shape: Sequence[int], num_classes: int, core: dict[str, 
     return MixedLinear(inner, list(linearize), lam=lam, target_scale=target_scale)
 
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
-                                                  "mixed-linear": _mixed_linear}
+_BUILTIN: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
+                                                 "mixed-linear": _mixed_linear}
+_USER: dict[str, Callable[..., nn.Module]] = {}   # netfix.models.register(...) in the user's program
+ENTRY_POINT_GROUP = "netfix.architectures"
+
+
+def register(name: str, factory: Callable[..., nn.Module], *, recipe: "dict[str, Any] | None" = None,
+             replace: bool = False) -> None:
+    """Make ``name`` an architecture netfix can build and load: ``factory(input_shape, num_classes, **kwargs)``
+    returns the untrained model. A saved model then records ``name`` and its kwargs (data), never code, and
+    :func:`netfix.load` rebuilds it only in a program that registered ``name`` (or installed a package that
+    declares it in the ``netfix.architectures`` entry-point group). ``recipe``: its default training recipe
+    (``netfix.train`` keyword arguments).
+
+    Example:
+        >>> def tiny(input_shape, num_classes, width=32):
+        ...     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),
+        ...                          nn.Linear(width, num_classes))
+        >>> netfix.models.register("tiny", tiny)
+        >>> m = netfix.models.build("tiny", (1, 8, 8), 10, width=16)
+    """
+    if not isinstance(name, str) or not name or len(name) > 100:
+        raise ConfigError(f"name: expected a non-empty architecture name; got {name!r}.")
+    if not callable(factory):
+        raise ConfigError(f"factory: expected a callable (input_shape, num_classes, **kwargs) -> nn.Module; got "
+                          f"{type(factory).__name__}.")
+    if name in _BUILTIN:
+        raise ConfigError(f"name: {name!r} is one of netfix's own architectures; pick another name.")
+    if name in _USER and not replace and _USER[name] is not factory:
+        raise ConfigError(f"name: {name!r} is already registered. Fix: pick another name, or pass replace=True.")
+    if recipe is not None:
+        from .training import TrainConfig
+
+        TrainConfig(**recipe)  # every option checked now
+        _RECIPES[name] = dict(recipe)
+    _USER[name] = factory
+
+
+def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module] | None":
+    """The factory registered under ``name`` (``None`` for netfix's own architectures); an unknown name lists the
+    known ones. Looks in this program's registrations, then in installed packages' ``netfix.architectures``
+    entry points (loading only the one named ``name``)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{argument}: expected an architecture name; got {name!r}.")
+    if name in _BUILTIN:
+        return None
+    if name in _USER:
+        return _USER[name]
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if found:
+        factory = found[0].load()  # code the user installed and declared for this name, not code a file chose
+        if not callable(factory):
+            raise ConfigError(f"{argument}: the entry point {found[0].value!r} for {name!r} is not callable.")
+        _USER[name] = factory
+        return factory
+    plugins = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    raise unknown("model", name, sorted(set(_BUILTIN) | set(_USER) | set(plugins)), argument)
 
 
 # Default training recipes (netfix.train keyword arguments) per architecture. mlp and lenet were chosen on a
@@ -204,9 +263,9 @@ def recipe(name: str) -> dict[str, Any]:
 
 
 def available() -> list[str]:
-    """The reference architectures :func:`build` makes (it also takes ``"mixed-linear"``, which wraps one of them
-    as a core: :class:`netfix.mixed.MixedLinear`)."""
-    return sorted(n for n in _REGISTRY if n != "mixed-linear")
+    """The architectures :func:`build` makes: netfix's reference ones and those registered in this program (it
+    also takes ``"mixed-linear"``, which wraps one of them as a core: :class:`netfix.mixed.MixedLinear`)."""
+    return sorted(n for n in set(_BUILTIN) | set(_USER) if n != "mixed-linear")
 
 
 def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
@@ -218,14 +277,18 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | N
         >>> m(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
-    if name not in _REGISTRY:
-        raise unknown("model", name, list(_REGISTRY), "name")
-    shape = tuple(int(s) for s in input_shape)
+    factory = architecture(name)
+    ctor = _BUILTIN[name] if factory is None else factory
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"input_shape: expected sizes like (1, 28, 28); got {input_shape!r}.") from None
     if not shape or any(s < 1 for s in shape):
         raise ConfigError(f"input_shape: expected positive sizes like (1, 28, 28); got {tuple(input_shape)}.")
-    if int(num_classes) < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise ConfigError(f"num_classes: expected a whole number of classes; got {num_classes!r}.")
+    if num_classes < 2:
         raise ConfigError(f"num_classes: a classifier needs at least 2 classes; got {num_classes}.")
-    ctor = _REGISTRY[name]
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -236,6 +299,8 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | N
 
             valid = [p for p in inspect.signature(ctor).parameters if p not in ("input_shape", "num_classes")]
             raise ConfigError(f"{name}: {e}. Valid options: {', '.join(valid)}.") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{name}: its factory returned {type(model).__name__}, not an nn.Module.")
     model.netfix_spec = {"name": name, "input_shape": list(shape), "num_classes": int(num_classes),  # type: ignore[assignment]
                          "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
     return model

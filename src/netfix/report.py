@@ -284,6 +284,7 @@ def collect(run_dir: "str | Path") -> list[dict[str, Any]]:
             continue
         if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
             doc.setdefault("title", f.stem)
+            doc["_source"] = str(f)
             docs.append(doc)
     if not docs:
         raise DataError(f"RUN_DIR: no file in {path} is a run document (a JSON object with 'rows').")
@@ -293,7 +294,15 @@ def collect(run_dir: "str | Path") -> list[dict[str, Any]]:
 def write(docs: "dict[str, Any] | list[dict[str, Any]]", out: "str | Path") -> Path:
     """Render one or several run documents into one HTML file at ``out`` (written atomically)."""
     docs = [docs] if isinstance(docs, dict) else docs
-    pages = [render(d) for d in docs]
+    pages = []
+    for d in docs:
+        try:
+            pages.append(render(d))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+            where = d.get("_source", d.get("title", "a run document")) if isinstance(d, dict) else "a run document"
+            raise DataError(f"RUN_DIR: {where} is not a run document netfix can render ({type(e).__name__}: {e}). "
+                            "Fix: pass a folder of files written by netfix (*.run.json, a bench's --json, the demo's "
+                            "metrics.json).") from None
     if len(pages) == 1:
         text = pages[0]
     else:  # several runs: one page, a section each

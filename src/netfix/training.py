@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
-from .data import DataLike, LabeledData, as_data, batches
+from .data import DataLike, LabeledData, as_data, batches, check_range
 from .errors import ConfigError, DivergedError, ModelError
 from .validation import Options, option
 from .gradients import param_names
@@ -231,6 +231,7 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     trained = None if params is None else param_names(model, params)
     dev = resolve_device(device)
     ds = as_data(data, "data")
+    check_range(ds, getattr(model, "netfix_data", None))
     with seeded(seed, dev) as g:
         net = copy_model(model, dev)
         if trained is not None:
@@ -257,7 +258,9 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
                 p.requires_grad_(True)
     if trained is None:
         net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
-    config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds), "data_fingerprint": ds.fingerprint()}
+    net.netfix_data = ds.describe()  # type: ignore[assignment]
+    config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds),
+              "data_fingerprint": net.netfix_data["fingerprint"]}
     if trained is not None:
         config["params"] = list(params)  # type: ignore[arg-type]
     if schedule is not None:

@@ -1,0 +1,70 @@
+"""``netfix`` command line: a thin map from verbs to the Python API.
+
+Every verb takes ``--help``, ``--json`` (only JSON on stdout; progress and logs go to stderr) and ``--quiet``. A
+user's mistake is a one-line error and exit status 2, never a traceback: netfix's own errors, files that are
+missing or unwritable, a closed pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from ..errors import NetfixError
+from . import misc, parser, repair, train
+
+__all__ = ["main"]
+
+_VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "demo": misc.demo, "datasets": misc.datasets, "train": train.train, "evaluate": repair.evaluate,
+    "unlearn": repair.repair, "relearn": repair.repair, "edit": repair.edit, "bench": misc.bench,
+    "report": misc.report, "ledger": misc.ledger,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``netfix`` command; returns the exit status."""
+    args = parser.build().parse_args(argv)
+    from .. import distributed
+
+    try:
+        distributed.init_from_env(getattr(args, "device", None))  # under torchrun: join its process group
+    except NetfixError as e:
+        return _fail(args, e)
+    if not distributed.is_main():
+        args.quiet = True  # one process reports: rank 0
+    logging.basicConfig(level=logging.WARNING if args.quiet or args.json in (True, "-") else logging.INFO,
+                        format="netfix: %(message)s", stream=sys.stderr)
+    try:
+        result = _VERBS[args.verb](args)
+        text = result.pop("text", "")
+        code = int(result.pop("_exit", 0))  # a verb's own failure status, e.g. `ledger verify` finding a problem
+        if distributed.is_main():
+            if args.json:
+                json.dump(result, sys.stdout, indent=2, default=str)
+                sys.stdout.write("\n")
+            elif text:
+                print(text)
+            sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `netfix ledger verify | head -1`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(f"netfix {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except NetfixError as e:
+        return _fail(args, e)
+    except OSError as e:  # a path that is missing, unreadable or unwritable
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return _fail(args, f"{e.strerror or e}{where}. Fix: check the path and its permissions.")
+
+
+def _fail(args: argparse.Namespace, error: "Exception | str") -> int:
+    print(f"netfix {args.verb}: error: {error}", file=sys.stderr)
+    return 2

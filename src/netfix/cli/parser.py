@@ -1,0 +1,268 @@
+"""The ``netfix`` argument parser: every verb, its flags, and their types (checked by :mod:`netfix.validation`,
+so a bad number is a usage error naming the flag, before any work)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ConfigError
+from ..validation import check_scalar
+
+
+def number(kind: type, low: "float | None" = None, high: "float | None" = None, *, low_open: bool = False,
+           ) -> Callable[[str], Any]:
+    """An argparse ``type``: the text as ``kind`` (int or float) within the range; errors say what was expected."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}; "
+                                             f"got {text!r}") from None
+        try:
+            return check_scalar(value, "value", kind, low=low, high=high, low_open=low_open)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1].split(" Fix:")[0].rstrip(".")) from None
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+COUNT = number(int, 1, 1_000_000)
+EPOCHS = number(int, 1, 100_000)
+SEED = number(int, 0, 2**63 - 1)
+POSITIVE = number(float, 0, 1e6, low_open=True)
+NONNEGATIVE = number(float, 0, 1e6)
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--json", action="store_true", help="print only a JSON result on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
+    return p
+
+
+def _compute(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _data_args(p: argparse.ArgumentParser, scenario: bool = True) -> None:
+    p.add_argument("--data", default=None,
+                   help="built-in dataset (see `netfix datasets`); default: the one the model was trained on")
+    p.add_argument("--allow-data-mismatch", action="store_true",
+                   help="accept --data that differs from the model's own (name, shape, classes or value range)")
+    if scenario:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--scenario", help="fault or deletion request, e.g. mislabel:source=7,target=1, "
+                                          "class_forget:cls=0, random_forget:fraction=0.1, backdoor:target=0, "
+                                          "label_noise:fraction=0.2")
+        g.add_argument("--forget-indices", type=Path,
+                       help="file of training-set indices to forget (one per line, or a .npy of integers)")
+
+
+def _outputs(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", type=Path, default=None, help=f"{what} path, without extension")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: refuse)")
+
+
+def _ledger_arg(p: argparse.ArgumentParser, default: Any = None, what: str = "the run is recorded in") -> None:
+    p.add_argument("--ledger", type=Path, default=default, metavar="PATH",
+                   help=f"ledger file {what} (default $NETFIX_HOME/ledger.sqlite, NETFIX_HOME defaulting to "
+                        "~/.netfix)")
+
+
+def build() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(prog="netfix", description="Repair trained PyTorch classifiers without retraining "
+                                "them from scratch, and measure the repair against a retrained reference.")
+    p.add_argument("--version", action="version", version=f"netfix {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    _demo(sub)
+    _common(sub.add_parser("datasets", help="list the built-in datasets and whether they are present here",
+                           description="List the built-in datasets, where each comes from, and whether it is on "
+                           "this machine (netfix never downloads)."))
+    _train(sub)
+    _repair(sub)
+    _edit(sub)
+    _evaluate(sub)
+    _bench(sub)
+    _report(sub)
+    _ledger(sub)
+    return p
+
+
+def _demo(sub: Any) -> None:
+    d = _common(sub.add_parser("demo", help="the main job on built-in data: a faulty model, the fault, the repair",
+                               description="Train an MLP on mnist5k with every 7 labelled 1, show the fault, repair "
+                               "it and compare with a model retrained from scratch on the corrected data. The run "
+                               "folder is the demo's own and is replaced on every run."))
+    d.add_argument("--quick", action="store_true", help="fewer epochs (about 30 s)")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    _compute(d)
+
+
+def _train(sub: Any) -> None:
+    t = _common(sub.add_parser("train", help="train a reference model and save it",
+                               description="Train a model from netfix.models on a built-in dataset (optionally on a "
+                               "scenario's faulty training set or its retain set) and save it."))
+    t.add_argument("--model", default="mlp", help="an architecture of netfix.models (default mlp)")
+    t.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. hidden=512,512 or depth=20 (repeatable)")
+    _data_args(t)  # --data defaults to mnist5k, or with --from to the saved model's dataset
+    t.add_argument("--subset", choices=("train", "retain"), default="train",
+                   help="train on the scenario's full (faulty) training set, or on its retain set (the retrained "
+                        "reference); default train")
+    t.add_argument("--epochs", type=EPOCHS, default=10, help="passes over the data (default 10)")
+    recipe_help = " (default: the model's recipe, netfix.models.recipe(MODEL))"
+    t.add_argument("--lr", type=POSITIVE, default=None, help="learning rate" + recipe_help)
+    t.add_argument("--batch-size", type=COUNT, default=None, help="batch size" + recipe_help)
+    t.add_argument("--optimizer", default=None, help="adam, adamw or sgd" + recipe_help)
+    t.add_argument("--lr-schedule", default=None, help="constant or cosine" + recipe_help)
+    t.add_argument("--weight-decay", type=NONNEGATIVE, default=None, help="weight decay" + recipe_help)
+    t.add_argument("--mixed-linear", default=None, metavar="MODULES",
+                   help="train a mixed-linear model instead (netfix.mixed): the core on a stratified "
+                        "--core-fraction of the data, then user weights for these comma-separated modules "
+                        "(e.g. body.3,fc) on the rest; `netfix unlearn --method mixed-linear` then forgets exactly")
+    t.add_argument("--core-fraction", type=number(float, 0, 1, low_open=True), default=0.1,
+                   help="mixed-linear: the core's share (default 0.1)")
+    t.add_argument("--forget-relearn", default=None, metavar="OPERATOR",
+                   help="train with a forget-and-relearn schedule (netfix.forgetting): this operator, e.g. llf, "
+                        "llf:start=body.3, ke:keep=0.8, imp, shrink-perturb, targeted, applied before every "
+                        "generation but the first; --epochs is then per generation")
+    t.add_argument("--generations", type=COUNT, default=5, help="forget-relearn: generations (default 5)")
+    t.add_argument("--from", dest="start", type=Path, default=None, metavar="MODEL",
+                   help="fine-tune this saved model instead of building a fresh --model (its architecture is kept)")
+    t.add_argument("--editable", action="store_true",
+                   help="Editable Training (netfix.EditableTraining): train so that later `netfix edit` calls are "
+                        "cheap and local")
+    t.add_argument("--edit-block", type=COUNT, default=None, metavar="H",
+                   help="add an edit block of H units before the classifier (netfix.editing.add_edit_block); with "
+                        "--from, only edit_block and fc are then trained, with Adam 1e-3 unless flags say otherwise "
+                        "(the measured recipe: --from MODEL --edit-block 1024 --editable --edit-lr 0.004)")
+    t.add_argument("--train-params", default=None, metavar="PREFIXES",
+                   help="comma-separated module prefixes to train, the rest frozen (default: all; with --from and "
+                        "--edit-block: edit_block,fc)")
+    t.add_argument("--edit-lr", type=POSITIVE, default=None,
+                   help="--editable: hold the editor's step at this size (default: learn it from the editor's "
+                        "default step)")
+    _outputs(t, "model (default runs/MODEL-DATA)")
+    _compute(t)
+    _ledger_arg(t)
+
+
+def _repair(sub: Any) -> None:
+    for verb, what in (("unlearn", "remove what a forget set taught a saved model"),
+                       ("relearn", "teach a saved model the corrected labels of a scenario")):
+        u = _common(sub.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}, save the new model and "
+                                   "print a before / after table (with --reference, the reference's row and the gap "
+                                   "to it). A run that changes no weight saves nothing and exits with status 2."))
+        u.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
+        _data_args(u)
+        u.add_argument("--method", default="ogd", help="a registered method (netfix.methods.available(); default ogd)")
+        u.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="method option, e.g. objective=ascent or params=layer3,fc (repeatable)")
+        u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
+        _outputs(u, "new model's (default: MODEL-METHOD beside MODEL)")
+        _compute(u)
+        _ledger_arg(u)
+
+
+def _edit(sub: Any) -> None:
+    ed = _common(sub.add_parser("edit", help="change a saved model's predictions on chosen inputs in a few steps",
+                                description="Edit a saved model so that the chosen images of a built-in dataset are "
+                                "predicted as the given targets (netfix.edit); save the edited model and print, per "
+                                "input, its true label and the prediction before and after, and the test accuracy "
+                                "before and after."))
+    ed.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
+    _data_args(ed, scenario=False)
+    ed.add_argument("--split", choices=("train", "test"), default="test", help="split of the inputs (default test)")
+    ed.add_argument("--indices", required=True, help="comma-separated indices into the split, e.g. 3,17")
+    ed.add_argument("--targets", required=True, help="comma-separated target classes, one per index, e.g. 1,5")
+    ed.add_argument("--editor", default="rmsprop", help="sgd, momentum, rmsprop or adam (default rmsprop)")
+    ed.add_argument("--max-steps", type=COUNT, default=10, help="editor steps at most (default 10)")
+    ed.add_argument("--params", default=None, help="comma-separated module prefixes to edit (default: a late block)")
+    ed.add_argument("--lr", type=POSITIVE, default=None, help="editor step size (default: per editor)")
+    _outputs(ed, "edited model's (default: MODEL-edit beside MODEL)")
+    _compute(ed)
+    _ledger_arg(ed)
+
+
+def _evaluate(sub: Any) -> None:
+    e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)",
+                               description="Measure a saved model on its dataset's test split, or on a scenario's "
+                               "forget / retain / test sets: accuracies, fault rate, membership-inference attacks "
+                               "and, with --reference, agreement, KL and the gap to the reference."))
+    e.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
+    _data_args(e)
+    e.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained), for gap / agreement / kl")
+    _compute(e)
+
+
+def _bench(sub: Any) -> None:
+    b = sub.add_parser("bench", help="run a benchmark; JSON out, table on stdout",
+                       description="Run a benchmark (see `netfix bench list`). Speeds are reported as a ratio to the "
+                       "retrain reference measured in the same run (rte, in percent).")
+    b.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the JSON document to FILE (atomic); alone, print it on stdout instead of the table")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
+    b.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --json FILE (default: refuse)")
+    b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable, mixed-linear, "
+                                "forget-relearn, scale), or list")
+    b.add_argument("--quick", action="store_true", help="a smoke-sized run")
+    b.add_argument("--seeds", type=number(int, 1, 1000), default=None,
+                   help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
+    b.add_argument("--data", default=None, help="built-in dataset (default mnist5k)")
+    b.add_argument("--markdown", type=Path, default=None,
+                   help="replace this bench's table block in a markdown file, e.g. docs/results.md")
+    b.add_argument("--scenario", default=None, help="ogd-debug: only this scenario (mislabel or backdoor)")
+    b.add_argument("--samples", type=COUNT, default=None, help="grad-memory: memory samples M (default 300, quick 100)")
+    b.add_argument("--variant", default=None, help="grad-memory: gtl, ave or all (default gtl)")
+    b.add_argument("--methods", default=None, help="unlearn, forget-score: comma-separated method names "
+                                                   "(default: every registered method)")
+    b.add_argument("--models", type=COUNT, default=None, help="forget-score: models per method (N, default 16)")
+    b.add_argument("--archs", default=None, help="unlearn: comma-separated architectures (default mlp,lenet)")
+    b.add_argument("--editors", default=None, help="editable: comma-separated editors (default: all four)")
+    b.add_argument("--edits", type=COUNT, default=None, help="editable: number of edits N (default 1000, quick 100)")
+    b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _report(sub: Any) -> None:
+    r = _common(sub.add_parser("report", help="render a run folder's results as one self-contained HTML file",
+                               description="Render the run documents in RUN_DIR (a command's *.run.json, a bench's "
+                               "JSON, the demo's metrics.json) as one HTML file with the before / after / reference "
+                               "table first, then the plots; images are embedded, nothing is fetched."))
+    r.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder or one run document (JSON)")
+    r.add_argument("-o", "--out", type=Path, default=None,
+                   help="output file (default RUN_DIR/report.html, or FILE.html beside a single FILE.json)")
+
+
+def _ledger(sub: Any) -> None:
+    """``netfix ledger list | show ID | head | verify``; --ledger, --json and --quiet go before or after."""
+    lg = _common(sub.add_parser("ledger", help="list, show or verify the tamper-evident record of runs",
+                                description="Every train / unlearn / relearn / edit run is recorded in a hash-chained "
+                                "ledger with the sha256 of the model files it read and wrote. verify re-checks the "
+                                "chain and every file, and exits with status 1 on any problem; head prints the "
+                                "newest record's ID:HASH to publish, and verify --head checks the chain still "
+                                "holds it (catching truncation and rewrites)."))
+    _ledger_arg(lg, what="to read")
+    cmds = lg.add_subparsers(dest="ledger_command", metavar="COMMAND")
+    cmds.required = True
+    for name, what in (("list", "every run, oldest first"), ("show", "one record in full"),
+                       ("head", "the newest record's ID:HASH, to publish somewhere else"),
+                       ("verify", "check the hash chain and every recorded file; exit status 1 on a problem")):
+        c = cmds.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        if name == "show":
+            c.add_argument("id", type=number(int, 1), help="record id (see `netfix ledger list`)")
+        if name == "verify":
+            c.add_argument("--head", default=None, metavar="ID:HASH",
+                           help="a head published earlier (`netfix ledger head`): fail unless the chain still "
+                                "holds it unchanged")
+        # SUPPRESS: given here they override the verb's options; absent, they leave them alone
+        c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print only JSON on stdout")
+        c.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no logs on stderr")
+        _ledger_arg(c, argparse.SUPPRESS, "to read")
