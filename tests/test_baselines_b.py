@@ -161,5 +161,5 @@ def test_bad_option_values_name_the_option(method, option, value, trained, forge
 
 
 def test_scrub_refuses_two_zero_loss_weights():
-    with pytest.raises(ConfigError, match="^gamma, alpha: both are 0.*Fix"):
+    with pytest.raises(ConfigError, match="^gamma, alpha: expected at least one loss weight > 0.*got both 0.*Fix"):
         netfix.methods.get("scrub").make_config({"gamma": 0, "alpha": 0})

@@ -90,7 +90,7 @@ def test_only_selected_parameters_change(faulty):
     ("patience", -1.0, ConfigError, "patience"),
     ("keep_tolerance", -1.0, ConfigError, "keep_tolerance"),
     ("grad_clip", -1.0, ConfigError, "grad_clip"),
-    ("memory_dtype", "int8", UnknownNameError, "unknown memory_dtype"),
+    ("memory_dtype", "int8", UnknownNameError, "^memory_dtype: unknown dtype 'int8'"),
     ("memory_chunk", 0, ConfigError, "memory_chunk"),
     ("lr", 0.0, ConfigError, "lr"),
     ("params", ["nope"], ConfigError, "selects no trainable parameter"),

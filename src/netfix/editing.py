@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -38,15 +39,17 @@ from torch.func import functional_call
 
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded
 from .data import DataLike, as_data
-from .errors import ConfigError, DataError, ModelError, unknown
+from .errors import ConfigError, DataError, DataTypeError, ModelError, unknown
 from .gradients import param_names
 from .models import EditBlock
 from .training import Outcome, num_outputs
+from .validation import Options, check_choice, check_scalar, check_seed, option
 
 __all__ = ["EDITORS", "FINETUNE_RECIPE", "EditorConfig", "editor_config", "FrozenSplit", "EditOutcome", "EditableTraining", "edit",
            "edit_loss", "default_edit_params", "add_edit_block", "editor_steps"]
 
 EDITORS = ("sgd", "momentum", "rmsprop", "adam")
+MAX_EDIT_STEPS = 10_000  # an edit that needs more steps than this is not a few-step edit
 # Step sizes per editor: rmsprop's is the paper's (1e-3); the others were picked on a held-out split of mnist5k's
 # training set (MLP, 20 edits to random wrong labels): the smallest step that reached 100 % success, since larger
 # steps only add drawdown (e.g. sgd: 1e-2 -> 18 points, 3e-3 -> 8; momentum: 5e-3 -> 19, 5e-4 -> 7.5).
@@ -57,35 +60,21 @@ FINETUNE_RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "lr_schedule
 
 
 @dataclass
-class EditorConfig:
+class EditorConfig(Options):
     """Options of an edit. Units: lr per step; ``c_loc`` weights the rehearsal KL against the edit loss."""
 
-    editor: str = "rmsprop"            # "sgd", "momentum", "rmsprop" or "adam"
-    max_steps: int = 10                # editor steps at most (k); the edit stops as soon as every target is reached
-    lr: float | None = None            # step size; None = DEFAULT_LR[editor]
-    momentum: float = 0.9              # μ of the momentum editor
-    beta: float = 0.5                  # β of the RMSProp editor (the paper's initial value)
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decays
-    eps: float = 1e-6                  # ε in the RMSProp / Adam denominators
-    c_loc: float = 1.0                 # weight of KL(original ‖ edited) on the rehearsal batch, when one is given
-    params: list[str] | None = field(default=None)  # module-name prefixes to edit; None = default_edit_params()
-
-    def __post_init__(self) -> None:
-        if self.editor not in EDITORS:
-            raise unknown("editor", self.editor, list(EDITORS), "editor")
-        if not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1:
-            raise ConfigError(f"max_steps: expected a whole number >= 1; got {self.max_steps!r}.")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr: expected a positive step size, e.g. {DEFAULT_LR[self.editor]}; got {self.lr!r}.")
-        for name in ("momentum", "beta"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a value in [0, 1); got {getattr(self, name)!r}.")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"betas: expected two values in [0, 1); got {self.betas!r}.")
-        if not self.eps > 0:
-            raise ConfigError(f"eps: expected a positive number; got {self.eps!r}.")
-        if not self.c_loc >= 0:
-            raise ConfigError(f"c_loc: expected a weight >= 0; got {self.c_loc!r}.")
+    editor: str = option("rmsprop", "the editor (see the module docstring)", choices=EDITORS)
+    max_steps: int = option(10, "editor steps at most (k); the edit stops as soon as every target is reached",
+                            unit="steps", low=1, high=MAX_EDIT_STEPS)
+    lr: float | None = option(None, "step size", unit="per step", low=0, high=10, low_open=True,
+                              none="DEFAULT_LR[editor]")
+    momentum: float = option(0.9, "μ of the momentum editor", low=0, high=1, high_open=True)
+    beta: float = option(0.5, "β of the RMSProp editor (the paper's initial value)", low=0, high=1, high_open=True)
+    betas: tuple[float, float] = option((0.9, 0.999), "Adam's moment decays", low=0, high=1, high_open=True)
+    eps: float = option(1e-6, "ε in the RMSProp / Adam denominators", low=0, high=1, low_open=True)
+    c_loc: float = option(1.0, "weight of KL(original ‖ edited) on the rehearsal batch, when one is given", low=0,
+                          high=1e6)
+    params: list[str] | None = option(None, "module-name prefixes to edit", none="default_edit_params()")
 
     @property
     def step_size(self) -> float:
@@ -138,8 +127,8 @@ def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Mo
     from . import models
 
     check_model(model)
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
-        raise ConfigError(f"hidden: expected a positive number of units for the edit block, e.g. 1024; got {hidden!r}.")
+    hidden = check_scalar(hidden, "hidden", int, low=1, high=1 << 20, default=1024)
+    seed = check_seed(seed)
     spec = getattr(model, "netfix_spec", None)
     if not isinstance(spec, dict) or spec.get("name") not in ("mlp", "lenet", "resnet"):
         raise ModelError("model: add_edit_block needs a netfix reference architecture (mlp, lenet or resnet, from "
@@ -322,7 +311,8 @@ def editor_config(model: nn.Module, editor: str, max_steps: int, params: "Sequen
     """The editor's options for ``model``: a model from Editable Training is edited where it was trained to be
     (its ``params``, unless given) and, with the editor it was trained for, at the step size it learned (unless
     ``lr`` is given)."""
-    valid = {f for f in EditorConfig.__dataclass_fields__} - {"editor", "max_steps", "params"}
+    editor = check_choice(editor, "editor", EDITORS, default="rmsprop")  # before it is compared with the model's
+    valid = {f.name for f in dataclasses.fields(EditorConfig)} - {"editor", "max_steps", "params"}
     for key in options:
         if key not in valid:
             raise unknown("option", key, sorted(valid), "edit")
@@ -332,8 +322,17 @@ def editor_config(model: nn.Module, editor: str, max_steps: int, params: "Sequen
         options["lr"] = float(trained_for["lr"])
     if params is None and trained_for.get("params"):  # the part Editable Training made editable
         params = trained_for["params"]
-    return EditorConfig(editor=editor, max_steps=max_steps, params=list(params) if params is not None else None,
-                        **options)
+    return EditorConfig(editor=editor, max_steps=max_steps, params=params, **options)  # type: ignore[arg-type]
+
+
+def _tensor(value: Any, argument: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataTypeError(f"{argument}: expected a tensor or array; got {type(value).__name__} ({e}). Fix: pass a "
+                            "torch.Tensor or numpy array.") from None
 
 
 def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", max_steps: int = 10,
@@ -353,12 +352,15 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
         tensor([3])
     """
     cfg = editor_config(model, editor, max_steps, params, options)
+    seed = check_seed(seed)
     check_model(model)
     dev = resolve_device(device)
-    X = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
-    y = torch.as_tensor(targets) if not isinstance(targets, torch.Tensor) else targets
+    X, y = _tensor(inputs, "inputs"), _tensor(targets, "targets")
     if y.ndim == 0:
         y = y[None]
+    if X.ndim == 0:
+        raise DataError("inputs: expected a batch (N, *input shape); got a single number. Fix: pass inputs as a "
+                        "batch, e.g. x[None] for one input.")
     if len(X) != len(y):
         raise DataError(f"targets: {len(y)} targets for {len(X)} inputs; expected one target per input "
                         "(pass inputs as a batch, e.g. x[None] for one input).")
@@ -405,7 +407,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
 
 
 @dataclass
-class EditableTraining:
+class EditableTraining(Options):
     """Editable Training (methods.md §2): train so that later edits are cheap and local. Each batch adds
 
         c_edit · l_e(θ̂) + c_loc · KL(p(·|x, θ) ‖ p(·|x, θ̂)),   θ̂ = Edit^k(θ) on one training image with a random
@@ -428,21 +430,27 @@ class EditableTraining:
     prefix the loss runs it once per batch (:class:`FrozenSplit`), not at every editor step.
     """
 
-    c_edit: float = 0.01               # weight of the edit loss after k editor steps
-    c_loc: float = 0.01                # weight of KL(before ‖ after the edit) on the training batch
-    editor: str = "rmsprop"            # the editor trained for (see EDITORS)
-    edit_params: list[str] | None = None  # module-name prefixes the editor changes; None = default_edit_params()
-    max_steps: int = 10                # editor steps k, unrolled
-    lr: float | None = None            # editor step size to start from; None = DEFAULT_LR[editor]
-    learn_editor_lr: bool = True       # train log(lr) with the model
-    first_order: bool = False          # True: no second-order terms through the editor (faster, cruder)
+    c_edit: float = option(0.01, "weight of the edit loss after k editor steps", low=0, high=1e6)
+    c_loc: float = option(0.01, "weight of KL(before ‖ after the edit) on the training batch", low=0, high=1e6)
+    editor: str = option("rmsprop", "the editor trained for (see EDITORS)", choices=EDITORS)
+    edit_params: list[str] | None = option(None, "module-name prefixes the editor changes",
+                                           none="default_edit_params()")
+    max_steps: int = option(10, "editor steps k, unrolled (each one kept in the graph)", unit="steps", low=1,
+                            high=1000)
+    lr: float | None = option(None, "editor step size to start from", unit="per step", low=0, high=10,
+                              low_open=True, none="DEFAULT_LR[editor]")
+    learn_editor_lr: bool = option(True, "train log(lr) with the model")
+    first_order: bool = option(False, "True: no second-order terms through the editor (faster, cruder)")
 
     def __post_init__(self) -> None:
-        for name in ("c_edit", "c_loc"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name}: expected a weight >= 0, e.g. 0.01; got {getattr(self, name)!r}.")
-        EditorConfig(editor=self.editor, max_steps=self.max_steps, lr=self.lr)  # validates editor, steps, lr
-        self._log_lr: torch.Tensor | None = None
+        super().__post_init__()
+        self._log_lr: torch.Tensor | None = None  # the editor's log step size, created on the training device
+
+    def check(self) -> None:
+        if self.c_edit == 0 and self.c_loc == 0:
+            raise ConfigError("c_edit, c_loc: expected at least one weight > 0; got both 0, so Editable Training "
+                              "would add nothing to the loss. Fix: set c_edit=0.01 and c_loc=0.01 (the defaults), "
+                              "or train without editable=.")
 
     def editor_config(self) -> EditorConfig:
         return EditorConfig(editor=self.editor, max_steps=self.max_steps, lr=self.lr)

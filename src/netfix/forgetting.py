@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from ._runtime import check_model, eval_mode, model_device, seeded
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, DataError, ModelError, unknown
 from .gradients import squared_gradient_importance
+from .validation import MAX_BATCH, MAX_EPOCHS, Options, check_scalar, check_seed, option
 
 __all__ = ["Operator", "LaterLayerReinit", "KernelReinit", "RandomReinit", "MagnitudeRewind", "ShrinkPerturb",
            "TargetedReinit", "ForgetRelearn", "operator", "operators", "layers", "label_margins",
@@ -78,17 +80,8 @@ def _fresh(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def _validate_fraction(value: Any, argument: str, low_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-        (0 < value <= 1 if low_open else 0 <= value <= 1)
-    if not ok:
-        bounds = "(0, 1]" if low_open else "[0, 1]"
-        raise ConfigError(f"{argument}: expected a fraction in {bounds}; got {value!r}.")
-    return float(value)
-
-
 @dataclass
-class Operator:
+class Operator(Options):
     """A forgetting operator. ``op(model, seed=0, data=None)`` returns a new model; subclasses implement
     :meth:`_forget` on a private copy. :meth:`begin` is called once before training from scratch (IMP records the
     initial weights there); :meth:`constrain` after every relearning step (IMP keeps pruned weights at zero)."""
@@ -98,6 +91,7 @@ class Operator:
 
     def __call__(self, model: nn.Module, seed: int = 0, data: DataLike | None = None) -> nn.Module:
         check_model(model)
+        seed = check_seed(seed)
         if self.needs_data and data is None:
             raise DataError(f"data: operator {self.name!r} chooses its weights from the training data; pass data=.")
         d = as_data(data, "data") if data is not None else None
@@ -138,7 +132,8 @@ class LaterLayerReinit(Operator):
     for netfix's MLP, ``"layer3"`` for its ResNet, ``"fc"`` for the classifier alone), with each layer's default
     initialiser (PyTorch's kaiming-uniform, a = √5). ``None``: the output layer alone. BatchNorm is kept."""
 
-    start: str | None = None
+    start: str | None = option(None, "module name or prefix of the first layer to reinitialise",
+                               none="the output layer alone")
     name: ClassVar[str] = "llf"
 
     def targets(self, model: nn.Module) -> list[str]:
@@ -164,11 +159,9 @@ class KernelReinit(Operator):
     layer keeps every input (they are the data's channels or pixels) and the output layer every output (the
     classes)."""
 
-    keep: float = 0.8
+    keep: float = option(0.8, "share of each layer's output and input kernels kept (1 = the identity)", low=0,
+                         high=1, low_open=True)
     name: ClassVar[str] = "ke"
-
-    def __post_init__(self) -> None:
-        self.keep = _validate_fraction(self.keep, "keep", low_open=True)
 
     def _forget(self, model: nn.Module, seed: int, data: LabeledData | None) -> None:
         fresh = _fresh(model, seed)
@@ -193,13 +186,9 @@ class RandomReinit(Operator):
     """``random``: each weight and bias survives with probability ``keep`` (``keep_output`` in the output layer)
     and is otherwise redrawn from its layer's initialiser."""
 
-    keep: float = 0.5
-    keep_output: float = 0.75
+    keep: float = option(0.5, "probability that a hidden layer's weight survives", low=0, high=1)
+    keep_output: float = option(0.75, "probability that an output-layer weight survives", low=0, high=1)
     name: ClassVar[str] = "random"
-
-    def __post_init__(self) -> None:
-        self.keep = _validate_fraction(self.keep, "keep")
-        self.keep_output = _validate_fraction(self.keep_output, "keep_output")
 
     def _forget(self, model: nn.Module, seed: int, data: LabeledData | None) -> None:
         fresh = _fresh(model, seed)
@@ -223,13 +212,11 @@ class MagnitudeRewind(Operator):
     already-trained model) draws one from the layers' initialisers. The mask is recomputed each generation over
     the surviving weights, so the sparsity stays at 1 − keep (one-shot pruning, repeated rewinding)."""
 
-    keep: float = 0.3
+    keep: float = option(0.3, "share of each layer's weights kept (largest magnitude); the output layer keeps "
+                         "1 - (1 - keep)/2", low=0, high=1, low_open=True)
     name: ClassVar[str] = "imp"
     _init: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        self.keep = _validate_fraction(self.keep, "keep", low_open=True)
 
     def begin(self, model: nn.Module, seed: int) -> None:
         self._init = {f"{n}.{pn}": p.detach().clone() for n, layer in layers(model)
@@ -273,14 +260,12 @@ class ShrinkPerturb(Operator):
     of the layer's initialiser (Ash & Adams, NeurIPS 2020): a soft forgetting that keeps the weights' direction
     while restoring the gradients' scale."""
 
-    shrink: float = 0.2   # chosen on a validation split (benchmarks/forget_relearn_select.py) over 0.4 / 0.7
-    noise: float = 0.3    # likewise, over 0.1 / 0.05
+    shrink: float = option(0.2, "factor s on the trained weights (chosen on a validation split, "
+                           "benchmarks/forget_relearn_select.py, over 0.4 / 0.7); shrink=1 with noise=0 is the "
+                           "identity (the restarted schedule alone, a control)", low=0, high=1)
+    noise: float = option(0.3, "scale of the fresh initialisation added (chosen likewise, over 0.1 / 0.05)", low=0,
+                          high=1e3)
     name: ClassVar[str] = "shrink-perturb"
-
-    def __post_init__(self) -> None:
-        self.shrink = _validate_fraction(self.shrink, "shrink")
-        if not (isinstance(self.noise, (int, float)) and self.noise >= 0 and math.isfinite(self.noise)):
-            raise ConfigError(f"noise: expected a scale >= 0 of the fresh initialisation; got {self.noise!r}.")
 
     def _forget(self, model: nn.Module, seed: int, data: LabeledData | None) -> None:
         fresh = _fresh(model, seed)
@@ -318,18 +303,14 @@ class TargetedReinit(Operator):
     restores the easy examples' features quickly, while the hard examples must be fitted again from scratch —
     which, for noisy labels, is what the network learns last. The margins are recomputed each generation."""
 
-    fraction: float = 0.1   # share of training examples taken as the hard (low-margin) group
-    reinit: float = 0.5     # share of each layer's weights reinitialised; 0.5 beat 0.2 on a validation split
-    start: str | None = None
-    batch_size: int = 128
+    fraction: float = option(0.1, "share of training examples taken as the hard (low-margin) group", low=0, high=1,
+                             low_open=True)
+    reinit: float = option(0.5, "share of each layer's weights reinitialised (0.5 beat 0.2 on a validation split)",
+                           low=0, high=1, low_open=True)
+    start: str | None = option(None, "module name or prefix of the first layer acted on", none="every layer")
+    batch_size: int = option(128, "samples per minibatch of the importance estimates", low=1, high=MAX_BATCH)
     name: ClassVar[str] = "targeted"
     needs_data: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        self.fraction = _validate_fraction(self.fraction, "fraction", low_open=True)
-        self.reinit = _validate_fraction(self.reinit, "reinit")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
 
     def _forget(self, model: nn.Module, seed: int, data: LabeledData | None) -> None:
         assert data is not None
@@ -376,32 +357,34 @@ def operator(spec: "str | Operator", **options: Any) -> Operator:
     """
     if isinstance(spec, Operator):
         if options:
-            raise ConfigError("options: given with an Operator object; set them on the object instead.")
+            raise ConfigError(f"options: expected none with an Operator object; got {sorted(options)}. Fix: set them "
+                              "on the object instead, e.g. KernelReinit(keep=0.5).")
         return spec
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"operator: expected a name ({', '.join(operators())}) or an Operator; got {spec!r}.")
-    from .scenarios import parse_value
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"operator: expected a name ({', '.join(operators())}) or NAME:key=value,... or an "
+                          f"Operator; got {spec!r}. Fix: pass e.g. operator='llf'.")
+    from .scenarios import parse_spec
 
-    name, _, rest = spec.partition(":")
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ConfigError(f"operator: expected key=value pairs after '{name}:'; got {part!r}.")
-        options[key.strip()] = parse_value(value.strip())
+    name, parsed = parse_spec(spec, "operator", "ke:keep=0.8")
     if name not in _OPERATORS:
         raise unknown("operator", name, operators(), "operator")
+    for key in parsed:
+        if key in options:
+            raise ConfigError(f"operator: {key!r} is given both in the spec {spec!r} and as an option; expected it "
+                              "once. Fix: drop one of them.")
+    options = {**options, **parsed}
     cls = _OPERATORS[name]
-    valid = [f for f in cls.__dataclass_fields__ if not f.startswith("_")]
+    valid = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
     for key in options:
         if key not in valid:
             raise unknown("option", key, valid, f"operator {name!r}")
-    if "start" in options and options["start"] is not None:
-        options["start"] = str(options["start"])
+    if isinstance(options.get("start"), (int, float)) and not isinstance(options["start"], bool):
+        options["start"] = str(options["start"])  # a module name that parsed as a number, e.g. "llf:start=3"
     return cls(**options)
 
 
 @dataclass
-class ForgetRelearn:
+class ForgetRelearn(Options):
     """A ``schedule=`` for :func:`netfix.train`: ``generations`` rounds of relearning for
     ``epochs_per_generation`` epochs each, with ``operator`` applied before every round but the first.
 
@@ -409,18 +392,21 @@ class ForgetRelearn:
     setting); ``False`` runs one schedule over all generations. ``monitor``: optional held-out data whose accuracy
     is logged after every generation (with the training accuracy and loss) in the history."""
 
-    operator: "Operator | str"
-    generations: int = 5
-    epochs_per_generation: int = 10
-    restart_lr: bool = True
-    monitor: DataLike | None = None
+    operator: "Operator | str" = option(dataclasses.MISSING, "the forgetting operator, or its spec "
+                                        "NAME[:key=value,...] (operators())")
+    generations: int = option(5, "forget + relearn rounds (the operator acts before every round but the first)",
+                              low=1, high=MAX_EPOCHS)
+    epochs_per_generation: int = option(10, "relearning epochs per round", low=1, high=MAX_EPOCHS)
+    restart_lr: bool = option(True, "restart the learning-rate schedule and optimizer state every round")
+    monitor: Any = option(None, "held-out data (LabeledData, a Dataset or (X, y)) whose accuracy is logged after "
+                          "every generation", none="no monitoring")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         self.operator = operator(self.operator)
-        for name in ("generations", "epochs_per_generation"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name}: expected a whole number >= 1; got {v!r}.")
+        if self.generations * self.epochs_per_generation > MAX_EPOCHS:
+            raise ConfigError(f"generations, epochs_per_generation: expected at most {MAX_EPOCHS} epochs in all; "
+                              f"got {self.generations} × {self.epochs_per_generation}. Fix: fewer generations or "
+                              "epochs per generation.")
         if self.monitor is not None:
             self.monitor = as_data(self.monitor, "monitor")
 
@@ -503,9 +489,11 @@ def disproportionate_forgetting(model: nn.Module, data: DataLike, operator_: "Op
         raise DataError(f"noisy: expected one flag per sample of data ({len(ds)}); got {len(mask)}.")
     if not mask.any() or mask.all():
         raise DataError("noisy: needs both noisy and clean samples to compare what each loses.")
-    if not isinstance(every, int) or every < 1 or not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"epochs, every: expected whole numbers >= 1; got {epochs!r}, {every!r}.")
-    margin_fraction = _validate_fraction(margin_fraction, "margin_fraction", low_open=True)
+    epochs = check_scalar(epochs, "epochs", int, low=1, high=MAX_EPOCHS, default=30)
+    every = check_scalar(every, "every", int, low=1, high=MAX_EPOCHS, default=1)
+    margin_fraction = check_scalar(margin_fraction, "margin_fraction", float, low=0, high=1, low_open=True,
+                                   default=0.1)
+    seed = check_seed(seed)
     dev = resolve_device(device)
     cfg = TrainConfig(epochs=every, **recipe)
     noisy_set = ds.subset(torch.nonzero(mask).squeeze(1), "noisy")

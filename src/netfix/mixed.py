@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,13 +47,14 @@ from .data import DataLike, LabeledData, as_data
 from .editing import FrozenSplit
 from .errors import ConfigError, DataError, ModelError
 from .training import num_outputs
+from .validation import MAX_BATCH, MAX_EPOCHS, Options, check_field, check_scalar, check_seed, option
 
 __all__ = ["MixedLinear", "UserTraining", "FitOutcome", "ForgetOutcome", "conjugate_gradient", "lanczos",
            "core_user_split"]
 
 
 @dataclass
-class UserTraining:
+class UserTraining(Options):
     """How the user weights are trained: SGD with momentum on the MSE + L2 loss, lr × 0.1 at epochs 24 and 39 of
     50 (methods.md §4), then — since the loss is quadratic — a Newton step to its exact optimum (``polish``), so
     that the trained weights are the optimum every bound and every forget is measured against. The Newton step is
@@ -67,33 +67,23 @@ class UserTraining:
     conjugate-gradient iterations, 6–10 s, against 70–90 s for the 50 SGD epochs that end at the same optimum —
     and without one the 50 SGD epochs first (unpreconditioned CG from 0 needs hundreds of iterations)."""
 
-    epochs: int | None = None          # SGD passes over the user data (0: the Newton step alone; None: see above)
-    lr: float = 0.05                   # SGD step size
-    momentum: float = 0.9              # SGD momentum
-    batch_size: int = 64               # samples per step
-    decay_at: tuple[float, ...] = (0.48, 0.78)  # fractions of the epochs after which lr is multiplied by 0.1
-    polish: bool = True                # finish with a Newton step (CG) to the optimum
-    polish_tol: float = 1e-5           # its CG relative residual
-    polish_max_iter: int = 500         # its Hessian-vector products at most
-    polish_rounds: int = 2             # Newton steps, each from the true gradient where the last one ended
+    epochs: int | None = option(None, "SGD passes over the user data; 0 = the Newton step alone", low=0,
+                                high=MAX_EPOCHS, none="automatic (see above)")
+    lr: float = option(0.05, "SGD step size", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    batch_size: int = option(64, "samples per step", low=1, high=MAX_BATCH)
+    decay_at: tuple[float, ...] = option((0.48, 0.78), "fractions of the epochs after which lr is multiplied by "
+                                         "0.1; () = no decay", low=0, high=1, low_open=True, high_open=True)
+    polish: bool = option(True, "finish with a Newton step (CG) to the optimum")
+    polish_tol: float = option(1e-5, "its CG relative residual", low=0, high=1, low_open=True)
+    polish_max_iter: int = option(500, "its Hessian-vector products at most", low=1, high=100_000)
+    polish_rounds: int = option(2, "Newton steps, each from the true gradient where the last one ended", low=1,
+                                high=100)
 
-    def __post_init__(self) -> None:
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 0):
-            raise ConfigError(f"epochs: expected a whole number >= 0 or None (automatic); got {self.epochs!r}.")
+    def check(self) -> None:
         if self.epochs == 0 and not self.polish:
-            raise ConfigError("epochs: 0 with polish=False trains nothing; set epochs >= 1 or polish=True.")
-        if not isinstance(self.polish_rounds, int) or self.polish_rounds < 1:
-            raise ConfigError(f"polish_rounds: expected a whole number >= 1; got {self.polish_rounds!r}.")
-        if not self.polish_tol > 0 or not isinstance(self.polish_max_iter, int) or self.polish_max_iter < 1:
-            raise ConfigError(f"polish_tol, polish_max_iter: expected > 0 and >= 1; got {self.polish_tol!r}, "
-                              f"{self.polish_max_iter!r}.")
-        if not self.lr > 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(f"lr, momentum: expected lr > 0 and momentum in [0, 1); got {self.lr!r}, "
-                              f"{self.momentum!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
-        if any(not 0 < d < 1 for d in self.decay_at):
-            raise ConfigError(f"decay_at: expected fractions in (0, 1); got {self.decay_at!r}.")
+            raise ConfigError("epochs, polish: expected epochs >= 1 or polish=True; got epochs=0 with polish=False, "
+                              "which trains nothing. Fix: set epochs >= 1 or polish=True.")
 
 
 @dataclass
@@ -129,11 +119,20 @@ class ForgetOutcome:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
+def _kl_bound(grad_norm: float, sigma: float, lam: float) -> float:
+    """grad_norm² / (2σ²λ²) nats, computed so that a tiny σ gives inf rather than a division by zero."""
+    scale = sigma * lam
+    if grad_norm == 0:
+        return 0.0
+    ratio = grad_norm / scale if scale > 0 else float("inf")
+    return 0.5 * ratio * ratio  # a float product overflows to inf (``**`` would raise)
+
+
 def core_user_split(data: LabeledData, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a stratified ``fraction`` of ``data`` (the core, never forgotten) and of the rest (user data),
     fixed by ``seed``."""
-    if not 0 < fraction < 1:
-        raise ConfigError(f"fraction: expected the core's share of the data in (0, 1), e.g. 0.1; got {fraction!r}.")
+    fraction = check_scalar(fraction, "fraction", float, low=0, high=1, low_open=True, high_open=True, default=0.1)
+    seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     core = []
     for c in torch.unique(data.y):
@@ -164,7 +163,11 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     it, res = 0, 1.0
     for it in range(1, max_iter + 1):
         Ap = matvec(p)
-        alpha = rz / float(p @ Ap)
+        curvature = float(p @ Ap)
+        if not curvature > 0 or rz == 0:  # converged to the float floor (p or r is 0): no further step exists
+            it -= 1
+            break
+        alpha = rz / curvature
         x += alpha * p
         r -= alpha * Ap
         res = float(r.norm()) / b_norm
@@ -227,12 +230,10 @@ class MixedLinear(nn.Module):
         check_model(model)
         if isinstance(model, MixedLinear):
             raise ModelError("model: is already a MixedLinear; pass its core (model.core) to linearise again.")
-        if not (isinstance(lam, (int, float)) and lam > 0 and math.isfinite(lam)):
-            raise ConfigError(f"lam: expected a positive L2 weight (the bound divides by it), e.g. 5e-4; got {lam!r}.")
-        if not target_scale > 0:
-            raise ConfigError(f"target_scale: expected a positive number, e.g. 5.0; got {target_scale!r}.")
-        if isinstance(linearize, str):
-            linearize = [linearize]
+        lam = check_scalar(lam, "lam", float, low=0, low_open=True, high=1e6, default=5e-4)  # the bound divides by it
+        target_scale = check_scalar(target_scale, "target_scale", float, low=0, low_open=True, high=1e6,
+                                    default=5.0)
+        linearize = check_field(linearize, "linearize", list[str], {}, ["fc"])
         core = copy.deepcopy(model).eval()
         names = [n for n, _ in core.named_parameters()]
         valid = sorted({n.rsplit(".", 1)[0] for n in names})
@@ -402,8 +403,9 @@ class MixedLinear(nn.Module):
         stays valid after every forget and is saved with the model. The Gauss–Newton spectrum is dominated by a
         few hundred directions (on digits, the top 100 eigenvalues carry a condition number of 25,800 down to 22),
         so the preconditioned solve needs far fewer Hessian-vector products."""
-        if not isinstance(rank, int) or rank < 1:
-            raise ConfigError(f"rank: expected a whole number >= 1; got {rank!r}.")
+        rank = check_scalar(rank, "rank", int, low=1, high=MAX_BATCH, default=512)
+        steps = check_scalar(steps, "steps", int, low=1, high=MAX_BATCH, none="rank + max(32, rank / 4)")
+        seed = check_seed(seed)
         d = self._check(data, "data")
         dev = model_device(self)
         with torch.no_grad():
@@ -441,6 +443,10 @@ class MixedLinear(nn.Module):
                  progress: bool | None = None) -> FitOutcome:
         """Train the user weights on ``data`` (user data only; the core stays frozen) from their current value
         (0 for a fresh model) and return a new model."""
+        if config is not None and not isinstance(config, UserTraining):
+            raise ConfigError(f"config: expected a netfix.mixed.UserTraining or None; got {type(config).__name__}. "
+                              "Fix: pass e.g. config=UserTraining(epochs=5).")
+        seed = check_seed(seed)
         cfg = config or UserTraining()
         epochs = cfg.epochs if cfg.epochs is not None else (0 if self.precond_values.numel() else 50)
         cfg = replace(cfg, epochs=epochs)
@@ -493,10 +499,10 @@ class MixedLinear(nn.Module):
         The default tol 1e-4 is methods.md's: on Fashion-MNIST, 1e-3 left a whole-class request at 9.4e-3 relative
         logit difference from the exactly retrained user weights (docs/results.md), too close to the 1e-2 a
         forget promises; a random 1 % or 10 % request was within 2e-5 at 1e-3."""
-        if not tol > 0 or not isinstance(max_iter, int) or max_iter < 1:
-            raise ConfigError(f"tol, max_iter: expected tol > 0 and max_iter >= 1; got {tol!r}, {max_iter!r}.")
-        if not sigma >= 0:
-            raise ConfigError(f"sigma: expected a noise std >= 0; got {sigma!r}.")
+        tol = check_scalar(tol, "tol", float, low=0, low_open=True, high=1, default=1e-4)
+        max_iter = check_scalar(max_iter, "max_iter", int, low=1, high=100_000, default=200)
+        sigma = check_scalar(sigma, "sigma", float, low=0, high=1e6, default=0.0)
+        seed = check_seed(seed)
         forget_data = self._check(forget, "forget")
         retain_data = self._check(retain, "retain")
         dev = model_device(self)
@@ -514,5 +520,5 @@ class MixedLinear(nn.Module):
         return ForgetOutcome(model=self.with_user_vector(w_new), seconds=seconds, cg_iterations=iters,
                              cg_residual=residual, grad_norm=grad_norm, distance_bound=grad_norm / self.lam,
                              sigma=float(sigma),
-                             kl_bound=grad_norm ** 2 / (2 * sigma ** 2 * self.lam ** 2) if sigma > 0 else None,
+                             kl_bound=_kl_bound(grad_norm, sigma, self.lam) if sigma > 0 else None,
                              n_forget=len(forget_data), n_retain=len(retain_data))

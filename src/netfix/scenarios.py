@@ -23,6 +23,7 @@ import torch
 
 from .data import DataLike, LabeledData, as_data
 from .errors import ConfigError, DataError, unknown
+from .validation import _shown, check_scalar, check_seed
 
 __all__ = ["Scenario", "mislabel", "backdoor", "random_forget", "class_forget", "label_noise", "from_spec",
            "from_indices", "available", "apply_trigger"]
@@ -75,16 +76,29 @@ def _inputs(train: DataLike, test: DataLike) -> tuple[LabeledData, LabeledData]:
     return as_data(tr, "train", num_classes=k), as_data(te, "test", num_classes=k)
 
 
-def _check_class(value: int, k: int, argument: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= int(value) < k:
-        raise ConfigError(f"{argument}: expected a class index in [0, {k}); got {value!r}.")
+def _check_class(value: Any, k: int, argument: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < k:
+        raise ConfigError(f"{argument}: expected a class index in [0, {k}); got {_shown(value)}. Fix: pass one of the "
+                          f"data's {k} classes, 0 to {k - 1}.")
     return int(value)
 
 
-def _check_fraction(value: float, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ConfigError(f"{argument}: expected a fraction in (0, 1]; got {value!r}.")
-    return float(value)
+def _check_fraction(value: Any, argument: str, default: float) -> float:
+    try:
+        return float(check_scalar(value, argument, float, low=0, high=1, low_open=True, default=default))
+    except ConfigError:  # the message scenarios have always given, with the Fix
+        raise ConfigError(f"{argument}: expected a fraction in (0, 1]; got {_shown(value)}. Fix: pass e.g. "
+                          f"{argument}={default!r} (the default).") from None
+
+
+def _check_trigger(trigger: Any) -> str:
+    if not isinstance(trigger, str):
+        raise ConfigError(f"trigger: expected one of {', '.join(repr(t) for t in _TRIGGERS)}; got "
+                          f"{_shown(trigger)}. Fix: pass e.g. trigger='square' (the default).")
+    if trigger not in _TRIGGERS:
+        e = unknown("trigger", trigger, list(_TRIGGERS), "trigger")
+        raise type(e)(f"{e} Fix: pass e.g. trigger='square' (the default).")
+    return trigger
 
 
 def _draw(pool: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -103,8 +117,10 @@ def mislabel(train: DataLike, test: DataLike, source: int, target: int, fraction
     source = _check_class(source, tr.num_classes, "source")
     target = _check_class(target, tr.num_classes, "target")
     if source == target:
-        raise ConfigError(f"target: must differ from source (both {source}).")
-    fraction = _check_fraction(fraction, "fraction")
+        raise ConfigError(f"target: must differ from source (both {source}); expected another class. Fix: pick the "
+                          "wrong label the model should learn for source, e.g. source=7, target=1.")
+    fraction = _check_fraction(fraction, "fraction", 1.0)
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     idx = _draw(np.flatnonzero(tr.y.numpy() == source), fraction, rng)
     y = tr.y.clone()
@@ -122,8 +138,13 @@ def apply_trigger(X: torch.Tensor, trigger: str = "square", size: int | None = N
 
     ``square``: a solid bright patch in the bottom-right corner (side = H // 7, at least 2 pixels);
     ``checker``: the same patch in a checkerboard. Values are set to X's maximum."""
-    if trigger not in _TRIGGERS:
-        raise unknown("trigger", trigger, list(_TRIGGERS), "trigger")
+    trigger = _check_trigger(trigger)
+    if not isinstance(X, torch.Tensor) or X.ndim < 2:
+        raise DataError(f"X: expected a batch of inputs, a tensor (N, C, H, W) or (N, features); got "
+                        f"{_shown(X) if not isinstance(X, torch.Tensor) else 'shape ' + str(tuple(X.shape))}. Fix: "
+                        "pass a batch, e.g. X[None] for one input.")
+    size = check_scalar(size, "size", int, low=1, high=min(X.shape[-2:]) - 1 if X.ndim >= 3 else X.shape[1],
+                        none="automatic")
     out = X.clone()
     hi = float(X.max()) if X.numel() else 1.0
     if X.ndim >= 3:
@@ -153,9 +174,9 @@ def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float =
     not of ``target``, with true labels, and ``fault_label = target`` (fault rate = attack success rate)."""
     tr, te = _inputs(train, test)
     target = _check_class(target, tr.num_classes, "target")
-    fraction = _check_fraction(fraction, "fraction")
-    if trigger not in _TRIGGERS:
-        raise unknown("trigger", trigger, list(_TRIGGERS), "trigger")
+    fraction = _check_fraction(fraction, "fraction", 0.05)
+    trigger = _check_trigger(trigger)
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     idx = _draw(np.flatnonzero(tr.y.numpy() != target), fraction, rng)
     t_idx = torch.as_tensor(idx)
@@ -175,9 +196,11 @@ def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float =
 def random_forget(train: DataLike, test: DataLike, fraction: float = 0.1, seed: int = 0) -> Scenario:
     """A deletion request for a uniformly random ``fraction`` of the training set (no fault to measure)."""
     tr, te = _inputs(train, test)
-    fraction = _check_fraction(fraction, "fraction")
+    fraction = _check_fraction(fraction, "fraction", 0.1)
     if fraction >= 1.0:
-        raise ConfigError("fraction: forgetting the whole training set leaves nothing to retain; expected < 1.")
+        raise ConfigError("fraction: expected < 1; got 1.0: forgetting the whole training set leaves nothing to "
+                          "retain. Fix: pass e.g. fraction=0.1 (the default).")
+    seed = check_seed(seed)
     idx = _draw(np.arange(len(tr)), fraction, np.random.default_rng(seed))
     return _split("random_forget", {"fraction": fraction, "seed": seed}, tr, te, idx)
 
@@ -202,7 +225,13 @@ def label_noise(train: DataLike, test: DataLike, fraction: float = 0.2, seed: in
 
     ``forget`` holds the noisy samples as trained on, ``corrected`` the same inputs with their true labels."""
     tr, te = _inputs(train, test)
-    fraction = _check_fraction(fraction, "fraction")
+    fraction = _check_fraction(fraction, "fraction", 0.2)
+    if fraction >= 1.0:
+        raise ConfigError("fraction: expected < 1; got 1.0: with every label wrong no clean sample is left to keep. "
+                          "Fix: pass e.g. fraction=0.2 (the default).")
+    seed = check_seed(seed)
+    if tr.num_classes < 2:
+        raise DataError(f"train: has {tr.num_classes} class; a wrong label needs at least two.")
     rng = np.random.default_rng(seed)
     idx = np.sort(_draw(np.arange(len(tr)), fraction, rng))
     true = tr.y[torch.as_tensor(idx)].clone()
@@ -243,30 +272,54 @@ def available() -> list[str]:
 
 def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
     """Build a scenario from a command-line spec ``NAME[:key=value,...]``, e.g. ``mislabel:source=7,target=1``."""
-    name, _, rest = spec.partition(":")
-    if name not in _BUILDERS:
-        raise unknown("scenario", name, list(_BUILDERS), "--scenario")
-    kwargs: dict[str, Any] = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ConfigError(f"--scenario: expected key=value pairs after '{name}:'; got {part!r} "
-                              f"(e.g. mislabel:source=7,target=1).")
-        kwargs[key.strip()] = parse_value(value.strip())
     import inspect
 
-    valid = [p for p in inspect.signature(_BUILDERS[name]).parameters if p not in ("train", "test")]
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"--scenario: expected NAME[:key=value,...] with NAME one of {', '.join(available())}; "
+                          f"got {_shown(spec)}. Fix: pass e.g. mislabel:source=7,target=1.")
+    name, kwargs = parse_spec(spec, "--scenario", "mislabel:source=7,target=1")
+    if name not in _BUILDERS:
+        raise unknown("scenario", name, list(_BUILDERS), "--scenario")
+    params = inspect.signature(_BUILDERS[name]).parameters
+    valid = [p for p in params if p not in ("train", "test")]
     for key in kwargs:
         if key not in valid:
             raise unknown("option", key, valid, f"--scenario {name}")
+    missing = [p for p in valid if params[p].default is inspect.Parameter.empty and p not in kwargs]
+    if missing:
+        raise ConfigError(f"--scenario {name}: expected {', '.join(f'{m}=...' for m in missing)}; got "
+                          f"{spec!r}. Fix: pass e.g. {name}:{','.join(f'{m}={i}' for i, m in enumerate(missing, 1))}.")
     return _BUILDERS[name](train, test, **kwargs)
 
 
+def parse_spec(spec: str, argument: str, example: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:key=value,...]`` as (NAME, {key: value}), each value through :func:`parse_value`; a part without
+    ``=``, an empty key or a key given twice is an error naming ``argument``."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    out: dict[str, Any] = {}
+    for part in rest.split(","):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError(f"{argument}: expected key=value pairs after '{name}:'; got {part!r}. Fix: write it "
+                              f"like {example}.")
+        if key in out:
+            raise ConfigError(f"{argument}: expected each key once; got {key!r} twice in {spec!r}. Fix: drop one.")
+        out[key] = parse_value(value.strip())
+    return name, out
+
+
 def parse_value(v: str) -> Any:
-    """A command-line value as an int, else a float, else the string."""
+    """A command-line value as an int, else a float, else True/False/None (any case), else the string."""
     for cast in (int, float):
         try:
             return cast(v)
         except ValueError:
             pass
-    return v
+    return _WORDS.get(v.lower(), v)
+
+
+_WORDS: dict[str, Any] = {"true": True, "false": False, "none": None}

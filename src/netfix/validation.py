@@ -9,6 +9,9 @@ range, choices and help from the field's metadata. ``Options.__post_init__`` che
 then calls ``check()`` for combinations of fields. :func:`describe` turns the same metadata into documentation
 (``help()``, ``netfix methods NAME``), so each default and its meaning are stated once, on the field.
 
+An unknown name among ``choices`` raises :class:`~netfix.errors.UnknownNameError` (listing the valid ones); every
+other bad value :class:`~netfix.errors.ConfigError`. Both are :class:`~netfix.errors.NetfixError`.
+
 Example:
     >>> @dataclass
     ... class Cfg(Options):
@@ -31,30 +34,44 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, unknown
+from .errors import ConfigError, UnknownNameError, unknown
 
 __all__ = ["option", "Options", "describe", "check_scalar", "check_int", "check_float", "check_bool",
-           "check_choice", "check_names", "check_path_writable"]
+           "check_choice", "check_names", "check_path_writable", "check_field", "check_seed", "SEED_MAX",
+           "MAX_EPOCHS", "MAX_BATCH"]
 
-_NO_BOUND = None
+SEED_MAX = 2 ** 63 - 1  # seeds feed torch.manual_seed and numpy's default_rng: non-negative, 64-bit
+MAX_EPOCHS = 100_000    # more passes than any repair needs: a larger count is a typo, refused before hours of work
+MAX_BATCH = 1 << 20     # samples per step (or per chunk) beyond which a batch cannot fit any device
+_MISSING: Any = dataclasses.MISSING
 
 
 def option(default: Any, help: str, *, unit: str = "", low: "float | None" = None, high: "float | None" = None,
            low_open: bool = False, high_open: bool = False, choices: "Sequence[str] | None" = None,
-           none: str = "") -> Any:
+           none: str = "", kind: str = "") -> Any:
     """A config field with its help, unit and valid range (``low``/``high``, inclusive unless ``*_open``),
-    ``choices`` for strings, and what ``None`` means (``none``) when the annotation allows it."""
+    ``choices`` for strings (``kind`` names them in errors, e.g. "label mode"; default: the option's name), and
+    what ``None`` means (``none``) when the annotation allows it. ``default=dataclasses.MISSING``: required."""
     meta = {"help": help, "unit": unit, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
-            "choices": tuple(choices) if choices is not None else None, "none": none}
+            "choices": tuple(choices) if choices is not None else None, "none": none, "kind": kind}
     if isinstance(default, (list, dict, set)):
         frozen = default
         return dataclasses.field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _default_of(f: "dataclasses.Field[Any]") -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return _MISSING
+
+
 @dataclass
 class Options:
-    """Base of every config dataclass: each field is checked from its annotation and :func:`option` metadata."""
+    """Base of every config dataclass: each field is checked from its annotation and :func:`option` metadata
+    (fields whose name starts with ``_``, or that are not ``__init__`` arguments, are private state)."""
 
     def __post_init__(self) -> None:
         hints = _hints(type(self))
@@ -63,7 +80,7 @@ class Options:
                 continue
             value = getattr(self, f.name)
             object.__setattr__(self, f.name, check_field(value, f.name, hints.get(f.name, Any), f.metadata,
-                                                         f.default))
+                                                         _default_of(f)))
         self.check()
 
     def check(self) -> None:
@@ -82,6 +99,15 @@ def _hints(cls: type) -> dict[str, Any]:
 # one field
 # ---------------------------------------------------------------------------------------------------------------
 
+class _Bad(Exception):
+    """Internal: a value that does not fit. ``expected`` says what would; ``name`` overrides the option's name for
+    an item of a list or tuple; ``choice`` marks an unknown name among choices."""
+
+    def __init__(self, expected: str, value: Any, name: "str | None" = None, choice: bool = False) -> None:
+        super().__init__(expected)
+        self.expected, self.value, self.name, self.choice = expected, value, name, choice
+
+
 def _union_args(tp: Any) -> tuple[Any, ...] | None:
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
@@ -90,11 +116,23 @@ def _union_args(tp: Any) -> tuple[Any, ...] | None:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """``value`` as a message shows it: its repr (shortened), with its type unless it is a plain number."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object>"
     if len(text) > 60:
         text = text[:57] + "..."
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return text
     kind = "a string" if isinstance(value, str) else type(value).__name__
-    return f"{text} ({kind})" if not isinstance(value, (int, float)) or isinstance(value, bool) else text
+    return f"{text} ({kind})"
+
+
+def _num(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
 def _range_text(meta: Any, whole: bool) -> str:
@@ -111,156 +149,222 @@ def _range_text(meta: Any, whole: bool) -> str:
     return f"{what} {'<' if meta.get('high_open') else '<='} {_num(high)}"
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+def _kind(name: str, meta: Any) -> str:
+    return meta.get("kind") or name.split("[")[0].replace("_", " ")
 
 
-def _fix(name: str, default: Any) -> str:
-    if default is dataclasses.MISSING or isinstance(default, dataclasses._MISSING_TYPE):  # type: ignore[attr-defined]
-        return ""
+def _fix(name: str, default: Any, expected: str, meta: "dict[str, Any] | None" = None) -> str:
+    """The Fix sentence: the default when there is one (None aside: what is valid says more)."""
+    meta = meta or {}
+    if default is None and meta.get("choices"):
+        return f" Fix: pass e.g. {name}={meta['choices'][0]!r}, or None ({meta.get('none') or 'the default'})."
+    if default is None or default is _MISSING or isinstance(default, dataclasses._MISSING_TYPE):  # type: ignore
+        return f" Fix: pass {expected}."
     return f" Fix: pass e.g. {name}={default!r} (the default)."
 
 
-def check_field(value: Any, name: str, tp: Any, meta: Any = None, default: Any = dataclasses.MISSING) -> Any:
+def check_field(value: Any, name: str, tp: Any, meta: Any = None, default: Any = _MISSING) -> Any:
     """``value`` checked against the annotation ``tp`` and the :func:`option` metadata; returns it normalised
-    (numpy scalars to Python, ints to float for float fields, a single string to a list for ``list[str]``)."""
+    (numpy scalars to Python, ints to float for float fields, a single string to a list for ``list[str]``, a list to
+    a tuple for tuple fields). Raises ConfigError (UnknownNameError for an unknown name among ``choices``).
+
+    Example:
+        >>> check_field(3, "epochs", int, {"low": 1})
+        3
+    """
     meta = dict(meta or {})
+    try:
+        return _check(value, name, tp, meta)
+    except _Bad as bad:
+        where = bad.name or name
+        if bad.choice:
+            kind = _kind(where, meta)
+            msg = str(unknown(kind, bad.value, list(meta["choices"]), where))
+            raise UnknownNameError(msg + _fix(name, default, bad.expected, meta)) from None
+        raise ConfigError(f"{where}: expected {bad.expected}; got {_shown(bad.value)}."
+                          f"{_fix(name, default, bad.expected, meta)}") from None
+
+
+def _check(value: Any, name: str, tp: Any, meta: dict[str, Any]) -> Any:
     args = _union_args(tp)
     if args is not None:
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        errors: list[ConfigError] = []
-        for a in inner:  # the first member type that accepts the value wins
-            try:
-                return check_field(value, name, a, meta, default)
-            except ConfigError as e:
-                errors.append(e)
-        if len(errors) == 1:
-            if type(None) in args:
-                msg = str(errors[0]).split(" Fix:")[0].rstrip(".")
-                none = meta.get("none") or "the default behaviour"
-                expected, _, got = msg.partition("; got ")
-                raise ConfigError(f"{expected} (or None: {none}); got {got}.{_fix(name, default)}")
-            raise errors[0]
-        raise ConfigError(f"{name}: expected one of {' | '.join(_type_name(a) for a in args)}; got "
-                          f"{_shown(value)}.{_fix(name, default)}")
+        return _check_union(value, name, args, meta)
     if tp is Any or tp is object:
         return value
     if tp is bool:
-        return check_bool(value, name, default)
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise _Bad("True or False", value)
     if tp is int:
-        return check_int(value, name, meta, default)
+        return _int(value, meta)
     if tp is float:
-        return check_float(value, name, meta, default)
+        return _float(value, meta)
     if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string{_choices_text(meta)}; got {_shown(value)}."
-                              f"{_fix(name, default)}")
-        if meta.get("choices") and value not in meta["choices"]:
-            raise unknown(name.replace("_", " "), value, list(meta["choices"]), name)
-        return value
+        choices = meta.get("choices")
+        if not isinstance(value, str) or not value:
+            raise _Bad(f"one of {_listed(choices)}" if choices else "a non-empty string", value)
+        if choices and value not in choices:
+            raise _Bad(f"one of {_listed(choices)}", value, choice=True)
+        return str(value)
     origin = typing.get_origin(tp)
     if origin in (list, Sequence) or tp is list:
         (item,) = typing.get_args(tp) or (Any,)
         if isinstance(value, str) and item is str:
             value = [value]  # `--option params=fc`: one name
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list of {_type_name(item)}; got {_shown(value)}."
-                              f"{_fix(name, default)}")
-        out = [check_field(v, f"{name}[{i}]", item, meta) for i, v in enumerate(value)]
-        if not out:
-            raise ConfigError(f"{name}: expected at least one entry (or None); got an empty list.{_fix(name, default)}")
-        return out
+            raise _Bad(f"a list of {_type_name(item, meta)}", value)
+        if not value:
+            raise _Bad(f"a non-empty list of {_type_name(item, meta)}", value)
+        return [_item(v, f"{name}[{i}]", item, meta) for i, v in enumerate(value)]
     if origin is tuple:
         items = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a tuple of {_type_name(tp)}; got {_shown(value)}."
-                              f"{_fix(name, default)}")
-        if len(items) == 2 and items[1] is Ellipsis:
-            return tuple(check_field(v, f"{name}[{i}]", items[0], meta) for i, v in enumerate(value))
-        if len(value) != len(items):
-            raise ConfigError(f"{name}: expected {len(items)} values; got {len(value)} ({value!r})."
-                              f"{_fix(name, default)}")
-        return tuple(check_field(v, f"{name}[{i}]", t, meta) for i, (v, t) in enumerate(zip(value, items)))
+        variable = len(items) == 2 and items[1] is Ellipsis
+        what = (f"a tuple of {_type_name(items[0], meta)}" if variable else
+                f"{len(items)} values ({', '.join(_type_name(t, meta) for t in items)})")
+        if not isinstance(value, (list, tuple)) or (not variable and len(value) != len(items)):
+            raise _Bad(what, value)
+        if variable:
+            return tuple(_item(v, f"{name}[{i}]", items[0], meta) for i, v in enumerate(value))
+        return tuple(_item(v, f"{name}[{i}]", t, meta) for i, (v, t) in enumerate(zip(value, items)))
     if isinstance(tp, type):
         if not isinstance(value, tp):
-            raise ConfigError(f"{name}: expected a {tp.__name__}; got {_shown(value)}.{_fix(name, default)}")
+            raise _Bad(_a(tp.__name__) + " object", value)
         return value
-    return value
+    return value  # a typing construct this layer does not check (the code using the value does)
 
 
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "None"
-    if isinstance(tp, type):
-        return {"int": "whole number", "float": "number", "str": "string", "bool": "True/False"}.get(
-            tp.__name__, tp.__name__)
-    return str(tp).replace("typing.", "")
+def _item(value: Any, name: str, tp: Any, meta: dict[str, Any]) -> Any:
+    try:
+        return _check(value, name, tp, meta)
+    except _Bad as bad:
+        bad.name = bad.name or name
+        raise
 
 
-def _choices_text(meta: Any) -> str:
-    return f" (one of {', '.join(repr(c) for c in meta['choices'])})" if meta.get("choices") else ""
+def _check_union(value: Any, name: str, args: tuple[Any, ...], meta: dict[str, Any]) -> Any:
+    allows_none = type(None) in args
+    if value is None and allows_none:
+        return None
+    expected: list[str] = []
+    item_error: _Bad | None = None
+    for a in (a for a in args if a is not type(None)):  # the first member type that accepts the value wins
+        try:
+            return _check(value, name, a, meta)
+        except _Bad as bad:
+            if bad.choice or bad.name:  # an unknown name, or a bad item of a list: the specific error is clearer
+                item_error = item_error or bad
+            expected.append(bad.expected)
+    if allows_none:
+        expected.append(f"None ({meta.get('none') or 'the default behaviour'})")
+    if item_error is not None:
+        raise item_error
+    raise _Bad(", or ".join(expected), value)
 
 
-def check_bool(value: Any, name: str, default: Any = dataclasses.MISSING) -> bool:
-    """``value`` as a bool: True/False only (not 0/1 or "yes")."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise ConfigError(f"{name}: expected True or False; got {_shown(value)}.{_fix(name, default)}")
-
-
-def check_int(value: Any, name: str, meta: Any = None, default: Any = dataclasses.MISSING) -> int:
-    """``value`` as an int within ``meta``'s range (``low``/``high``)."""
-    meta = meta or {}
+def _int(value: Any, meta: dict[str, Any]) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ConfigError(f"{name}: expected {_range_text(meta, True)}; got {_shown(value)}.{_fix(name, default)}")
+        raise _Bad(_range_text(meta, True), value)
     value = int(value)
-    _check_range(value, name, meta, True, default)
+    _range(value, meta, True)
     return value
 
 
-def check_float(value: Any, name: str, meta: Any = None, default: Any = dataclasses.MISSING) -> float:
-    """``value`` as a finite float within ``meta``'s range (ints are accepted)."""
-    meta = meta or {}
+def _float(value: Any, meta: dict[str, Any]) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
-        raise ConfigError(f"{name}: expected {_range_text(meta, False)}; got {_shown(value)}.{_fix(name, default)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a finite {_range_text(meta, False)[2:]}; got {value!r}."
-                          f"{_fix(name, default)}")
-    _check_range(value, name, meta, False, default)
-    return value
+        raise _Bad(_range_text(meta, False), value)
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):  # an int too large for a float
+        raise _Bad(_range_text(meta, False), value) from None
+    if not math.isfinite(number):
+        raise _Bad("a finite " + _range_text(meta, False)[2:], number)
+    _range(number, meta, False)
+    return number
 
 
-def _check_range(value: float, name: str, meta: Any, whole: bool, default: Any) -> None:
+def _range(value: float, meta: dict[str, Any], whole: bool) -> None:
     low, high = meta.get("low"), meta.get("high")
     bad = (low is not None and (value <= low if meta.get("low_open") else value < low)) or \
           (high is not None and (value >= high if meta.get("high_open") else value > high))
     if bad:
-        raise ConfigError(f"{name}: expected {_range_text(meta, whole)}; got {value!r}.{_fix(name, default)}")
+        raise _Bad(_range_text(meta, whole), value)
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def _listed(choices: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in choices)
+
+
+def _type_name(tp: Any, meta: "dict[str, Any] | None" = None) -> str:
+    meta = meta or {}
+    if tp is type(None):
+        return "None"
+    if tp is int:
+        return "whole numbers" + (" " + _range_text(meta, True)[len("a whole number "):]
+                                  if meta.get("low") is not None or meta.get("high") is not None else "")
+    if tp is float:
+        return "numbers" + (" " + _range_text(meta, False)[len("a number "):]
+                            if meta.get("low") is not None or meta.get("high") is not None else "")
+    if tp is str:
+        return f"names ({_listed(meta['choices'])})" if meta.get("choices") else "names (strings)"
+    if tp is bool:
+        return "True/False"
+    if isinstance(tp, type):
+        return tp.__name__ + " objects"
+    return str(tp).replace("typing.", "")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one value outside a config
+# ---------------------------------------------------------------------------------------------------------------
+
+def check_bool(value: Any, name: str, default: Any = _MISSING) -> bool:
+    """``value`` as a bool: True/False only (not 0/1 or "yes")."""
+    return check_field(value, name, bool, {}, default)  # type: ignore[no-any-return]
+
+
+def check_int(value: Any, name: str, meta: Any = None, default: Any = _MISSING) -> int:
+    """``value`` as an int within ``meta``'s range (``low``/``high``); bools are refused."""
+    return check_field(value, name, int, meta, default)  # type: ignore[no-any-return]
+
+
+def check_float(value: Any, name: str, meta: Any = None, default: Any = _MISSING) -> float:
+    """``value`` as a finite float within ``meta``'s range (ints are accepted; bools, NaN and inf are not)."""
+    return check_field(value, name, float, meta, default)  # type: ignore[no-any-return]
 
 
 def check_scalar(value: Any, name: str, kind: type, *, low: "float | None" = None, high: "float | None" = None,
-                 low_open: bool = False, high_open: bool = False, default: Any = dataclasses.MISSING) -> Any:
-    """One scalar outside a config (a function argument, a CLI flag): ``kind`` is int, float or bool.
+                 low_open: bool = False, high_open: bool = False, default: Any = _MISSING,
+                 none: "str | None" = None) -> Any:
+    """One scalar outside a config (a function argument, a CLI flag): ``kind`` is int, float, bool or str.
+    ``none``: None is valid too, and means this.
 
     Example:
         >>> check_scalar(0.5, "fraction", float, low=0, high=1, low_open=True)
         0.5
     """
-    meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open}
-    return check_field(value, name, kind, meta, default)
+    meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "none": none or ""}
+    tp: Any = typing.Optional[kind] if none is not None else kind
+    return check_field(value, name, tp, meta, default)
 
 
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+def check_seed(value: Any, name: str = "seed", default: Any = 0) -> int:
+    """A random seed: a whole number in [0, 2**63 - 1] (what both torch and numpy accept)."""
+    return check_int(value, name, {"low": 0, "high": SEED_MAX}, default)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str], *, kind: str = "",
+                 default: Any = _MISSING) -> str:
     """``value`` is one of ``choices`` (an unknown name lists the valid ones)."""
-    return check_field(value, name, str, {"choices": tuple(choices)})  # type: ignore[no-any-return]
+    return check_field(value, name, str, {"choices": tuple(choices), "kind": kind}, default)  # type: ignore
 
 
 def check_names(value: Any, name: str) -> "list[str] | None":
     """A list of module-name prefixes (a single string is one name); None passes through."""
-    return check_field(value, name, typing.Optional[list[str]], {})  # type: ignore[no-any-return]
+    return check_field(value, name, typing.Optional[list[str]], {"none": "the default part"})  # type: ignore
 
 
 def check_path_writable(path: Any, name: str) -> None:
@@ -269,6 +373,9 @@ def check_path_writable(path: Any, name: str) -> None:
     import tempfile
     from pathlib import Path
 
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"{name}: expected a file path; got {_shown(path)}. Fix: pass a path such as "
+                          "'out/model'.")
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     try:
@@ -277,8 +384,8 @@ def check_path_writable(path: Any, name: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ConfigError(f"{name}: cannot write to {folder} ({e.strerror or e}). Fix: pass a path in a folder you "
-                          "can write to.") from None
+        raise ConfigError(f"{name}: expected a path in a folder you can write to; got {str(path)!r} ({folder}: "
+                          f"{e.strerror or e}). Fix: pass a path in a folder you can write to.") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,11 +406,11 @@ def describe(config: Any) -> list[dict[str, Any]]:
         if f.name.startswith("_") or not f.init:
             continue
         meta = f.metadata
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        default = _default_of(f)
         tp = hints.get(f.name, Any)
-        out.append({"name": f.name, "type": _type_text(tp), "default": default, "unit": meta.get("unit", ""),
-                    "valid": _valid_text(tp, meta), "help": meta.get("help", ""), "none": meta.get("none", "")})
+        out.append({"name": f.name, "type": _type_text(tp), "default": None if default is _MISSING else default,
+                    "unit": meta.get("unit", ""), "valid": _valid_text(tp, meta), "help": meta.get("help", ""),
+                    "none": meta.get("none", "")})
     return out
 
 

@@ -24,7 +24,6 @@ taken for one: name the output layers with ``last_layer`` then.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,46 +39,34 @@ from .._runtime import eval_mode
 from ..data import LabeledData
 from ..errors import ConfigError, DataError
 from ..gradients import _auto_chunk, param_names
+from ..validation import Options, option
 from . import Context, register
 
 BOOST = 10.0  # variance factor of the output layer and of 1-D parameters (Golatkar et al.)
 
 
 @dataclass
-class FisherConfig:
+class FisherConfig(Options):
     """Options of ``fisher``. Variances are in squared weight units, as multiples of α.
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    alpha: float = 1e-7                   # noise scale α: variance = α · min(1/F, max_variance) (1e-7 in some runs)
-    max_variance: float = 1000.0          # cap on 1/F (before α) for every weight
-    last_layer_max_variance: float = 100.0  # cap on 1/F (before α) for the output layer
-    forgotten_variance: float = 1e-4      # class forgetting: variance of the zeroed output row (absolute, no α)
-    class_forget: bool | None = None      # zero the forgotten class's output row; None = when every forget sample
-    #                                       has one class and retain has none of it
-    max_samples: int | None = 2000        # retained samples the Fisher is estimated on (random); None = all
-    last_layer: list[str] | None = None   # module names of the output layer(s); None = found automatically
-    chunk_size: int | None = None         # samples per batched Fisher computation; None = automatic (~256 MB)
-
-    def __post_init__(self) -> None:
-        for name in ("alpha", "max_variance", "last_layer_max_variance", "forgotten_variance"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)):
-                raise ConfigError(f"{name}: expected a finite variance scale >= 0; got {v!r}.")
-        for name in ("max_samples", "chunk_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"{name}: expected a whole number >= 1, or None for "
-                                  f"{'all of retain' if name == 'max_samples' else 'automatic'}; got {v!r}.")
-        if self.class_forget is not None and not isinstance(self.class_forget, bool):
-            raise ConfigError(f"class_forget: expected True, False or None (automatic); got {self.class_forget!r}.")
-        if isinstance(self.last_layer, str):
-            self.last_layer = [self.last_layer]
-        if self.last_layer is not None and (not self.last_layer
-                                            or not all(isinstance(n, str) for n in self.last_layer)):
-            raise ConfigError(f"last_layer: expected module names like ['fc'], or None to find them; "
-                              f"got {self.last_layer!r}.")
+    alpha: float = option(1e-7, "noise scale α: variance = α · min(1/F, max_variance); 0 = no noise (class "
+                          "forgetting then only resets the forgotten class's row)", unit="squared weight units",
+                          low=0, high=1e3)
+    max_variance: float = option(1000.0, "cap on 1/F (before α) for every weight", low=0, high=1e12, low_open=True)
+    last_layer_max_variance: float = option(100.0, "cap on 1/F (before α) for the output layer", low=0, high=1e12,
+                                            low_open=True)
+    forgotten_variance: float = option(1e-4, "class forgetting: variance of the zeroed output row (absolute, no "
+                                       "α); 0 = exactly zero", unit="squared weight units", low=0, high=1e6)
+    class_forget: bool | None = option(None, "zero the forgotten class's output row",
+                                       none="when every forget sample has one class and retain has none of it")
+    max_samples: int | None = option(2000, "retained samples the Fisher is estimated on (random)", unit="samples",
+                                     low=1, high=1 << 31, none="all of retain")
+    last_layer: list[str] | None = option(None, "module names of the output layer(s)", none="found automatically")
+    chunk_size: int | None = option(None, "samples per batched Fisher computation", unit="samples", low=1,
+                                    high=1 << 20, none="automatic, about 256 MB of Jacobians per chunk")
 
 
 def fisher_diagonal(model: nn.Module, data: LabeledData, chunk_size: int | None = None,

@@ -19,32 +19,36 @@ from torch import nn
 from ..data import LabeledData
 from ..errors import ConfigError, DataError
 from ..forgetting import ForgetRelearn, operator
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, kept_data, register
-from .retrain import RetrainConfig, recipe_for
+from .retrain import _RECIPE, RetrainConfig, recipe_for
 
 
 @dataclass
-class ForgetRelearnConfig:
+class ForgetRelearnConfig(Options):
     """Options of ``forget-relearn``. Training options left at ``None`` come from the model's own recipe
     (``model.netfix_recipe``), else :class:`~netfix.training.TrainConfig`'s defaults."""
 
-    operator: str = "llf"              # forgetting operator spec NAME[:key=value,...] (netfix.forgetting.operators())
-    generations: int = 2               # forget + relearn rounds
-    epochs_per_generation: int = 3     # relearning epochs per round
-    lr: float | None = None            # peak learning rate of each round's schedule
-    batch_size: int | None = None      # samples per step
-    optimizer: str | None = None       # "adam", "adamw" or "sgd"
-    momentum: float | None = None      # SGD momentum
-    weight_decay: float | None = None  # weight decay
-    lr_schedule: str | None = "cosine"  # restarted every round
-    restart_lr: bool = True            # restart the schedule and optimizer state every round
+    operator: str = option("llf", "forgetting operator spec NAME[:key=value,...] (netfix.forgetting.operators())")
+    generations: int = option(2, "forget + relearn rounds", low=1, high=MAX_EPOCHS)
+    epochs_per_generation: int = option(3, "relearning epochs per round", low=1, high=MAX_EPOCHS)
+    lr: float | None = option(None, "peak learning rate of each round's schedule", unit="per step", low=0, high=10,
+                              low_open=True, none=_RECIPE)
+    batch_size: int | None = option(None, "samples per step", low=1, high=MAX_BATCH, none=_RECIPE)
+    optimizer: str | None = option(None, "the optimizer", choices=("adam", "adamw", "sgd"),
+                                   none=_RECIPE)
+    momentum: float | None = option(None, "SGD momentum", low=0, high=1, high_open=True, none=_RECIPE)
+    weight_decay: float | None = option(None, "L2 penalty", low=0, high=1, none=_RECIPE)
+    lr_schedule: str | None = option("cosine", "learning-rate schedule, restarted every round",
+                                     choices=("constant", "cosine"), none=_RECIPE)
+    restart_lr: bool = option(True, "restart the schedule and optimizer state every round")
 
-    def __post_init__(self) -> None:
-        operator(self.operator)  # validates the spec now, before any work
-        for name in ("generations", "epochs_per_generation"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name}: expected a whole number >= 1; got {v!r}.")
+    def check(self) -> None:
+        operator(self.operator)  # parses and validates the spec now, before any work
+        if self.generations * self.epochs_per_generation > MAX_EPOCHS:
+            raise ConfigError(f"generations, epochs_per_generation: expected at most {MAX_EPOCHS} epochs in all; "
+                              f"got {self.generations} × {self.epochs_per_generation}. Fix: fewer generations or "
+                              "epochs per generation.")
 
 
 @register("forget-relearn", ForgetRelearnConfig, modes=("relearn", "unlearn"),

@@ -20,33 +20,28 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import LabeledData
-from ..errors import ConfigError
 from ..training import TrainConfig, fit, make_optimizer
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
-from .random_label import check_sgd
 
 
 @dataclass
-class L1SparseConfig:
-    """Options of ``l1-sparse`` (methods.md §5: γ = 1e-4, lr 0.01, 10 epochs, SGD momentum 0.9, wd 5e-4).
+class L1SparseConfig(Options):
+    """Options of ``l1-sparse`` (the source's setting, methods.md §5: γ = 1e-4, lr 0.01, 10 epochs, SGD momentum
+    0.9, wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    gamma: float = 5e-4            # initial weight of ‖θ‖₁ (sum of |w| over all trainable weights), decayed
-    #                                linearly to γ/T in the last epoch; 0 = plain fine-tuning
-    epochs: int = 10               # passes over the retain set (T)
-    lr: float = 1e-2               # SGD learning rate (constant)
-    momentum: float = 0.9          # SGD momentum
-    weight_decay: float = 5e-4     # SGD L2 penalty
-    batch_size: int = 128          # samples per step
-    train_mode: bool = True        # True: BatchNorm batch statistics and Dropout on, as the source trains;
-    #                                False: eval mode (BatchNorm statistics frozen)
-
-    def __post_init__(self) -> None:
-        check_sgd(self)
-        if not (isinstance(self.gamma, (int, float)) and 0 <= self.gamma < float("inf")):
-            raise ConfigError(f"gamma: expected an L1 weight >= 0 (1e-4 is typical); got {self.gamma!r}.")
+    gamma: float = option(5e-4, "initial weight of ‖θ‖₁ (sum of |w| over all trainable weights), decayed linearly "
+                          "to γ/T in the last epoch; 0 = plain fine-tuning", low=0, high=1e3)
+    epochs: int = option(10, "passes over the retain set (T)", low=1, high=MAX_EPOCHS)
+    lr: float = option(1e-2, "SGD learning rate (constant)", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, "SGD L2 penalty", low=0, high=1)
+    batch_size: int = option(128, "samples per step", low=1, high=MAX_BATCH)
+    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
+                              "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",

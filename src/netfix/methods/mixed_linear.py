@@ -14,23 +14,20 @@ import torch
 from torch import nn
 
 from ..data import LabeledData
-from ..errors import ConfigError
 from ..mixed import MixedLinear
+from ..validation import Options, option
 from . import Context, register
 
 
 @dataclass
-class MixedLinearConfig:
+class MixedLinearConfig(Options):
     """Options of ``mixed-linear`` forgetting."""
 
-    tol: float = 1e-4                  # CG stops at this relative residual ‖Hδ − g‖ / ‖g‖ (MixedLinear.forget)
-    max_iter: int = 200                # Hessian-vector products at most
-    sigma: float = 0.0                 # std of the Gaussian noise added to the user weights (0 = none)
-
-    def __post_init__(self) -> None:
-        if not self.tol > 0 or not isinstance(self.max_iter, int) or self.max_iter < 1 or not self.sigma >= 0:
-            raise ConfigError(f"mixed-linear: expected tol > 0, max_iter >= 1 and sigma >= 0; got tol={self.tol!r}, "
-                              f"max_iter={self.max_iter!r}, sigma={self.sigma!r}.")
+    tol: float = option(1e-4, "CG stops at this relative residual ‖Hδ − g‖ / ‖g‖ (MixedLinear.forget)", low=0,
+                        low_open=True, high=1)
+    max_iter: int = option(200, "Hessian-vector products at most", low=1, high=100_000)
+    sigma: float = option(0.0, "std of the Gaussian noise added to the user weights; 0 = none (no KL bound)", low=0,
+                          high=1e6)
 
 
 @register("mixed-linear", MixedLinearConfig,

@@ -18,25 +18,25 @@ from torch import nn
 
 from ..data import LabeledData
 from ..training import TrainConfig, fit
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
-from .random_label import check_sgd
 
 
 @dataclass
-class NegGradConfig:
-    """Options of ``neggrad`` (methods.md §5: 5 epochs, lr 1e-4 (1e-5–1e-3), SGD momentum 0.9, wd 5e-4)."""
+class NegGradConfig(Options):
+    """Options of ``neggrad`` (the source's setting, methods.md §5: 5 epochs, lr 1e-4 (1e-5–1e-3), SGD momentum 0.9,
+    wd 5e-4)."""
 
-    epochs: int = 5                 # passes over the forget set
-    lr: float = 1e-4                # SGD learning rate (constant); ascent diverges quickly above ~1e-3
-    momentum: float = 0.9           # SGD momentum
-    weight_decay: float = 5e-4      # SGD L2 penalty
-    batch_size: int = 128           # forget samples per step
-    grad_clip: float | None = None  # max global gradient norm per step; None = no clipping
-    train_mode: bool = True         # True: BatchNorm batch statistics and Dropout on, as the source trains;
-    #                                 False: eval mode (BatchNorm statistics frozen)
-
-    def __post_init__(self) -> None:
-        check_sgd(self)
+    epochs: int = option(5, "passes over the forget set", low=1, high=MAX_EPOCHS)
+    lr: float = option(1e-4, "SGD learning rate (constant); ascent diverges quickly above ~1e-3", unit="per step",
+                       low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, "SGD L2 penalty", low=0, high=1)
+    batch_size: int = option(128, "forget samples per step", low=1, high=MAX_BATCH)
+    grad_clip: float | None = option(None, "max global gradient norm per step", low=0, low_open=True, high=1e6,
+                                     none="no clipping")
+    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
+                              "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",

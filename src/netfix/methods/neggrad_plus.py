@@ -19,38 +19,32 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from ..data import LabeledData, batches
-from ..errors import ConfigError
 from ..training import TrainConfig, fit
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
-from .random_label import check_sgd
 
 
 @dataclass
-class NegGradPlusConfig:
-    """Options of ``neggrad+`` (methods.md §5: α = 0.95, 10 epochs, lr 0.01, SGD momentum 0.9, wd 5e-4).
+class NegGradPlusConfig(Options):
+    """Options of ``neggrad+`` (the source's setting, methods.md §5: α = 0.95, 10 epochs, lr 0.01, SGD momentum 0.9,
+    wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    alpha: float = 0.95                    # weight of the retain CE, in [0, 1]; the forget CE is ascended with 1-α
-    epochs: int = 10                       # passes over the retain set
-    lr: float = 3e-2                       # SGD learning rate (constant)
-    momentum: float = 0.9                  # SGD momentum
-    weight_decay: float = 5e-4             # SGD L2 penalty
-    batch_size: int = 128                  # retain samples per step
-    forget_batch_size: int | None = None   # forget samples paired with each retain batch; None = batch_size
-    grad_clip: float | None = None         # max global gradient norm per step; None = no clipping
-    train_mode: bool = True                # True: BatchNorm batch statistics and Dropout on, as the source
-    #                                        trains; False: eval mode (BatchNorm statistics frozen)
-
-    def __post_init__(self) -> None:
-        check_sgd(self)
-        if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
-            raise ConfigError(f"alpha: expected a weight in [0, 1] (0.95 is typical); got {self.alpha!r}.")
-        if self.forget_batch_size is not None and (not isinstance(self.forget_batch_size, int)
-                                                   or self.forget_batch_size < 1):
-            raise ConfigError(f"forget_batch_size: expected a whole number >= 1, or None for batch_size; "
-                              f"got {self.forget_batch_size!r}.")
+    alpha: float = option(0.95, "weight of the retain CE; the forget CE is ascended with 1-α (1 = plain "
+                          "fine-tuning, 0 = ascent alone)", low=0, high=1)
+    epochs: int = option(10, "passes over the retain set", low=1, high=MAX_EPOCHS)
+    lr: float = option(3e-2, "SGD learning rate (constant)", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, "SGD L2 penalty", low=0, high=1)
+    batch_size: int = option(128, "retain samples per step", low=1, high=MAX_BATCH)
+    forget_batch_size: int | None = option(None, "forget samples paired with each retain batch", low=1,
+                                           high=MAX_BATCH, none="batch_size")
+    grad_clip: float | None = option(None, "max global gradient norm per step", low=0, low_open=True, high=1e6,
+                                     none="no clipping")
+    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
+                              "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",

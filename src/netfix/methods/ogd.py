@@ -34,11 +34,12 @@ from torch import nn
 
 from .. import distributed
 from ..data import LabeledData
-from ..errors import ConfigError, DataError, unknown
+from ..errors import DataError
 from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
 from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_names
 from ..training import TrainConfig, fit
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
 OBJECTIVES = ("ascent", "uniform", "random-label")
@@ -53,69 +54,49 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 
 
 @dataclass
-class OGDConfig:
+class OGDConfig(Options):
     """Options of ``ogd``. Units: lr per step; sizes in samples; accuracies in percent."""
 
-    objective: str = "random-label"    # unlearn loss: "ascent", "uniform" or "random-label" (see module docstring);
-    #                                    chosen on validation splits of mnist5k and Fashion-MNIST (docs/results.md):
-    #                                    ascent stalls on a backdoor (its gradient vanishes on confident samples)
-    lr: float | None = None            # SGD step size (plain SGD: Adam's per-coordinate scaling breaks
-    #                                    orthogonality); None = the mode's default (MODE_DEFAULTS)
-    momentum: float = 0.0              # SGD momentum, applied after projection
-    grad_clip: float | None = None     # cap on the gradient's L2 norm (before projection, which only shrinks it);
-    #                                    None = the mode's default; 0 = no cap
-    batch_size: int | None = None      # samples per step; None = the mode's default
-    max_epochs: int = 20               # cap on passes over forget (unlearn) / data (relearn)
-    memory_size: int = 300             # retained samples whose output gradients form the memory
-    variant: str = "gtl"               # memory rows: "gtl" (true-class logit), "ave" (mean logit), "all" (K logits)
-    params: list[str] | None = None    # module-name prefixes to update (and protect); None = every parameter
-    stop_acc: float | None = None      # unlearn stops when forget accuracy <= this; None = chance (100 / K)
-    target_acc: float | None = None    # relearn stops when accuracy on data >= this; None = the model's own
-    #                                    accuracy on (a probe of) protect at the start: learn the fix as well as
-    #                                    the model fits what it keeps
-    keep_tolerance: float = 1.0        # relearn stops only while the accuracy on (a probe of) protect is within
-    #                                    this many points of its start: the fix and the kept behaviour both hold
-    patience: float = 1.0              # relearn also stops when data + protect accuracy has not risen by 0.5
-    #                                    points for this many epochs, and at least 25 steps (a plateau); 0 = never
-    project: bool = True               # False: the same steps without projection (ablation)
-    memory_chunk: int | None = None    # samples per batched gradient computation (bounds memory use); None =
-    #                                    automatic (about 256 MB of gradients per chunk)
-    probe_size: int = 512              # forget/data samples checked after each step for the stopping rule
-    replay: float = 1.0                # relearn only: protect samples mixed into training, per sample of data
-    factored: bool = True              # keep nn.Linear memory rows factored (inputs x output gradients): exact,
-    #                                    and 10-100x cheaper to build and project with than dense rows
-    memory_dtype: str = "float32"      # dtype of the stored memory: "float32", "float64", "bfloat16"
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise unknown("objective", self.objective, list(OBJECTIVES), "objective")
-        if self.variant not in VARIANTS:
-            raise unknown("variant", self.variant, list(VARIANTS), "variant")
-        for name in ("batch_size", "max_epochs", "memory_chunk", "probe_size"):
-            if name in ("batch_size", "memory_chunk") and getattr(self, name) is None:
-                continue
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a whole number >= 1; got {getattr(self, name)!r}.")
-        if not isinstance(self.memory_size, int) or self.memory_size < 0:
-            raise ConfigError(f"memory_size: expected a whole number >= 0; got {self.memory_size!r}.")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr: expected a positive step size; got {self.lr!r}.")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum: expected a value in [0, 1); got {self.momentum!r}.")
-        if self.grad_clip is not None and not self.grad_clip >= 0:
-            raise ConfigError(f"grad_clip: expected a norm >= 0 (0 = no cap); got {self.grad_clip!r}.")
-        if not self.keep_tolerance >= 0:
-            raise ConfigError(f"keep_tolerance: expected points >= 0; got {self.keep_tolerance!r}.")
-        if not self.patience >= 0:
-            raise ConfigError(f"patience: expected epochs >= 0; got {self.patience!r}.")
-        if not self.replay >= 0:
-            raise ConfigError(f"replay: expected a ratio >= 0; got {self.replay!r}.")
-        if self.memory_dtype not in _DTYPES:
-            raise unknown("memory_dtype", self.memory_dtype, list(_DTYPES), "memory_dtype")
-        if self.target_acc is not None and not 0 <= self.target_acc <= 100:
-            raise ConfigError(f"target_acc: expected a percentage in [0, 100]; got {self.target_acc!r}.")
-        if self.stop_acc is not None and not 0 <= self.stop_acc <= 100:
-            raise ConfigError(f"stop_acc: expected a percentage in [0, 100]; got {self.stop_acc!r}.")
+    objective: str = option("random-label", "unlearn loss (see the module docstring); chosen on validation splits "
+                            "of mnist5k and Fashion-MNIST (docs/results.md): ascent stalls on a backdoor (its "
+                            "gradient vanishes on confident samples)", choices=OBJECTIVES)
+    lr: float | None = option(None, "SGD step size (plain SGD: Adam's per-coordinate scaling breaks orthogonality)",
+                              unit="per step", low=0, high=10, low_open=True, none="the mode's default (MODE_DEFAULTS)")
+    momentum: float = option(0.0, "SGD momentum, applied after projection", low=0, high=1, high_open=True)
+    grad_clip: float | None = option(None, "cap on the gradient's L2 norm (before projection, which only shrinks "
+                                     "it); 0 = no cap", low=0, high=1e6, none="the mode's default")
+    batch_size: int | None = option(None, "samples per step", unit="samples", low=1, high=MAX_BATCH,
+                                    none="the mode's default")
+    max_epochs: int = option(20, "cap on passes over forget (unlearn) / data (relearn)", low=1, high=MAX_EPOCHS)
+    memory_size: int = option(300, "retained samples whose output gradients form the memory; 0 = no memory (no "
+                              "protection)", unit="samples", low=0, high=MAX_BATCH)
+    variant: str = option("gtl", "memory rows: 'gtl' (true-class logit), 'ave' (mean logit), 'all' (K logits)",
+                          choices=VARIANTS)
+    params: list[str] | None = option(None, "module-name prefixes to update (and protect)", none="every parameter")
+    stop_acc: float | None = option(None, "unlearn stops when forget accuracy <= this (checked before the first "
+                                    "step too: 100 stops at once)", unit="%", low=0, high=100,
+                                    none="chance, 100 / K")
+    target_acc: float | None = option(None, "relearn stops when accuracy on data >= this (while protect holds)",
+                                      unit="%", low=0, high=100,
+                                      none="the model's own accuracy on (a probe of) protect at the start: learn the "
+                                      "fix as well as the model fits what it keeps")
+    keep_tolerance: float = option(1.0, "relearn stops only while the accuracy on (a probe of) protect is within this "
+                                   "many points of its start: the fix and the kept behaviour both hold",
+                                   unit="points", low=0, high=100)
+    patience: float = option(1.0, "relearn also stops when data + protect accuracy has not risen by 0.5 points for "
+                             "this many epochs, and at least 25 steps (a plateau); 0 = never", unit="epochs", low=0,
+                             high=MAX_EPOCHS)
+    project: bool = option(True, "False: the same steps without projection (ablation)")
+    memory_chunk: int | None = option(None, "samples per batched gradient computation (bounds memory use)",
+                                      unit="samples", low=1, high=MAX_BATCH,
+                                      none="automatic, about 256 MB of gradients per chunk")
+    probe_size: int = option(512, "forget/data samples checked after each step for the stopping rule",
+                             unit="samples", low=1, high=MAX_BATCH)
+    replay: float = option(1.0, "relearn only: protect samples mixed into training, per sample of data; 0 = none",
+                           low=0, high=1e6)
+    factored: bool = option(True, "keep nn.Linear memory rows factored (inputs x output gradients): exact, and "
+                            "10-100x cheaper to build and project with than dense rows")
+    memory_dtype: str = option("float32", "dtype of the stored memory", choices=tuple(_DTYPES), kind="dtype")
 
 
 def memory_samples(model: nn.Module, pool: LabeledData, size: int, generator: torch.Generator) -> LabeledData:

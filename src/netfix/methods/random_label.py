@@ -20,44 +20,34 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import LabeledData
-from ..errors import ConfigError, DataError, unknown
+from ..errors import DataError
 from ..training import TrainConfig, fit, make_optimizer
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
 LABELS = ("other", "uniform")
 
 
 @dataclass
-class RandomLabelConfig:
-    """Options of ``random-label`` (methods.md §5: 10 epochs, lr 0.01–0.1, SGD momentum 0.9, wd 5e-4)."""
+class RandomLabelConfig(Options):
+    """Options of ``random-label`` (the source's setting, methods.md §5: 10 epochs, lr 0.01–0.1, SGD momentum 0.9,
+    wd 5e-4)."""
 
-    epochs: int = 10               # rounds of (forget with random labels, then retain with true labels)
-    lr: float = 1e-2               # SGD learning rate (constant)
-    momentum: float = 0.9          # SGD momentum
-    weight_decay: float = 5e-4     # SGD L2 penalty
-    batch_size: int = 128          # samples per step, in both passes
-    labels: str = "other"          # random labels: "other" = uniform over the K-1 wrong classes; "uniform" = over
-    #                                all K classes, as the source draws them (about 1 in K is then the true one)
-    train_mode: bool = True        # True: BatchNorm batch statistics and Dropout on, as the source trains;
-    #                                False: eval mode (BatchNorm statistics frozen)
-
-    def __post_init__(self) -> None:
-        check_sgd(self)
-        if self.labels not in LABELS:
-            raise unknown("label mode", self.labels, list(LABELS), "labels")
+    epochs: int = option(10, "rounds of (forget with random labels, then retain with true labels)", low=1,
+                         high=MAX_EPOCHS)
+    lr: float = option(1e-2, "SGD learning rate (constant)", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, "SGD L2 penalty", low=0, high=1)
+    batch_size: int = option(128, "samples per step, in both passes", low=1, high=MAX_BATCH)
+    labels: str = option("other", "random labels: 'other' = uniform over the K-1 wrong classes; 'uniform' = over "
+                         "all K classes, as the source draws them (about 1 in K is then the true one)",
+                         choices=LABELS, kind="label mode")
+    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
+                              "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
                            momentum=self.momentum, weight_decay=self.weight_decay)
-
-
-def check_sgd(cfg: Any) -> None:
-    """Validate the SGD options every RL-style config shares (``recipe()`` checks epochs, lr, sizes, decay)."""
-    cfg.recipe()
-    if not 0 <= cfg.momentum < 1:
-        raise ConfigError(f"momentum: expected a value in [0, 1) (0.9 is typical); got {cfg.momentum!r}.")
-    if not isinstance(cfg.train_mode, bool):
-        raise ConfigError(f"train_mode: expected True or False; got {cfg.train_mode!r}.")
 
 
 def random_labels(data: LabeledData, how: str, generator: torch.Generator) -> LabeledData:

@@ -17,24 +17,32 @@ from ..data import LabeledData
 from ..errors import DataError
 from ..models import reinit
 from ..training import TrainConfig, fit
+from ..validation import MAX_BATCH, MAX_EPOCHS, SEED_MAX, Options, option
 from . import Context, kept_data, register
+
+_RECIPE = "the model's training recipe, else TrainConfig's default"
 
 
 @dataclass
-class RetrainConfig:
+class RetrainConfig(Options):
     """Options of ``retrain``; ``None`` = take the value from the model's own training recipe
     (``model.netfix_recipe``), else :class:`~netfix.training.TrainConfig`'s default."""
 
-    epochs: int | None = None          # passes over the data
-    lr: float | None = None            # peak learning rate
-    batch_size: int | None = None      # samples per step
-    optimizer: str | None = None       # "adam", "adamw" or "sgd"
-    momentum: float | None = None      # SGD momentum
-    weight_decay: float | None = None  # weight decay
-    lr_schedule: str | None = None     # "constant" or "cosine"
-    label_smoothing: float | None = None
-    grad_clip: float | None = None     # max gradient norm (None: the recipe's)
-    init_seed: int | None = None       # seed of the fresh initialisation; None = the run's seed
+    epochs: int | None = option(None, "passes over the data", low=1, high=MAX_EPOCHS, none=_RECIPE)
+    lr: float | None = option(None, "peak learning rate", unit="per step", low=0, high=10, low_open=True,
+                              none=_RECIPE)
+    batch_size: int | None = option(None, "samples per step", low=1, high=MAX_BATCH, none=_RECIPE)
+    optimizer: str | None = option(None, "the optimizer", choices=("adam", "adamw", "sgd"), none=_RECIPE)
+    momentum: float | None = option(None, "SGD momentum (ignored by Adam)", low=0, high=1, high_open=True,
+                                    none=_RECIPE)
+    weight_decay: float | None = option(None, "L2 penalty (decoupled for adamw)", low=0, high=1, none=_RECIPE)
+    lr_schedule: str | None = option(None, "learning-rate schedule", choices=("constant", "cosine"), none=_RECIPE)
+    label_smoothing: float | None = option(None, "cross-entropy label smoothing", low=0, high=1, high_open=True,
+                                           none=_RECIPE)
+    grad_clip: float | None = option(None, "max global gradient norm", low=0, low_open=True, high=1e6,
+                                     none=_RECIPE + " (which may be no clipping)")
+    init_seed: int | None = option(None, "seed of the fresh initialisation", low=0, high=SEED_MAX,
+                                   none="the run's seed")
 
 
 def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:

@@ -21,38 +21,34 @@ from torch import nn
 
 from .._runtime import eval_mode
 from ..data import LabeledData, batches
-from ..errors import ConfigError, unknown
 from ..training import TrainConfig, make_optimizer
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
-from .random_label import LABELS, check_sgd, relabel_then_retain
+from .random_label import LABELS, relabel_then_retain
 
 
 @dataclass
-class SalUnConfig:
-    """Options of ``salun`` (methods.md §5: mask = top 50% by saliency, 10 epochs, lr ≈ 0.013, SGD momentum
-    0.9, wd 5e-4).
+class SalUnConfig(Options):
+    """Options of ``salun`` (the source's setting, methods.md §5: mask = top 50% by saliency, 10 epochs, lr ≈ 0.013,
+    SGD momentum 0.9, wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    mask_fraction: float = 0.5     # share of all trainable weights that may change (the most salient), in (0, 1]
-    epochs: int = 10               # rounds of (forget with random labels, then retain with true labels)
-    lr: float = 5e-3               # SGD learning rate (constant)
-    momentum: float = 0.9          # SGD momentum
-    weight_decay: float = 5e-4     # SGD L2 penalty (salient weights only: the others are pinned to θ0)
-    batch_size: int = 128          # samples per step, in both passes and in the saliency pass
-    labels: str = "other"          # random labels: "other" = uniform over the K-1 wrong classes; "uniform" = over
-    #                                all K classes, as the source draws them
-    train_mode: bool = True        # True: BatchNorm batch statistics and Dropout on while training, as the source
-    #                                does; False: eval mode. The saliency pass is always in eval mode.
-
-    def __post_init__(self) -> None:
-        check_sgd(self)
-        if self.labels not in LABELS:
-            raise unknown("label mode", self.labels, list(LABELS), "labels")
-        if not (isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= 1):
-            raise ConfigError(f"mask_fraction: expected a share in (0, 1] (0.5 is typical); "
-                              f"got {self.mask_fraction!r}.")
+    mask_fraction: float = option(0.5, "share of all trainable weights that may change (the most salient)", low=0,
+                                  high=1, low_open=True)
+    epochs: int = option(10, "rounds of (forget with random labels, then retain with true labels)", low=1,
+                         high=MAX_EPOCHS)
+    lr: float = option(5e-3, "SGD learning rate (constant)", unit="per step", low=0, high=10, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, "SGD L2 penalty (salient weights only: the others are pinned to θ0)", low=0,
+                                 high=1)
+    batch_size: int = option(128, "samples per step, in both passes and in the saliency pass", low=1,
+                             high=MAX_BATCH)
+    labels: str = option("other", "random labels: 'other' = uniform over the K-1 wrong classes; 'uniform' = over "
+                         "all K classes, as the source draws them", choices=LABELS, kind="label mode")
+    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
+                              "eval mode (BatchNorm statistics frozen). The saliency pass is always in eval mode")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",

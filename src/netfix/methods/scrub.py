@@ -11,8 +11,9 @@ each epoch e = 1 .. ``epochs`` does
    teacher where it should forget);
 2. one pass over ``retain`` minimising γ·CE + α·d (the "min-steps": keep the retained behaviour and labels).
 
-One optimizer carries its state across both phases. The defaults are the paper's small-scale setting (our models
-are small): Adam, lr 5e-4, weight decay 0.1, T = 2, γ = 1, α = 0.5, msteps = 3, 10 epochs. The large-scale setting
+One optimizer carries its state across both phases. The paper's small-scale setting (our models are small) is Adam,
+lr 5e-4, weight decay 0.1, T = 2, γ = 1, α = 0.5, msteps = 3, 10 epochs; netfix's defaults (stated once, on
+:class:`ScrubConfig`'s fields) follow it except where a validation split chose otherwise. The large-scale setting
 (CIFAR ResNet-18 in the paper) is ``optimizer="sgd", lr=5e-4, momentum=0.9, weight_decay=5e-4, temperature=4,
 gamma=0.99, alpha=0.001, msteps=2, epochs=3, batch_size=256, forget_batch_size=512``.
 
@@ -40,50 +41,42 @@ from tqdm.auto import tqdm
 from ..data import LabeledData
 from ..errors import ConfigError
 from ..training import TrainConfig, fit, make_optimizer
+from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
 
 @dataclass
-class ScrubConfig:
-    """Options of ``scrub`` (defaults: the paper's small-scale setting, methods.md §5).
+class ScrubConfig(Options):
+    """Options of ``scrub`` (the paper's small-scale setting, methods.md §5, with the validation picks below).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    epochs: int = 10               # passes over retain (the min-steps run every epoch)
-    msteps: int = 3                # epochs 1..msteps also start with one max-step pass over forget; 0 = none
-    lr: float = 1e-3               # learning rate (per step), shared by both phases
-    optimizer: str = "adam"        # "adam" (small scale), "adamw" or "sgd" (large scale)
-    momentum: float = 0.9          # SGD momentum (ignored by Adam)
-    weight_decay: float = 0.1      # L2 penalty (0.1 small scale; 5e-4 with SGD at large scale)
-    temperature: float = 2.0       # distillation temperature T (> 0; 4 at large scale)
-    gamma: float = 1.0             # weight γ of cross-entropy on retain (>= 0; 0.99 at large scale)
-    alpha: float = 0.5             # weight α of the distillation distance on retain (>= 0; 0.001 at large scale)
-    batch_size: int = 128          # retain samples per min-step (256 at large scale)
-    forget_batch_size: int = 32    # forget samples per max-step (512 at large scale)
+    epochs: int = option(10, "passes over retain (the min-steps run every epoch)", low=1, high=MAX_EPOCHS)
+    msteps: int = option(3, "epochs 1..msteps also start with one max-step pass over forget (capped at epochs); "
+                         "0 = no max-steps", unit="epochs", low=0, high=MAX_EPOCHS)
+    lr: float = option(1e-3, "learning rate, shared by both phases", unit="per step", low=0, high=10, low_open=True)
+    optimizer: str = option("adam", "'adam' (small scale), 'adamw' or 'sgd' (large scale)",
+                            choices=("adam", "adamw", "sgd"))
+    momentum: float = option(0.9, "SGD momentum (ignored by Adam)", low=0, high=1, high_open=True)
+    weight_decay: float = option(0.1, "L2 penalty (0.1 small scale; 5e-4 with SGD at large scale)", low=0, high=1)
+    temperature: float = option(2.0, "distillation temperature T (4 at large scale); below 0.01 softmax(logits / T) "
+                                "is a hard argmax and T² · KL no longer trains", low=0.01, high=100)
+    gamma: float = option(1.0, "weight γ of cross-entropy on retain (0.99 at large scale)", low=0, high=1e3)
+    alpha: float = option(0.5, "weight α of the distillation distance on retain (0.001 at large scale)", low=0,
+                          high=1e3)
+    batch_size: int = option(128, "retain samples per min-step (256 at large scale)", low=1, high=MAX_BATCH)
+    forget_batch_size: int = option(32, "forget samples per max-step (512 at large scale)", low=1, high=MAX_BATCH)
 
-    def __post_init__(self) -> None:
-        self.recipe()  # validates epochs, lr, optimizer, momentum, weight_decay, batch_size
-        if not isinstance(self.msteps, int) or self.msteps < 0:
-            raise ConfigError(f"msteps: expected a whole number of epochs >= 0 (0 = no max-steps); "
-                              f"got {self.msteps!r}.")
-        if not isinstance(self.forget_batch_size, int) or self.forget_batch_size < 1:
-            raise ConfigError(f"forget_batch_size: expected a whole number >= 1; got {self.forget_batch_size!r}.")
-        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0
-                and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature: expected a positive number like 2 or 4; got {self.temperature!r}.")
-        for name in ("gamma", "alpha"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ConfigError(f"{name}: expected a loss weight >= 0; got {v!r}.")
-        if self.gamma == 0 and self.alpha == 0 and self.epochs > 0:
-            raise ConfigError("gamma, alpha: both are 0, so the retain phase has no loss. Fix: set gamma=1 "
-                              "and/or alpha=0.5.")
+    def check(self) -> None:
+        if self.gamma == 0 and self.alpha == 0:
+            raise ConfigError("gamma, alpha: expected at least one loss weight > 0 for the retain phase; got both 0. "
+                              "Fix: set gamma=1 and/or alpha=0.5.")
 
     def recipe(self, batch_size: int | None = None) -> TrainConfig:
         """One pass of either phase (the optimizer itself is built once and shared)."""
-        return TrainConfig(epochs=1 if self.epochs else 0, lr=self.lr, optimizer=self.optimizer,
-                           momentum=self.momentum, weight_decay=self.weight_decay,
+        return TrainConfig(epochs=1, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
+                           weight_decay=self.weight_decay,
                            batch_size=self.batch_size if batch_size is None else batch_size)
 
 

@@ -14,7 +14,6 @@ minibatches drawn in a random order (as from a shuffled training loader).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,30 +21,22 @@ import torch
 from torch import nn
 
 from ..data import LabeledData
-from ..errors import ConfigError
 from ..gradients import squared_gradient_importance
+from ..validation import MAX_BATCH, Options, option
 from . import Context, register
 
 
 @dataclass
-class SSDConfig:
+class SSDConfig(Options):
     """Options of ``ssd`` (the paper's defaults, methods.md §5).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """
 
-    alpha: float = 10.0      # selection weighting α: dampen where I_f > α · I_D (5 for ViTs)
-    lam: float = 0.5         # dampening constant λ: scale by min(λ · I_D / I_f, 1)
-    batch_size: int = 64     # samples per minibatch of the importance estimates
-
-    def __post_init__(self) -> None:
-        for name in ("alpha", "lam"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)):
-                raise ConfigError(f"{name}: expected a positive number (default {getattr(SSDConfig, name)}); "
-                                  f"got {v!r}.")
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise ConfigError(f"batch_size: expected a whole number >= 1; got {self.batch_size!r}.")
+    alpha: float = option(10.0, "selection weighting α: dampen where I_f > α · I_D (5 for ViTs)", low=0,
+                          low_open=True, high=1e6)
+    lam: float = option(0.5, "dampening constant λ: scale by min(λ · I_D / I_f, 1)", low=0, low_open=True, high=1e6)
+    batch_size: int = option(64, "samples per minibatch of the importance estimates", low=1, high=MAX_BATCH)
 
 
 def importance(model: nn.Module, data: LabeledData, batch_size: int, generator: torch.Generator,
