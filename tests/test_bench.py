@@ -95,7 +95,7 @@ def test_cli_bench_writes_json_and_markdown(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "nope"], "unknown bench 'nope'"),
-    (["bench", "ogd-debug", "--seeds", "0"], "--seeds: expected a number >= 1"),
+    (["bench", "ogd-debug", "--seeds", "0"], "argument --seeds: expected a whole number in [1, 1000]; got 0"),
     (["bench", "ogd-debug", "--samples", "5"], "--samples: bench 'ogd-debug' has no such option"),
     (["bench", "grad-memory", "--data", "cifar"], "unknown dataset 'cifar'"),
 ])

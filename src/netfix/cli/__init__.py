@@ -28,7 +28,12 @@ _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``netfix`` command; returns the exit status."""
-    args = parser.build().parse_args(argv)
+    try:
+        args = parser.build().parse_args(argv)
+    except SystemExit as e:  # --help / --version end the program; a usage error (printed by argparse) is status 2
+        if not e.code:
+            raise
+        return 2
     from .. import distributed
 
     try:

@@ -65,9 +65,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--json: {path} already exists; netfix never replaces an output unless asked. Fix: "
                               "pass another FILE, or --overwrite.")
         check_path_writable(path, "--json")
-    if args.markdown is not None and not args.markdown.is_file():
-        raise ConfigError(f"--markdown: {args.markdown} not found; it names an existing markdown file whose bench "
-                          "block is replaced.")
+    if args.markdown is not None:
+        check_path_writable(args.markdown, "--markdown")
     doc = benches.run(args.name, quick=args.quick, seeds=args.seeds, data=args.data, device=args.device,
                       progress=progress(args), json_path=path, markdown_path=args.markdown, **options)
     html_path = path.with_suffix(".html") if path else Path("runs") / "bench" / f"{args.name}.html"
