@@ -606,3 +606,9 @@ def test_progress_bars_only_on_a_terminal_unless_forced(tmp_path):
     assert plain.returncode == forced.returncode == 0
     assert "step/s" not in plain.stderr and "it/s" not in plain.stderr and "%|" not in plain.stderr
     assert "step/s" in forced.stderr
+
+
+def test_an_edit_with_inputs_far_outside_the_training_range_is_refused(digits_model, digits):
+    _, test = digits
+    with pytest.raises(DataError, match=r"inputs: inputs range over \[0, 255\], far outside the \[0, 1\]"):
+        netfix.edit(netfix.load(digits_model), test.X[:2] * 255, torch.tensor([1, 2]))

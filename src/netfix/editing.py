@@ -38,7 +38,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded
-from .data import DataLike, as_data
+from .data import DataLike, as_data, check_range
 from .errors import ConfigError, DataError, DataTypeError, ModelError, unknown
 from .gradients import param_names
 from .models import EditBlock
@@ -367,6 +367,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
     with seeded(seed, dev):
         net = copy_model(model, dev)
         data = as_data((X, y), "inputs")
+        check_range(data, getattr(model, "netfix_data", None), "inputs")
         k = num_outputs(net, data, "inputs")
         data = as_data(data, "inputs", num_classes=k)
         control = None
