@@ -35,7 +35,6 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
