@@ -219,7 +219,7 @@ def test_train_from_a_saved_model_into_an_editable_one_then_edit_it(capsys, tmp_
     assert res["test_acc"] >= base_acc - 5  # the block starts as the identity; a fine-tune keeps the accuracy
     editable = netfix.load(res["model_path"])
     before = netfix.load(base)
-    assert editable.netfix_spec["kwargs"]["edit_block"] == 64 and editable.netfix_editor["lr"] == pytest.approx(4e-3)
+    assert netfix.card.of(editable).architecture["kwargs"]["edit_block"] == 64 and netfix.card.of(editable).editor["lr"] == pytest.approx(4e-3)
     frozen = {k: v for k, v in before.state_dict().items() if not k.startswith("fc.")}
     assert all(torch.equal(editable.state_dict()[k], v) for k, v in frozen.items())  # only edit_block + fc moved
     assert res["recipe"]["optimizer"] == "adam" and res["recipe"]["grad_clip"] == 10.0

@@ -136,7 +136,7 @@ def test_editable_training_runs_the_editor_inside_the_loss_and_learns_its_step(d
     plain = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False)
     assert not same_weights(out.model, plain.model)  # the extra terms changed the training
     assert out.config["editable"]["editor_lr"] != pytest.approx(0.01, abs=1e-9)  # log(lr) was trained
-    assert out.model.netfix_editor["lr"] == out.config["editable"]["editor_lr"]
+    assert netfix.card.of(out.model).editor["lr"] == out.config["editable"]["editor_lr"]
     again = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False, editable=EditableTraining(
         max_steps=3, lr=0.01))
     assert same_weights(out.model, again.model)  # deterministic
@@ -163,7 +163,7 @@ def test_the_learned_editor_survives_save_and_load(digits, tmp_path):
     out = netfix.train(model, train, epochs=1, lr=3e-3, seed=0, progress=False,
                        editable=EditableTraining(max_steps=2, lr=0.02, first_order=True))
     netfix.save(out.model, tmp_path / "editable")
-    assert netfix.load(tmp_path / "editable").netfix_editor == out.model.netfix_editor
+    assert netfix.card.of(netfix.load(tmp_path / "editable")).editor == netfix.card.of(out.model).editor
 
 
 @pytest.mark.parametrize("kwargs, match", [({"c_edit": -1.0}, "c_edit"), ({"editor": "newton"}, "unknown editor"),
@@ -194,7 +194,7 @@ def test_add_edit_block_keeps_the_function_and_the_callers_model(digits, small_r
     assert not hasattr(small_resnet.edit_block, "out")  # still the caller's Identity
     with torch.no_grad():
         assert torch.equal(m.eval()(test.X[:50]), small_resnet.eval()(test.X[:50]))  # out starts at zero
-    assert isinstance(m.edit_block, netfix.models.EditBlock) and m.netfix_spec["kwargs"]["edit_block"] == 32
+    assert isinstance(m.edit_block, netfix.models.EditBlock) and netfix.card.of(m).architecture["kwargs"]["edit_block"] == 32
     assert default_edit_params(m) == ["edit_block.out"] and default_edit_params(small_resnet) == ["layer3", "fc"]
     netfix.save(m, tmp_path / "with-block")  # the block is part of the architecture: it rebuilds on load
     assert same_weights(netfix.load(tmp_path / "with-block"), m)
@@ -221,7 +221,7 @@ def test_train_params_fine_tunes_only_the_chosen_part_and_keeps_batchnorm_statis
     changed = {k for k in old if not torch.equal(new[k], old[k])}
     assert changed and all(k.startswith("edit_block.") for k in changed)  # BN running statistics included
     assert all(p.requires_grad for p in out.model.parameters())  # the returned model is whole again
-    assert out.config["params"] == ["edit_block"] and out.model.netfix_recipe == small_resnet.netfix_recipe
+    assert out.config["params"] == ["edit_block"] and netfix.card.of(out.model).recipe == netfix.card.of(small_resnet).recipe
     with pytest.raises(ConfigError, match="selects no trainable parameter"):
         netfix.train(m, train, epochs=1, progress=False, params=["layer9"])
 
@@ -246,4 +246,4 @@ def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, smal
     whole = fine_tune()
     for (name, a), b in zip(cut.state_dict().items(), whole.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
-    assert cut.netfix_editor["params"] == ["edit_block.out"]
+    assert netfix.card.of(cut).editor["params"] == ["edit_block.out"]

@@ -185,7 +185,7 @@ def test_relearn_forget_relearn_repairs_noisy_training(digits):
                          generations=1, epochs_per_generation=3, seed=0, progress=False)
     acc = netfix.evaluation.accuracy
     assert acc(out.model, test) > acc(noisy_model.model, test) + 2  # measured: 87.2 -> 91.1
-    assert out.model.netfix_recipe["epochs"] == 60  # the model keeps its own recipe for a later retrain
+    assert netfix.card.of(out.model).recipe["epochs"] == 60  # the model keeps its own recipe for a later retrain
 
 
 def test_disproportionate_forgetting_noisy_lose_more(digits):

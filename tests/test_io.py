@@ -61,7 +61,8 @@ def write_legacy(folder, name, model, **side_changes) -> None:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     blob = st_save(state, metadata={"format": "netfix-model"})
     (folder / f"{name}.safetensors").write_bytes(blob)
-    spec = model.netfix_spec
+    info = netfix.card.of(model)
+    spec = {**info.architecture, "input_shape": info.input_shape, "num_classes": info.num_classes}
     side = {"format": "netfix-model", "format_version": 1,
             "architecture": {"name": spec["name"], "kwargs": spec["kwargs"]}, "input_shape": spec["input_shape"],
             "num_classes": spec["num_classes"], "weights_sha256": hashlib.sha256(blob).hexdigest(), "meta": {}}
@@ -129,9 +130,10 @@ def test_the_model_file_carries_recipe_and_the_data_it_was_trained_on(tmp_path, 
     out = netfix.train(_mlp(), train, epochs=1, progress=False)
     nio.save(out.model, tmp_path / "m", {"dataset": "digits"})
     loaded = netfix.load(tmp_path / "m")
-    assert loaded.netfix_recipe == out.model.netfix_recipe
-    assert loaded.netfix_data["name"] == "digits" and loaded.netfix_data["fingerprint"] == train.fingerprint()
-    assert loaded.netfix_data["range"] == [0.0, 1.0] and loaded.netfix_data["num_classes"] == 10
+    info = netfix.card.of(loaded)
+    assert info.recipe == netfix.card.of(out.model).recipe
+    assert info.data["name"] == "digits" and info.data["fingerprint"] == train.fingerprint()
+    assert info.data["range"] == [0.0, 1.0] and info.data["num_classes"] == 10
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -444,7 +446,7 @@ def test_old_factory_files_load_only_when_trusted_in_code(tmp_path, monkeypatch)
     import importlib
 
     model = importlib.import_module("old_factory_test").make(5)
-    model.netfix_spec = {"name": "unused", "kwargs": {}, "input_shape": [1, 8, 8], "num_classes": 10}
+    netfix.card.update(model, architecture={"name": "unused", "kwargs": {}}, input_shape=[1, 8, 8], num_classes=10)
     write_legacy(tmp_path, "old", model, architecture={"factory": "old_factory_test:make", "kwargs": {"width": 5}})
     with pytest.raises(UnsafeFileError, match=r"names the factory 'old_factory_test:make': loading it would import "
                                               r"and run code the file chose.*trust_factory=True"):

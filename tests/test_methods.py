@@ -133,8 +133,8 @@ def test_contract_runs_on_cuda(method, trained, scenario):
 def test_retrain_repeats_the_models_recipe(trained, scenario):
     out = netfix.unlearn(trained, scenario.forget, scenario.retain, method="retrain", progress=False)
     assert out.config["epochs"] is None  # taken from the recipe ...
-    assert len(out.history) == trained.netfix_recipe["epochs"]  # ... which trained 15 epochs
-    assert out.model.netfix_recipe["epochs"] == trained.netfix_recipe["epochs"]
+    assert len(out.history) == netfix.card.of(trained).recipe["epochs"]  # ... which trained 15 epochs
+    assert netfix.card.of(out.model).recipe["epochs"] == netfix.card.of(trained).recipe["epochs"]
 
 
 def test_retrain_options_override_the_recipe(trained, scenario):

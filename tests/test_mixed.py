@@ -45,7 +45,7 @@ def test_a_fresh_model_is_its_core_and_the_output_is_core_plus_jvp(core, split):
     # the linear model is exact first-order: f(w_c) + J w = the finite difference in the limit, and linear in w
     a, b = moved(test.X) - core(test.X), ml.with_user_vector(2 * w)(test.X) - core(test.X)
     assert torch.allclose(2 * a, b, atol=1e-5)
-    shifted = netfix.models.build("mlp", core.netfix_spec["input_shape"], 10, hidden=(32, 32))
+    shifted = netfix.models.build("mlp", netfix.card.of(core).input_shape, 10, hidden=(32, 32))
     shifted.load_state_dict(core.state_dict())
     with torch.no_grad():
         for (n, p), v in zip([(n, p) for n, p in shifted.named_parameters() if n in ml.lin_names],

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import netfix
 from netfix import models
 from netfix.training import TrainConfig
 from netfix.errors import ConfigError, UnknownNameError
@@ -58,8 +59,9 @@ def test_build_mlp_accepts_flat_input_shape():
 
 def test_build_records_how_it_was_built():
     model = models.build("mlp", [1, 8, 8], 10, seed=0, hidden=(16, 8))
-    assert model.netfix_spec == {"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10,
-                                 "kwargs": {"hidden": [16, 8]}}
+    info = netfix.card.of(model)
+    assert info.architecture == {"name": "mlp", "kwargs": {"hidden": [16, 8]}}
+    assert info.input_shape == [1, 8, 8] and info.num_classes == 10
 
 
 def test_available_lists_models():
@@ -240,7 +242,7 @@ def test_reinit_works_on_user_module_and_keeps_its_type():
 
 def test_reinit_keeps_the_build_spec():
     model = models.build("mlp", (1, 8, 8), 10, seed=0, hidden=(16,))
-    assert models.reinit(model, seed=1).netfix_spec == model.netfix_spec
+    assert netfix.card.of(models.reinit(model, seed=1)) == netfix.card.of(model)
 
 
 def test_recipe_gives_train_keywords_for_every_reference_model():

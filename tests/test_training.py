@@ -64,7 +64,7 @@ def test_train_skips_single_sample_batch_on_batchnorm(digits):
 
 def test_train_records_recipe_and_config(digits, mlp):
     out = netfix.train(mlp, digits[0], epochs=2, lr=5e-3, optimizer="sgd", seed=7, progress=False)
-    assert out.model.netfix_recipe["epochs"] == 2 and out.model.netfix_recipe["optimizer"] == "sgd"
+    assert netfix.card.of(out.model).recipe["epochs"] == 2 and netfix.card.of(out.model).recipe["optimizer"] == "sgd"
     assert out.config["seed"] == 7 and out.config["lr"] == 5e-3 and out.config["n"] == len(digits[0])
     assert len(out.config["data_fingerprint"]) == 64
     assert out.method == "train" and out.seconds > 0

@@ -38,6 +38,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded
+from . import card
 from .data import DataLike, as_data, check_range
 from .errors import ConfigError, DataError, DataTypeError, ModelError, unknown
 from .gradients import param_names
@@ -129,8 +130,9 @@ def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Mo
     check_model(model)
     hidden = check_scalar(hidden, "hidden", int, low=1, high=1 << 20, default=1024)
     seed = check_seed(seed)
-    spec = getattr(model, "netfix_spec", None)
-    if not isinstance(spec, dict) or spec.get("name") not in ("mlp", "lenet", "resnet"):
+    info = card.of(model)
+    spec = info.architecture
+    if not isinstance(spec, dict) or spec.get("name") not in ("mlp", "lenet", "resnet", "resnet18", "vit"):
         raise ModelError("model: add_edit_block needs a netfix reference architecture (mlp, lenet or resnet, from "
                          "netfix.models.build or netfix.load). Fix: for your own module, put "
                          "netfix.models.EditBlock(width, hidden) before its classifier and train it.")
@@ -139,14 +141,12 @@ def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Mo
         raise ConfigError(f"model: already has an edit block of {kwargs['edit_block']} units; edit or train it "
                           "as it is.")
     kwargs["edit_block"] = hidden
-    fresh = models.build(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed, **kwargs)
+    fresh = models.build(spec["name"], info.input_shape, info.num_classes, seed=seed, **kwargs)
     missing, unexpected = fresh.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not k.startswith("edit_block.") for k in missing):
         raise ModelError(f"model: its weights do not match its architecture {spec['name']} (missing "
                          f"{[k for k in missing if not k.startswith('edit_block.')]}, unexpected {unexpected}).")
-    for attr in ("netfix_recipe",):
-        if hasattr(model, attr):
-            setattr(fresh, attr, copy.deepcopy(getattr(model, attr)))
+    card.update(fresh, recipe=copy.deepcopy(info.recipe), data=copy.deepcopy(info.data))
     device = next(model.parameters()).device
     return fresh.to(device).train(model.training)
 
@@ -317,7 +317,7 @@ def editor_config(model: nn.Module, editor: str, max_steps: int, params: "Sequen
         if key not in valid:
             raise unknown("option", key, sorted(valid), "edit")
     options = dict(options)
-    trained_for = getattr(model, "netfix_editor", None) or {}
+    trained_for = card.of(model).editor or {}
     if "lr" not in options and trained_for.get("editor") == editor:  # the step size Editable Training learned
         options["lr"] = float(trained_for["lr"])
     if params is None and trained_for.get("params"):  # the part Editable Training made editable
@@ -367,7 +367,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
     with seeded(seed, dev):
         net = copy_model(model, dev)
         data = as_data((X, y), "inputs")
-        check_range(data, getattr(model, "netfix_data", None), "inputs")
+        check_range(data, card.of(model).data, "inputs")
         k = num_outputs(net, data, "inputs")
         data = as_data(data, "inputs", num_classes=k)
         control = None

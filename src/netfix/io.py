@@ -37,6 +37,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from . import card
 from ._runtime import check_model, resolve_device
 from ._version import __version__
 from .errors import ConfigError, NotAModelError, UnknownNameError, UnsafeFileError
@@ -226,9 +227,9 @@ def _architecture(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"meta['architecture']: expected {{'name': a registered architecture, 'kwargs': "
                               f"{{...}}}}; got {arch!r}.")
         return {"name": arch["name"], "kwargs": dict(arch.get("kwargs") or {})}
-    spec = getattr(model, "netfix_spec", None)
-    if spec is not None:
-        return {"name": spec["name"], "kwargs": spec["kwargs"]}
+    spec = card.of(model).architecture
+    if spec is not None and "name" in spec:
+        return {"name": spec["name"], "kwargs": spec.get("kwargs") or {}}
     # an unregistered user module: its class is recorded for people to read; loading needs model=
     cls = type(model)
     return {"class": f"{cls.__module__}.{cls.__qualname__}"}
@@ -239,9 +240,9 @@ def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialize
     check_model(model)
     meta = dict(meta or {})
     arch = _architecture(model, meta)
-    spec = getattr(model, "netfix_spec", None) or {}
+    info = card.of(model)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    data_info = dict(getattr(model, "netfix_data", None) or {})
+    data_info = dict(info.data or {})
     if "dataset" in meta:
         data_info["name"] = meta.pop("dataset")
     if "data_fingerprint" in meta:
@@ -250,11 +251,12 @@ def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialize
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": arch,
-        "input_shape": meta.pop("input_shape", spec.get("input_shape")),
-        "num_classes": meta.pop("num_classes", spec.get("num_classes")),
+        "input_shape": meta.pop("input_shape", info.input_shape),
+        "num_classes": meta.pop("num_classes", info.num_classes),
         "data": data_info or None,
-        "recipe": getattr(model, "netfix_recipe", None),
-        "editor": getattr(model, "netfix_editor", None),  # what Editable Training learned (netfix.edit uses it)
+        "recipe": info.recipe,
+        "editor": info.editor,  # what Editable Training learned (netfix.edit uses it)
+        "io": info.io,          # how to call the model (its input keyword, where its logits are)
         "netfix_version": __version__,
         "torch_version": torch.__version__,
         "meta": meta,
@@ -607,11 +609,12 @@ def read_model(path: "str | os.PathLike[str]", device: "torch.device | str | Non
     if result.missing_keys or result.unexpected_keys:
         raise NotAModelError(f"path: the weights in {target} do not fit the architecture "
                              f"(missing: {result.missing_keys[:5]}, unexpected: {result.unexpected_keys[:5]}).")
-    for attr, key in (("netfix_recipe", "recipe"), ("netfix_editor", "editor"), ("netfix_data", "data")):
-        if side.get(key):
-            setattr(net, attr, side[key])
-    if legacy and not side.get("data") and (side.get("meta") or {}).get("dataset"):
-        net.netfix_data = {"name": side["meta"]["dataset"], "fingerprint": side.get("data_fingerprint")}
+    data = side.get("data")
+    if legacy and not data and (side.get("meta") or {}).get("dataset"):
+        data = {"name": side["meta"]["dataset"], "fingerprint": side.get("data_fingerprint")}
+    arch = side["architecture"] if "name" in side["architecture"] else card.of(net).architecture
+    card.update(net, architecture=arch, input_shape=side.get("input_shape"), num_classes=side.get("num_classes"),
+                recipe=side.get("recipe"), editor=side.get("editor"), data=data, io=side.get("io"))
     net.eval()
     return LoadedModel(net.to(resolve_device(device)), target, hashlib.sha256(blob).hexdigest(), weights_sha, side)
 

@@ -43,6 +43,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from ._runtime import check_model, model_device, seeded, show_progress
+from . import card
 from .data import DataLike, LabeledData, as_data
 from .editing import FrozenSplit
 from .errors import ConfigError, DataError, ModelError
@@ -253,13 +254,12 @@ class MixedLinear(nn.Module):
         self.linearize, self.lam, self.target_scale = list(linearize), float(lam), float(target_scale)
         self._split: FrozenSplit | None = None
         self._k: int | None = None
-        spec = getattr(model, "netfix_spec", None)
-        if spec is not None:
-            self.netfix_spec = {"name": "mixed-linear", "input_shape": spec["input_shape"],
-                                "num_classes": spec["num_classes"],
-                                "kwargs": {"core": {"name": spec["name"], "kwargs": spec["kwargs"]},
-                                           "linearize": self.linearize, "lam": self.lam,
-                                           "target_scale": self.target_scale}}
+        info = card.of(model)
+        if info.architecture is not None and "name" in info.architecture:
+            card.update(self, architecture={"name": "mixed-linear",
+                                            "kwargs": {"core": dict(info.architecture), "linearize": self.linearize,
+                                                       "lam": self.lam, "target_scale": self.target_scale}},
+                        input_shape=info.input_shape, num_classes=info.num_classes, data=info.data)
 
     # -- structure ---------------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "MixedLinear":
@@ -378,9 +378,9 @@ class MixedLinear(nn.Module):
         return out + self.lam * v
 
     def _num_classes(self) -> int:
-        spec = getattr(self, "netfix_spec", None)
-        if spec:
-            return int(spec["num_classes"])
+        k = card.of(self).num_classes
+        if k:
+            return int(k)
         if self._k is None:
             raise RuntimeError("the number of classes is learnt from the first data passed")
         return self._k

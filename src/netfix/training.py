@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import card, distributed
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data, batches, check_range
 from .errors import ConfigError, DivergedError, ModelError
@@ -195,14 +195,15 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
           params: "Sequence[str] | None" = None) -> Outcome:
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
-    The returned model remembers its recipe (``model.netfix_recipe``), which the retrain reference repeats.
+    The returned model's card (:mod:`netfix.card`) records its recipe, which the retrain reference repeats, and
+    the data it was trained on.
     ``epochs`` defaults to 10. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
     epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
     generation in the history. ``editable``: an :class:`netfix.editing.EditableTraining` config.
     ``params``: module-name prefixes to train (e.g. ``["edit_block"]``, to fine-tune a block inserted into a trained
     model); every other parameter stays as it is, and BatchNorm layers with no trained parameter keep their running
     statistics (they run in eval mode). None trains everything. A run with ``params`` is a fine-tune, so the model
-    keeps the recipe it was trained with (``netfix_recipe``).
+    keeps the recipe it was trained with.
 
     Example:
         >>> train_set, test_set = netfix.datasets.load("digits")
@@ -231,7 +232,7 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     trained = None if params is None else param_names(model, params)
     dev = resolve_device(device)
     ds = as_data(data, "data")
-    check_range(ds, getattr(model, "netfix_data", None))
+    check_range(ds, card.of(model).data)
     with seeded(seed, dev) as g:
         net = copy_model(model, dev)
         if trained is not None:
@@ -257,16 +258,16 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
             for p in net.parameters():
                 p.requires_grad_(True)
     if trained is None:
-        net.netfix_recipe = asdict(cfg)  # type: ignore[assignment]
-    net.netfix_data = ds.describe()  # type: ignore[assignment]
+        card.update(net, recipe=asdict(cfg))
+    card.update(net, data=ds.describe())
     config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds),
-              "data_fingerprint": net.netfix_data["fingerprint"]}
+              "data_fingerprint": card.of(net).data["fingerprint"]}  # type: ignore[index]
     if trained is not None:
         config["params"] = list(params)  # type: ignore[arg-type]
     if schedule is not None:
         config["schedule"] = schedule.describe()
     if editable is not None:
         config["editable"] = {**asdict(editable), "editor_lr": editable.editor_lr}
-        net.netfix_editor = {"editor": editable.editor, "lr": editable.editor_lr,  # type: ignore[assignment]
-                             "params": editable.edit_params, "max_steps": editable.max_steps}
+        card.update(net, editor={"editor": editable.editor, "lr": editable.editor_lr,
+                                 "params": editable.edit_params, "max_steps": editable.max_steps})
     return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import card
 from ..data import LabeledData, check_range
 from ..errors import ConfigError, DataError, NetfixError
 from ..io import LoadedModel, model_file
@@ -53,7 +54,7 @@ def model_data(args: argparse.Namespace, loaded: LoadedModel, *others: "LoadedMo
     ``--allow-data-mismatch`` (which also lifts the library's own range check on the models read)."""
     from .. import datasets
 
-    recorded = dict(getattr(loaded.model, "netfix_data", None) or {})
+    recorded = dict(card.of(loaded.model).data or {})
     name = args.data or recorded.get("name") or default
     if not name:
         raise ConfigError("--data: the model records no dataset it was trained on (it was saved without one). Fix: "
@@ -66,8 +67,9 @@ def model_data(args: argparse.Namespace, loaded: LoadedModel, *others: "LoadedMo
     train, test = datasets.load(name)
     if mismatch:
         for m in (loaded, *others):
-            if m is not None and getattr(m.model, "netfix_data", None):
-                m.model.netfix_data = {k: v for k, v in m.model.netfix_data.items() if k != "range"}
+            data = card.of(m.model).data if m is not None else None
+            if m is not None and data:
+                card.update(m.model, data={k: v for k, v in data.items() if k != "range"})
         return Data(name, train, test)
     shape = loaded.meta.get("input_shape") or recorded.get("input_shape")
     if shape and list(train.input_shape) != list(shape):

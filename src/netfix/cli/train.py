@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tables import text_table
+from .. import card
 from ..errors import ConfigError
 from ._common import Data, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of
 
@@ -114,9 +115,9 @@ def _start(args: argparse.Namespace, start: Any, data: Data) -> tuple[Any, dict[
     train_params = [p.strip() for p in args.train_params.split(",") if p.strip()] if args.train_params else None
     if start is not None:
         model = start.model
-        spec = getattr(model, "netfix_spec", {}) or {}
+        spec = card.of(model).architecture or {}
         name = spec.get("name", type(model).__name__)
-        options = dict(getattr(model, "netfix_recipe", None) or {}) or (
+        options = dict(card.of(model).recipe or {}) or (
             models.recipe(name) if name in models.available() else {})
         options.pop("epochs", None)  # the recipe's other fields are netfix.train's keyword arguments
         if args.edit_block is not None:

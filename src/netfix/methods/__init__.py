@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import card
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, as_data, check_disjoint, check_range
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
@@ -126,7 +127,7 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
     if f.input_shape != r.input_shape and len(r):
         raise DataError(f"{names[1]}: inputs have shape {r.input_shape} but {names[0]}'s have {f.input_shape}; "
                         "expected the same shape.")
-    trained_on = getattr(model, "netfix_data", None)
+    trained_on = card.of(model).data
     check_range(f, trained_on, names[0])
     check_range(r, trained_on, names[1])
     if mode == "unlearn":
@@ -143,7 +144,7 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
         seconds = time.perf_counter() - start
     net.eval()
     if mode == "unlearn" and len(r):  # what the model has now learned from is what was kept
-        net.netfix_data = {**(trained_on or {}), **r.describe()}  # type: ignore[assignment]
+        card.update(net, data={**(trained_on or {}), **r.describe()})
     changed = _state_digest(net) != before
     if not changed:
         warnings.warn(NoChangeWarning(f"{mode} with {method!r} left every weight as it was (no step changed the "

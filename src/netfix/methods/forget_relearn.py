@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import card
 from ..data import LabeledData
 from ..errors import ConfigError, DataError
 from ..forgetting import ForgetRelearn, operator
@@ -27,7 +28,7 @@ from .retrain import _RECIPE, RetrainConfig, recipe_for
 @dataclass
 class ForgetRelearnConfig(Options):
     """Options of ``forget-relearn``. Training options left at ``None`` come from the model's own recipe
-    (``model.netfix_recipe``), else :class:`~netfix.training.TrainConfig`'s defaults."""
+    (its card's recipe), else :class:`~netfix.training.TrainConfig`'s defaults."""
 
     operator: str = option("llf", "forgetting operator spec NAME[:key=value,...] (netfix.forgetting.operators())")
     generations: int = option(2, "forget + relearn rounds", low=1, high=MAX_EPOCHS)
@@ -62,10 +63,10 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ForgetR
     recipe = recipe_for(model, RetrainConfig(**{f.name: getattr(cfg, f.name) for f in fields(RetrainConfig)
                                                  if hasattr(cfg, f.name)}))
     schedule = ForgetRelearn(operator(cfg.operator), cfg.generations, cfg.epochs_per_generation, cfg.restart_lr)
-    kept_recipe = getattr(model, "netfix_recipe", None)
+    kept_recipe = card.of(model).recipe
     history = schedule.run(model, data, recipe, generator=ctx.generator, device=ctx.device, seed=ctx.seed,
                            progress=ctx.progress, fit_kwargs={}, first_forget=True)
     if kept_recipe is not None:
-        model.netfix_recipe = kept_recipe  # type: ignore[assignment]
+        card.update(model, recipe=kept_recipe)
     return history
 

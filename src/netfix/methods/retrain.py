@@ -2,7 +2,7 @@
 compared with.
 
 Unlearning retrains on ``retain``; relearning retrains on ``protect`` plus the corrected ``data``. The recipe is
-the one the model was trained with (``model.netfix_recipe``, set by :func:`netfix.train` and kept in model files),
+the one the model was trained with (its card's recipe, set by :func:`netfix.train` and kept in model files),
 so the reference differs from the original only in its data; options given here override it.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import card
 from ..data import LabeledData
 from ..errors import DataError
 from ..models import reinit
@@ -26,7 +27,7 @@ _RECIPE = "the model's training recipe, else TrainConfig's default"
 @dataclass
 class RetrainConfig(Options):
     """Options of ``retrain``; ``None`` = take the value from the model's own training recipe
-    (``model.netfix_recipe``), else :class:`~netfix.training.TrainConfig`'s default."""
+    (its card's recipe), else :class:`~netfix.training.TrainConfig`'s default."""
 
     epochs: int | None = option(None, "passes over the data", low=1, high=MAX_EPOCHS, none=_RECIPE)
     lr: float | None = option(None, "peak learning rate", unit="per step", low=0, high=10, low_open=True,
@@ -47,7 +48,7 @@ class RetrainConfig(Options):
 
 def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:
     """The model's training recipe with ``cfg``'s non-None options laid over it."""
-    base: dict[str, Any] = dict(getattr(model, "netfix_recipe", None) or {})
+    base: dict[str, Any] = dict(card.of(model).recipe or {})
     base = {k: v for k, v in base.items() if k in {f.name for f in fields(TrainConfig)}}
     for f in fields(TrainConfig):
         v = getattr(cfg, f.name, None)
@@ -68,5 +69,5 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: Retrain
     model.load_state_dict(fresh.state_dict())
     history = fit(model, data, recipe, generator=ctx.generator, device=ctx.device, progress=ctx.progress,
                   desc="retrain")
-    model.netfix_recipe = {f.name: getattr(recipe, f.name) for f in fields(TrainConfig)}  # type: ignore[assignment]
+    card.update(model, recipe={f.name: getattr(recipe, f.name) for f in fields(TrainConfig)})
     return history

@@ -1,7 +1,7 @@
 """The architecture registry (netfix's reference architectures, and those registered in code) and their recipes.
 
 Every netfix operation also takes any user ``nn.Module`` mapping a batch of inputs to logits; these are the models
-benchmarks and examples use. A built model remembers how it was built (``model.netfix_spec``) so that
+benchmarks and examples use. A built model remembers how it was built (its card, :mod:`netfix.card`) so that
 :func:`netfix.save` can write the architecture next to the weights and :func:`netfix.load` can rebuild it.
 """
 
@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import card
 from ..errors import ConfigError, unknown
 from .layers import EditBlock
 from .lenet import LeNet
@@ -160,8 +161,9 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | N
             raise ConfigError(f"{name}: {e}. Valid options: {', '.join(valid)}.") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{name}: its factory returned {type(model).__name__}, not an nn.Module.")
-    model.netfix_spec = {"name": name, "input_shape": list(shape), "num_classes": int(num_classes),  # type: ignore[assignment]
-                         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    card.update(model, architecture={"name": name, "kwargs": kwargs}, input_shape=list(shape),
+                num_classes=int(num_classes))
     return model
 
 
