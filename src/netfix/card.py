@@ -48,14 +48,19 @@ class Card:
         return cls(**{f.name: d.get(f.name) for f in dataclasses.fields(cls)})
 
 
+def _owner(model: nn.Module) -> nn.Module:
+    """The module a card belongs to: a view of a model (netfix.adapter.LogitsView) reads and writes the model's."""
+    return model.__dict__.get("card_owner", model)
+
+
 def of(model: nn.Module) -> Card:
     """``model``'s card (an empty one when netfix knows nothing about it)."""
-    found = getattr(model, ATTRIBUTE, None)
+    found = getattr(_owner(model), ATTRIBUTE, None)
     return found if isinstance(found, Card) else Card()
 
 
 def update(model: nn.Module, **changes: Any) -> Card:
     """Attach to ``model`` a new card: its current one with ``changes``; returns it."""
     new = dataclasses.replace(of(model), **changes)
-    object.__setattr__(model, ATTRIBUTE, new)  # a plain attribute: not a parameter, buffer or submodule
+    object.__setattr__(_owner(model), ATTRIBUTE, new)  # a plain attribute: not a parameter, buffer or submodule
     return new

@@ -43,7 +43,7 @@ from .data import DataLike, LabeledData, as_data
 from .editing import EDITORS, EditorConfig, FrozenSplit, default_edit_params, editor_config, editor_steps
 from .errors import ConfigError, DataError, unknown
 from .gradients import param_names
-from .training import num_outputs
+from .training import model_view, num_outputs
 
 __all__ = ["ALTERNATIVES", "EditMetrics", "LookupTable", "FinetuneConfig", "measure_edits", "sequential_edits",
            "perturbations"]
@@ -229,7 +229,7 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
     elif options:
         raise unknown("option", next(iter(options)), sorted(EditorConfig.__dataclass_fields__), "measure_edits")
     with seeded(seed, dev) as g:
-        net = copy_model(model, dev)
+        net, _ = model_view(copy_model(model, dev), test_data, "test")
         with eval_mode(net):
             prep = _Editing(net, test_data, params, dev)
             perturbed = {name: fn(X, g) for name, fn in perturb.items()} if X.ndim >= 2 else {}

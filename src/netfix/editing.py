@@ -43,7 +43,7 @@ from .data import DataLike, as_data, check_range
 from .errors import ConfigError, DataError, DataTypeError, ModelError, unknown
 from .gradients import param_names
 from .models import EditBlock
-from .training import Outcome, num_outputs
+from .training import Outcome, model_view
 from .validation import Options, check_choice, check_scalar, check_seed, option
 
 __all__ = ["EDITORS", "FINETUNE_RECIPE", "EditorConfig", "editor_config", "FrozenSplit", "EditOutcome", "EditableTraining", "edit",
@@ -368,7 +368,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
         net = copy_model(model, dev)
         data = as_data((X, y), "inputs")
         check_range(data, card.of(model).data, "inputs")
-        k = num_outputs(net, data, "inputs")
+        net_view, k = model_view(net, data, "inputs")
         data = as_data(data, "inputs", num_classes=k)
         control = None
         if rehearsal is not None:
@@ -385,12 +385,12 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
         with eval_mode(net):
             chosen = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if n in names}
             Xd, yd = data.X.to(dev), data.y.to(dev)
-            split = FrozenSplit(net, names, Xd)
+            split = FrozenSplit(net_view, names, Xd)
             reference, control_in = None, None
             with torch.no_grad():
                 inputs_in = split.features(Xd)
                 if control is not None:
-                    reference = F.log_softmax(net(control), 1)
+                    reference = F.log_softmax(net_view(control), 1)
                     control_in = split.features(control)
             new, steps, history = editor_steps(split.tail, chosen, inputs_in, yd, cfg, rehearsal=control_in,
                                                reference=reference)
@@ -398,7 +398,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
                 for n, p in net.named_parameters():
                     if n in new:
                         p.copy_(new[n])
-                success = (net(Xd).argmax(1) == yd).tolist()
+                success = (net_view(Xd).argmax(1) == yd).tolist()
         seconds = time.perf_counter() - start
     net.eval()
     config = {**asdict(cfg), "params": prefixes, "lr": cfg.step_size, "device": str(dev), "seed": seed,

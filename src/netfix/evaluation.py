@@ -17,7 +17,8 @@ from ._runtime import check_model, copy_model, eval_mode, model_device, resolve_
 from .data import DataLike, LabeledData, as_data, batches
 from .errors import ConfigError, DataError, ModelError
 from .forget_score import forget_score
-from .training import num_outputs
+from .adapter import as_logits
+from .training import model_view
 
 __all__ = ["Metrics", "evaluate", "predict", "accuracy", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
 
@@ -48,8 +49,9 @@ def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torc
     """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
     restored afterwards."""
     dev = model_device(model)
+    view = as_logits(model, data.X[:2].to(dev)) if len(data) else model
     with eval_mode(model):
-        out = [model(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
+        out = [view(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
@@ -182,7 +184,7 @@ def evaluate(model: nn.Module, forget: DataLike | None = None, retain: DataLike 
     dev = resolve_device(device)
     net = model if model_device(model) == dev else copy_model(model, dev)
     first = as_data(next(iter(raw.values())), next(iter(raw)))
-    k = num_outputs(net, first, next(iter(raw)))
+    net, k = model_view(net, first, next(iter(raw)), remember=False)
     sets = {name: as_data(d, name, num_classes=k) for name, d in raw.items()}
     if fault_label is not None and not (isinstance(fault_label, int) and 0 <= fault_label < k):
         raise ConfigError(f"fault_label: expected a class index in [0, {k}); got {fault_label!r}.")
@@ -191,8 +193,9 @@ def evaluate(model: nn.Module, forget: DataLike | None = None, retain: DataLike 
     m, logits = _single(net, sets, fault_label, seed, mia_samples, batch_size)
     if reference is not None:
         ref = reference if model_device(reference) == dev else copy_model(reference, dev, "reference")
-        if num_outputs(ref, first, "reference") != k:
-            raise ConfigError(f"reference: has {num_outputs(ref, first, 'reference')} outputs but model has {k}; "
+        ref, k_ref = model_view(ref, first, "reference", remember=False)
+        if k_ref != k:
+            raise ConfigError(f"reference: has {k_ref} outputs but model has {k}; "
                               "expected the same classes.")
         rm, rlogits = _single(ref, sets, fault_label, seed, mia_samples, batch_size)
         m["reference"] = {key: v for key, v in rm.items() if key != "per_class_acc"}

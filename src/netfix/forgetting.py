@@ -479,7 +479,7 @@ def disproportionate_forgetting(model: nn.Module, data: DataLike, operator_: "Op
     changed no prediction of either group), and
     ``low_margin_ratio`` likewise for the low-margin group."""
     from ._runtime import copy_model, resolve_device, show_progress
-    from .training import TrainConfig, fit, make_optimizer, num_outputs
+    from .training import TrainConfig, fit, make_optimizer, model_view
 
     op = operator(operator_)
     ds = as_data(data, "data")
@@ -513,8 +513,7 @@ def disproportionate_forgetting(model: nn.Module, data: DataLike, operator_: "Op
 
     checkpoints: list[dict[str, Any]] = []
     with seeded(seed, dev) as g:
-        net = copy_model(model, dev)
-        num_outputs(net, ds)
+        net, _ = model_view(copy_model(model, dev), ds)
         op.begin(net, seed)
         rounds = math.ceil(epochs / every)
         steps = max(1, math.ceil(len(ds) / cfg.batch_size))

@@ -19,13 +19,14 @@ from torch.utils.data import RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from . import card, distributed
-from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
+from ._runtime import check_model, copy_model, model_device, resolve_device, seeded, show_progress
+from .adapter import logits_model
 from .data import DataLike, LabeledData, as_data, batches, check_range
-from .errors import ConfigError, DivergedError, ModelError
+from .errors import ConfigError, DivergedError
 from .validation import Options, option
 from .gradients import param_names
 
-__all__ = ["Outcome", "TrainConfig", "train", "fit", "num_outputs", "make_optimizer"]
+__all__ = ["Outcome", "TrainConfig", "train", "fit", "model_view", "num_outputs", "make_optimizer"]
 
 
 @dataclass
@@ -70,21 +71,17 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     return _OPTIMIZERS[cfg.optimizer](params, cfg)
 
 
+def model_view(model: nn.Module, data: LabeledData, argument: str = "data", remember: bool = True
+               ) -> tuple[nn.Module, int]:
+    """``(model as netfix calls it, its number of classes)``: :func:`netfix.adapter.logits_model` checked on two
+    samples of ``data`` — shape mismatches become an error naming both shapes, before any work starts.
+    ``remember``: keep how to call it on the model's card (netfix's private copies only)."""
+    return logits_model(model, data.X[:2].to(model_device(model)), argument, remember)
+
+
 def num_outputs(model: nn.Module, data: LabeledData, argument: str = "data") -> int:
-    """Run ``model`` (already a private copy) on two samples to learn its number of classes, turning shape
-    mismatches into an error that names both shapes — before any training starts."""
-    try:
-        dev = next(iter(model.parameters())).device
-        with eval_mode(model), torch.no_grad():
-            out = model(data.X[:2].to(dev))
-    except Exception as e:  # any failure here means model and data don't fit; say which shapes
-        raise ModelError(f"{argument}: the model could not run on inputs of shape {data.input_shape} "
-                         f"({type(e).__name__}: {e}). Fix: pass data shaped like the model's training inputs.") from e
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(data)):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"model: expected logits of shape (batch, num_classes); got {shape}. Fix: make "
-                         "forward() return a (B, K) tensor (e.g. take .logits from a Hugging Face output).")
-    return int(out.shape[1])
+    """The number of classes ``model`` predicts, checked on two samples of ``data`` (see :func:`model_view`)."""
+    return model_view(model, data, argument, remember=False)[1]
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -238,18 +235,18 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
         if trained is not None:
             for n, p in net.named_parameters():
                 p.requires_grad_(n in trained)
-        k = num_outputs(net, ds)
+        view, k = model_view(net, ds)
         ds = as_data(ds, "data", num_classes=k)
         start = time.perf_counter()
         loss_fn, opt = None, None
         if editable is not None:  # Editable Training: the edit and locality terms, and the editor's own parameters
-            loss_fn = editable.loss_fn(net, g, k)
+            loss_fn = editable.loss_fn(view, g, k)
             opt = make_optimizer([p for p in net.parameters() if p.requires_grad] + editable.parameters(dev), cfg)
         if schedule is not None:
-            history = schedule.run(net, ds, cfg, generator=g, device=dev, seed=seed, progress=show_progress(progress),
+            history = schedule.run(view, ds, cfg, generator=g, device=dev, seed=seed, progress=show_progress(progress),
                                    fit_kwargs={"sampler": sampler, "augment": augment})
         else:
-            history = fit(net, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
+            history = fit(view, ds, cfg, generator=g, device=dev, sampler=sampler, augment=augment,
                           progress=show_progress(progress), loss_fn=loss_fn, optimizer=opt,
                           desc="editable train" if editable is not None else "train",
                           frozen_stats=trained is not None)

@@ -24,7 +24,7 @@ from .. import card
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, as_data, check_disjoint, check_range
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
-from ..training import Outcome, num_outputs
+from ..training import Outcome, model_view
 
 __all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn", "kept_data"]
 
@@ -134,13 +134,13 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
         check_disjoint(f, r)
     with seeded(seed, dev) as g:
         net = copy_model(model, dev)
-        k = num_outputs(net, f, names[0])
+        view, k = model_view(net, f, names[0])
         f = as_data(f, names[0], num_classes=k)
         r = as_data(r, names[1], num_classes=k, allow_empty=True)
         ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode)
         before = _state_digest(net)
         start = time.perf_counter()
-        history = spec.run(net, f, r, cfg, ctx)
+        history = spec.run(view, f, r, cfg, ctx)
         seconds = time.perf_counter() - start
     net.eval()
     if mode == "unlearn" and len(r):  # what the model has now learned from is what was kept
