@@ -34,6 +34,7 @@ from .errors import ConfigError, ModelError
 
 __all__ = ["adapt", "rule", "call", "LogitsView", "logits_model", "as_logits", "unwrap"]
 
+_OUTPUT_NAMES = ("logits", "scores", "class_logits", "output", "out", "predictions", "preds", "y")
 _INPUT_NAMES = ("pixel_values", "input_ids", "inputs_embeds", "input_values", "x", "inputs", "input", "images")
 
 
@@ -98,8 +99,9 @@ def _find_output(out: Any) -> "str | int | None":
     if isinstance(out, torch.Tensor):
         return None
     if isinstance(out, Mapping) or hasattr(out, "keys"):
-        if "logits" in out:
-            return "logits"
+        for key in _OUTPUT_NAMES:
+            if key in out and isinstance(out[key], torch.Tensor):
+                return key
         tensors = [k for k in out if isinstance(out[k], torch.Tensor)]
         if len(tensors) == 1:
             return tensors[0]

@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,11 @@ def _architecture(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     spec = card.of(model).architecture
     if spec is not None and "name" in spec:
         return {"name": spec["name"], "kwargs": spec.get("kwargs") or {}}
+    from .models import hf
+
+    described = hf.describe(model)  # a Hugging Face classifier: rebuilt from its config, which is data
+    if described is not None:
+        return described
     # an unregistered user module: its class is recorded for people to read; loading needs model=
     cls = type(model)
     return {"class": f"{cls.__module__}.{cls.__qualname__}"}
@@ -241,6 +246,11 @@ def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialize
     meta = dict(meta or {})
     arch = _architecture(model, meta)
     info = card.of(model)
+    if arch.get("name") == "transformers" and (info.input_shape is None or info.num_classes is None):
+        from .models import hf
+
+        shape, k = hf.shape_and_classes(model)
+        info = replace(info, input_shape=info.input_shape or shape, num_classes=info.num_classes or k)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     data_info = dict(info.data or {})
     if "dataset" in meta:
@@ -492,7 +502,7 @@ def _expected_state(side: dict[str, Any], target: Path, model: nn.Module | None,
             raise NotAModelError(f"path: {target} names an architecture this program does not know ({e}). Fix: "
                                  "register it with netfix.models.register(name, factory) (or install the package "
                                  "that provides it), or pass model=YourNet(...).") from None
-        if side.get("input_shape") is None or side.get("num_classes") is None:
+        if side.get("num_classes") is None or side.get("input_shape") is None and arch["name"] != "transformers":
             raise _refuse(target, "it records no input_shape / num_classes to build its architecture with")
         kwargs = arch.get("kwargs") or {}
         if not isinstance(kwargs, dict):
@@ -501,7 +511,7 @@ def _expected_state(side: dict[str, Any], target: Path, model: nn.Module | None,
         def build() -> nn.Module:
             from .models import build as build_model
 
-            return build_model(arch["name"], side["input_shape"], side["num_classes"], **kwargs)
+            return build_model(arch["name"], side.get("input_shape") or [1], side["num_classes"], **kwargs)
     else:
         cls = arch.get("class", "an unregistered class")
         raise NotAModelError(f"path: {target} holds the weights of {cls!r}, which is not a registered architecture. "

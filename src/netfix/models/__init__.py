@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import card
 from ..errors import ConfigError, unknown
+from . import hf
 from .layers import EditBlock
 from .lenet import LeNet
 from .mlp import MLP
@@ -39,7 +40,7 @@ def _mixed_linear(input_shape: Sequence[int], num_classes: int, core: dict[str, 
 
 
 _BUILTIN: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
-                                                 "mixed-linear": _mixed_linear}
+                                                 "mixed-linear": _mixed_linear, hf.NAME: hf.build}
 _USER: dict[str, Callable[..., nn.Module]] = {}   # netfix.models.register(...) in the user's program
 ENTRY_POINT_GROUP = "netfix.architectures"
 
@@ -125,7 +126,7 @@ def recipe(name: str) -> dict[str, Any]:
 def available() -> list[str]:
     """The architectures :func:`build` makes: netfix's reference ones and those registered in this program (it
     also takes ``"mixed-linear"``, which wraps one of them as a core: :class:`netfix.mixed.MixedLinear`)."""
-    return sorted(n for n in set(_BUILTIN) | set(_USER) if n != "mixed-linear")
+    return sorted(n for n in set(_BUILTIN) | set(_USER) if n not in ("mixed-linear", hf.NAME))
 
 
 def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
