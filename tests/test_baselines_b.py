@@ -27,7 +27,7 @@ def original(trained, forget_class):
 
 
 def _unlearned(trained, s, method, **options):
-    out = netfix.unlearn(trained, s.forget, s.retain, method=method, progress=False, **options)
+    out = netfix.unlearn(trained, s.forget, s.retain, method=method, progress=False, guard=None, **options)
     return out, netfix.evaluate(out.model, scenario=s)
 
 

@@ -40,7 +40,7 @@ from torch.func import functional_call
 
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded, show_progress
 from .data import DataLike, LabeledData, as_data
-from .editing import EDITORS, EditorConfig, FrozenSplit, default_edit_params, editor_config, editor_steps
+from .editing import EDITORS, EditorConfig, FrozenSplit, default_edit_params, editor_config, run_editor
 from .errors import ConfigError, DataError, unknown
 from .gradients import param_names
 from .training import model_view, num_outputs
@@ -151,7 +151,8 @@ class _Editing:
     def __init__(self, model: nn.Module, test: LabeledData, params: "Sequence[str] | None", device: torch.device,
                  batch_size: int = 1000) -> None:
         self.net = model
-        prefixes = list(params) if params is not None else default_edit_params(model)
+        k = int(test.num_classes) if test.num_classes else None
+        prefixes = list(params) if params is not None else default_edit_params(model, k)
         self.names = param_names(model, prefixes)
         self.prefixes = prefixes
         self.X, self.y = test.X.to(device), test.y.to(device)
@@ -176,7 +177,7 @@ class _Editing:
         params = {n: v.detach().clone().requires_grad_(True) for n, v in start.items()}
         with torch.no_grad():
             feats = self.split.features(x)
-        new, steps, _ = editor_steps(self.split.tail, params, feats, t, cfg)
+        new, steps, _ = run_editor(self.split.tail, params, feats, t, cfg)
         return new, steps
 
     def reached(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t: torch.Tensor) -> bool:

@@ -47,14 +47,18 @@ from .training import Outcome, model_view
 from .validation import Options, check_choice, check_scalar, check_seed, option
 
 __all__ = ["EDITORS", "FINETUNE_RECIPE", "EditorConfig", "editor_config", "FrozenSplit", "EditOutcome", "EditableTraining", "edit",
-           "edit_loss", "default_edit_params", "add_edit_block", "editor_steps"]
+           "edit_loss", "default_edit_params", "add_edit_block", "editor_steps", "run_editor"]
 
 EDITORS = ("sgd", "momentum", "rmsprop", "adam")
 MAX_EDIT_STEPS = 10_000  # an edit that needs more steps than this is not a few-step edit
-# Step sizes per editor: rmsprop's is the paper's (1e-3); the others were picked on a held-out split of mnist5k's
-# training set (MLP, 20 edits to random wrong labels): the smallest step that reached 100 % success, since larger
-# steps only add drawdown (e.g. sgd: 1e-2 -> 18 points, 3e-3 -> 8; momentum: 5e-3 -> 19, 5e-4 -> 7.5).
+# Fixed step sizes per editor, for Editable Training (which trains for one step size) and for callers who pass no
+# ``scale``: rmsprop's is the paper's (1e-3); the others were picked on a held-out split of mnist5k's training set
+# (MLP, 20 edits to random wrong labels). netfix.edit itself finds its step (EditorConfig.scale): a fixed step was
+# 0/20 successful on a confidently trained residual BatchNorm network and cost 30 points on a small ViT.
 DEFAULT_LR = {"sgd": 3e-3, "momentum": 5e-4, "rmsprop": 1e-3, "adam": 1e-3}
+# The automatic step's first size, relative to the edited weights, and its growth: chosen on validation edits over
+# several architectures (benchmarks/edit_scale_select.py; docs/results.md).
+AUTO_SCALE, AUTO_GROWTH, AUTO_TRIES = 3e-3, 2.0, 8
 # How netfix fine-tunes an inserted edit block (with the rest frozen): the paper's optimiser for editable models
 # (Adam 1e-3, gradient clip 10), a cosine schedule; measured in docs/results.md (issue 6).
 FINETUNE_RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine", "batch_size": 128, "grad_clip": 10.0}
@@ -67,8 +71,14 @@ class EditorConfig(Options):
     editor: str = option("rmsprop", "the editor (see the module docstring)", choices=EDITORS)
     max_steps: int = option(10, "editor steps at most (k); the edit stops as soon as every target is reached",
                             unit="steps", low=1, high=MAX_EDIT_STEPS)
-    lr: float | None = option(None, "step size", unit="per step", low=0, high=10, low_open=True,
-                              none="DEFAULT_LR[editor]")
+    lr: float | None = option(None, "a fixed step size", unit="per step", low=0, high=10, low_open=True,
+                              none="automatic: see scale")
+    scale: float = option(AUTO_SCALE, "automatic step: the first step moves the edited weights by this fraction of "
+                          "their norm; an edit that misses a target within max_steps is retried from the original "
+                          "weights with a step ×growth larger, so the smallest tried step that succeeds is kept",
+                          unit="relative", low=0, high=10, low_open=True)
+    growth: float = option(AUTO_GROWTH, "automatic step: factor between tries", low=1, high=100, low_open=True)
+    tries: int = option(AUTO_TRIES, "automatic step: tries at most (1 = no growth)", low=1, high=50)
     momentum: float = option(0.9, "μ of the momentum editor", low=0, high=1, high_open=True)
     beta: float = option(0.5, "β of the RMSProp editor (the paper's initial value)", low=0, high=1, high_open=True)
     betas: tuple[float, float] = option((0.9, 0.999), "Adam's moment decays", low=0, high=1, high_open=True)
@@ -100,17 +110,25 @@ def edit_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.relu(others - target)
 
 
-def default_edit_params(model: nn.Module) -> list[str]:
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def default_edit_params(model: nn.Module, num_classes: "int | None" = None) -> list[str]:
     """The default part of a model to edit. A model with an edit block (:func:`add_edit_block`) is edited at the
     block's output projection, ``edit_block.out``: on Fashion-MNIST's ResNet-8 that costs a fifth to a sixth of the
-    drawdown of editing ``layer3`` + ``fc`` (docs/results.md, issue 6). Otherwise: its last two top-level child
-    modules that hold parameters — e.g. ``layer3`` and ``fc`` of netfix's ResNet (the paper edits layer3), ``body``
-    and ``fc`` of the MLP. A model with fewer such children is edited whole."""
+    drawdown of editing ``layer3`` + ``fc`` (docs/results.md, issue 6). Otherwise its classifier head: the last
+    ``nn.Linear`` with ``num_classes`` outputs (``fc`` of netfix's models, ``classifier`` of a Hugging Face model);
+    without one, the last module holding parameters that is not a normalisation layer."""
     block = getattr(model, "edit_block", None)
     if isinstance(block, EditBlock) and block.out.weight.requires_grad:
         return ["edit_block.out"]
-    children = [n for n, m in model.named_children() if any(p.requires_grad for p in m.parameters())]
-    return children[-2:] if children else [n.rsplit(".", 1)[0] for n, _ in model.named_parameters()]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight.requires_grad
+               and (num_classes is None or m.out_features == num_classes)]
+    if linears:
+        return linears[-1:]
+    owners = [n for n, m in model.named_modules() if n and not isinstance(m, _NORMS)
+              and any(p.requires_grad for p in m.parameters(recurse=False))]
+    return owners[-1:] if owners else [n.rsplit(".", 1)[0] for n, _ in model.named_parameters()][-1:]
 
 
 def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Module:
@@ -306,6 +324,51 @@ def editor_steps(model: nn.Module, params: dict[str, torch.Tensor], X: "torch.Te
     return out, steps, history
 
 
+def _update_norm(cfg: EditorConfig, grads: "Sequence[torch.Tensor]") -> float:
+    """The norm of the editor's first update direction for these gradients."""
+    total = 0.0
+    for g in grads:
+        if cfg.editor in ("sgd", "momentum"):
+            u = g
+        elif cfg.editor == "rmsprop":
+            u = g / torch.sqrt(g * g + cfg.eps)
+        else:
+            u = g / (g.abs() + cfg.eps)
+        total += float((u * u).sum())
+    return math.sqrt(total)
+
+
+def run_editor(model: nn.Module, params: dict[str, torch.Tensor], X: "torch.Tensor | tuple[torch.Tensor, ...]",
+               targets: torch.Tensor, cfg: EditorConfig, *,
+               rehearsal: "torch.Tensor | tuple[torch.Tensor, ...] | None" = None,
+               reference: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], int, list[dict[str, Any]]]:
+    """:func:`editor_steps` at ``cfg.lr`` when one is set; else with the automatic step: the first step moves the
+    edited weights by ``cfg.scale`` of their norm, and an edit that misses a target within ``cfg.max_steps`` is
+    retried from the original weights with a step ``cfg.growth`` times larger, up to ``cfg.tries`` times — so the
+    kept edit is the one made with the smallest tried step that reaches every target (the least change). Steps
+    count every try."""
+    if cfg.lr is not None:
+        return editor_steps(model, params, X, targets, cfg, rehearsal=rehearsal, reference=reference)
+    args = X if isinstance(X, tuple) else (X,)
+    names = list(params)
+    losses = edit_loss(functional_call(model, params, args), targets)
+    if bool((losses <= 0).all()):
+        return {n: t.detach() for n, t in params.items()}, 0, [{"step": 0, "reached": len(targets), "lr": 0.0}]
+    grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
+    weights = math.sqrt(sum(float((params[n].detach() ** 2).sum()) for n in names)) or 1.0
+    lr = cfg.scale * weights / max(_update_norm(cfg, grads), 1e-12)
+    total, history = 0, []
+    for attempt in range(cfg.tries):
+        new, steps, hist = editor_steps(model, params, X, targets, cfg, rehearsal=rehearsal, reference=reference,
+                                        lr=lr)
+        total += steps
+        history += [{**h, "lr": lr, "try": attempt + 1} for h in hist]
+        if hist[-1]["reached"] == len(targets) or attempt == cfg.tries - 1:
+            return new, total, history
+        lr *= cfg.growth
+    raise AssertionError("unreachable")
+
+
 def editor_config(model: nn.Module, editor: str, max_steps: int, params: "Sequence[str] | None",
                   options: dict[str, Any]) -> EditorConfig:
     """The editor's options for ``model``: a model from Editable Training is edited where it was trained to be
@@ -379,7 +442,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
             if not torch.isfinite(ctrl_X).all():
                 raise DataError("rehearsal: contains NaN or infinite values. Fix: clean the control batch.")
             control = ctrl_X.to(dev)
-        prefixes = cfg.params if cfg.params is not None else default_edit_params(net)
+        prefixes = cfg.params if cfg.params is not None else default_edit_params(net, k)
         names = param_names(net, prefixes)
         start = time.perf_counter()
         with eval_mode(net):
@@ -392,8 +455,8 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
                 if control is not None:
                     reference = F.log_softmax(net_view(control), 1)
                     control_in = split.features(control)
-            new, steps, history = editor_steps(split.tail, chosen, inputs_in, yd, cfg, rehearsal=control_in,
-                                               reference=reference)
+            new, steps, history = run_editor(split.tail, chosen, inputs_in, yd, cfg, rehearsal=control_in,
+                                             reference=reference)
             with torch.no_grad():
                 for n, p in net.named_parameters():
                     if n in new:
@@ -401,7 +464,8 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
                 success = (net_view(Xd).argmax(1) == yd).tolist()
         seconds = time.perf_counter() - start
     net.eval()
-    config = {**asdict(cfg), "params": prefixes, "lr": cfg.step_size, "device": str(dev), "seed": seed,
+    used = [h["lr"] for h in history if "lr" in h]
+    config = {**asdict(cfg), "params": prefixes, "lr": used[-1] if used else cfg.lr, "device": str(dev), "seed": seed,
               "n_inputs": len(data), "edited_parameters": names}
     return EditOutcome(model=net, method=f"edit/{cfg.editor}", config=config, seconds=seconds, history=history,
                        success=[bool(s) for s in success], steps=steps)

@@ -97,7 +97,8 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
         stop: "Callable[[nn.Module, int], dict[str, Any] | None] | None" = None,
         max_steps: int | None = None, train_mode: bool = True, progress: bool = False,
         desc: str = "train", optimizer: "torch.optim.Optimizer | None" = None,
-        lr_steps: "tuple[int, int] | None" = None, frozen_stats: bool = False) -> list[dict[str, Any]]:
+        lr_steps: "tuple[int, int] | None" = None, frozen_stats: bool = False,
+        freeze_norm: bool = False, max_update: "float | None" = None) -> list[dict[str, Any]]:
     """Train ``model`` in place (it must be a private copy) for ``cfg.epochs`` on ``data``; return the history.
 
     Hooks let methods reuse this loop: ``loss_fn(model, X, y)`` replaces cross-entropy; ``before_step(model)``
@@ -110,7 +111,13 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     (torchrun) the loop runs the model under DistributedDataParallel on a DistributedSampler, ``cfg.batch_size``
     being the global batch (:mod:`netfix.distributed`). ``lr_steps`` = (offset, total): this run
     is steps offset… of one cosine schedule over ``total`` steps (a schedule spanning several calls).
-    ``frozen_stats``: BatchNorm layers whose parameters are all frozen run in eval mode (their statistics stay)."""
+    ``frozen_stats``: BatchNorm layers whose parameters are all frozen run in eval mode (their statistics stay).
+    ``freeze_norm``: every BatchNorm layer runs in eval mode (normalising by its running statistics, which stay) —
+    for passes over a forget set, whose batch statistics are not the population's (class forgetting: one class):
+    what is learnt normalised by them does not carry over to the model as it is used, in eval mode.
+    ``max_update``: each step moves the trained weights by at most this fraction of their norm (the gradient is
+    clipped to ``max_update · ‖θ‖ / lr``) — a scale-free bound, the same for any architecture, on steps whose
+    gradients can be huge (random labels or ascent on a confidently fit forget set)."""
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
@@ -123,16 +130,16 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)
     steps_per_epoch = max(1, math.ceil(len(sampler) / batch_size))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
-    skip_singletons = _has_batchnorm(model) and train_mode
+    skip_singletons = _has_batchnorm(model) and train_mode and not freeze_norm
     history: list[dict[str, Any]] = []
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
     run_model.train(train_mode)
-    if frozen_stats:
+    if frozen_stats or freeze_norm:
         for mod in model.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and \
-                    not any(p.requires_grad for p in mod.parameters(recurse=False)):
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and (freeze_norm or not any(
+                    p.requires_grad for p in mod.parameters(recurse=False))):
                 mod.eval()
     done = False
     for epoch in range(cfg.epochs):
@@ -158,6 +165,11 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if max_update is not None:
+                trained = [p for p in model.parameters() if p.requires_grad]
+                limit = max_update * float(torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(p.detach()) for p in trained]))) / max(opt.param_groups[0]["lr"], 1e-12)
+                nn.utils.clip_grad_norm_(trained, limit)
             if before_step is not None:
                 before_step(model)
             opt.step()

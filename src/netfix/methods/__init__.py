@@ -25,8 +25,12 @@ from .._runtime import check_model, copy_model, resolve_device, seeded, show_pro
 from ..data import DataLike, LabeledData, as_data, check_disjoint, check_range
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
 from ..training import Outcome, model_view
+from ._guard import Guard, GuardWarning, guarded
 
-__all__ = ["Method", "Context", "register", "available", "get", "unlearn", "relearn", "kept_data"]
+GUARD = Guard()  # the default: every method's run is redone with a smaller step if it costs > 3 points
+
+__all__ = ["Method", "Context", "Guard", "GuardWarning", "register", "available", "get", "unlearn", "relearn",
+           "kept_data"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Method:
     summary: str
     needs_retain: str | None = None  # why the method cannot run without retained samples (None: it can)
     model_type: "tuple[type, str] | None" = None  # (the model class it needs, how to make one), None: any model
+    strength: str | None = None  # the option the guard scales down when a run costs too much (e.g. "lr")
+    guarded: bool = True  # False: exact or reference methods (retrain, mixed-linear), never redone
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -66,16 +72,19 @@ _METHODS: dict[str, Method] = {}
 
 
 def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
-             needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None
+             needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None,
+             strength: str | None = None, guarded: bool = True
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
     needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
-    (class, how to make one) for a method that only works on models built its way; other models are refused."""
+    (class, how to make one) for a method that only works on models built its way; other models are refused.
+    ``strength``: the option the guard (:mod:`netfix.methods._guard`) scales down when a run loses too much
+    retained accuracy; ``guarded=False`` for methods that are never redone (exact, or the reference)."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
-                                needs_retain, model_type)
+                                needs_retain, model_type, strength, guarded)
         return run
     return deco
 
@@ -108,8 +117,11 @@ def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> Labeled
 
 def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
              seed: int, device: "torch.device | str | None", progress: bool | None,
-             options: dict[str, Any]) -> Outcome:
+             options: dict[str, Any], guard: "Guard | None") -> Outcome:
     spec = get(method)
+    if guard is not None and not isinstance(guard, Guard):
+        raise ConfigError(f"guard: expected a netfix.methods.Guard(...) or None (no guard); got "
+                          f"{type(guard).__name__}.")
     if mode not in spec.modes:
         raise ConfigError(f"method: {method!r} cannot {mode}; methods that can: "
                           f"{', '.join(n for n, m in sorted(_METHODS.items()) if mode in m.modes)}.")
@@ -140,7 +152,8 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
         ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode)
         before = _state_digest(net)
         start = time.perf_counter()
-        history = spec.run(view, f, r, cfg, ctx)
+        history, cfg, record = guarded(lambda c: spec.run(view, f, r, c, ctx), view, net, r, cfg, spec.strength,
+                                       mode, guard if spec.guarded else None, seed)
         seconds = time.perf_counter() - start
     net.eval()
     if mode == "unlearn" and len(r):  # what the model has now learned from is what was kept
@@ -152,6 +165,7 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
                                       f"check the method's options (netfix.methods.get({method!r}).config)."),
                       stacklevel=3)
     config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode, "changed": changed,
+              **({"guard": record} if record is not None else {}),
               "n_" + names[0]: len(f), "n_" + names[1]: len(r),
               names[0] + "_fingerprint": f.fingerprint(), names[1] + "_fingerprint": r.fingerprint()}
     return Outcome(model=net, method=method, config=config, seconds=seconds, history=history)
@@ -167,24 +181,28 @@ def _state_digest(model: nn.Module) -> str:
 
 
 def unlearn(model: nn.Module, forget: DataLike, retain: DataLike, method: str = "ogd", *, seed: int = 0,
-            device: "torch.device | str | None" = None, progress: bool | None = None, **options: Any) -> Outcome:
+            device: "torch.device | str | None" = None, progress: bool | None = None,
+            guard: "Guard | None" = GUARD, **options: Any) -> Outcome:
     """Remove what ``forget`` taught ``model`` while keeping what ``retain`` teaches; returns a new model.
 
     ``options`` are the method's config fields (``netfix.methods.get(method).config``); unknown ones are errors.
+    ``guard``: a run that loses more retained accuracy than ``guard.tolerance`` points is redone with a smaller step
+    (:class:`Guard`; ``None``: unguarded).
 
     Example:
         >>> out = netfix.unlearn(model, s.forget, s.retain, method="retrain", epochs=5)
         >>> out.model is model
         False
     """
-    return _operate("unlearn", model, forget, retain, method, seed, device, progress, options)
+    return _operate("unlearn", model, forget, retain, method, seed, device, progress, options, guard)
 
 
 def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, method: str = "ogd", *,
             seed: int = 0, device: "torch.device | str | None" = None, progress: bool | None = None,
-            **options: Any) -> Outcome:
+            guard: "Guard | None" = None, **options: Any) -> Outcome:
     """Teach ``model`` the labels of ``data`` (e.g. a scenario's ``corrected`` set) while protecting what it does
-    on ``protect``; returns a new model.
+    on ``protect``; returns a new model. ``guard``: unguarded by default — learning a corrected class legitimately
+    moves some retained predictions (its neighbours'); pass a :class:`Guard` to bound that.
 
     Example:
         >>> out = netfix.relearn(model, s.corrected, protect=s.retain, method="retrain", epochs=5)
@@ -192,7 +210,7 @@ def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, m
     if protect is None:
         first = as_data(data, "data")
         protect = first.subset([], "protect")
-    return _operate("relearn", model, data, protect, method, seed, device, progress, options)
+    return _operate("relearn", model, data, protect, method, seed, device, progress, options, guard)
 
 
 def _discover() -> None:

@@ -46,7 +46,7 @@ class BadTeacherConfig(Options):
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="adam")
 
 
-@register("bad-teacher", BadTeacherConfig, modes=("unlearn",),
+@register("bad-teacher", BadTeacherConfig, modes=("unlearn",), strength="lr",
           needs_retain="the good teacher keeps the original behaviour on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: BadTeacherConfig,
         ctx: Context) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class FinetuneConfig(Options):
         return TrainConfig(optimizer="sgd", **asdict(self))
 
 
-@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"))
+@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"), strength="lr")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FinetuneConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fine-tune on the retained data (plus the corrected data when relearning)."""

@@ -154,7 +154,7 @@ def _layer_params(model: nn.Module, layers: Sequence[str]) -> set[str]:
             for n, _ in modules[layer].named_parameters(recurse=False)}
 
 
-@register("fisher", FisherConfig, modes=("unlearn",),
+@register("fisher", FisherConfig, modes=("unlearn",), strength="alpha",
           needs_retain="Fisher forgetting measures which weights the samples to keep need.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FisherConfig,
         ctx: Context) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ def _penalised(params: list[nn.Parameter], weight: float, ces: list[torch.Tensor
     return loss_fn
 
 
-@register("l1-sparse", L1SparseConfig, modes=("unlearn",),
+@register("l1-sparse", L1SparseConfig, modes=("unlearn",), strength="lr",
           needs_retain="l1-sparse fine-tunes on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: L1SparseConfig,
         ctx: Context) -> list[dict[str, Any]]:

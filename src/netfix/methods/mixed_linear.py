@@ -30,7 +30,7 @@ class MixedLinearConfig(Options):
                           high=1e6)
 
 
-@register("mixed-linear", MixedLinearConfig,
+@register("mixed-linear", MixedLinearConfig, guarded=False,
           needs_retain="the Newton step is taken on the user samples that remain.",
           model_type=(MixedLinear, "wrap a core model with netfix.mixed.MixedLinear(core, linearize=[...]) and "
                                    "train its user weights with .fit_user(user_data)."))

@@ -35,8 +35,9 @@ class NegGradConfig(Options):
     batch_size: int = option(128, "forget samples per step", low=1, high=MAX_BATCH)
     grad_clip: float | None = option(None, "max global gradient norm per step", low=0, low_open=True, high=1e6,
                                      none="no clipping")
-    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
-                              "eval mode (BatchNorm statistics frozen)")
+    train_mode: bool = option(True, "True: Dropout on during the ascent, as the source trains; False: off. "
+                              "BatchNorm always normalises by its running statistics here (a forget batch's "
+                              "statistics are not the population's)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
@@ -47,12 +48,12 @@ def _ascent(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -F.cross_entropy(model(X), y)
 
 
-@register("neggrad", NegGradConfig, modes=("unlearn",))
+@register("neggrad", NegGradConfig, modes=("unlearn",), strength="lr")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Gradient ascent on the forget set's cross-entropy."""
     history = fit(model, forget, cfg.recipe(), generator=ctx.generator, device=ctx.device, loss_fn=_ascent,
-                  train_mode=cfg.train_mode, progress=ctx.progress, desc="neggrad")
+                  train_mode=cfg.train_mode, progress=ctx.progress, desc="neggrad", freeze_norm=True)
     for h in history:
         if "loss" in h:
             h["forget_loss"] = -h["loss"]  # the CE being climbed ("loss" is the objective minimised: -CE)

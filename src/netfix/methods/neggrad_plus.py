@@ -57,7 +57,7 @@ def cycle(data: LabeledData, batch_size: int, ctx: Context) -> Iterator[tuple[to
         yield from batches(data, batch_size, RandomSampler(data, generator=ctx.generator), ctx.device)
 
 
-@register("neggrad+", NegGradPlusConfig, modes=("unlearn",),
+@register("neggrad+", NegGradPlusConfig, modes=("unlearn",), strength="lr",
           needs_retain=("neggrad+ descends on the samples to keep while ascending on forget"
                         " (neggrad needs only forget)."))
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradPlusConfig,

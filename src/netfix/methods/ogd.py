@@ -42,7 +42,7 @@ from ..training import TrainConfig, fit
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
-OBJECTIVES = ("ascent", "uniform", "random-label")
+OBJECTIVES = ("auto", "away", "ascent", "uniform", "random-label")
 # Options left at None take their mode's value, chosen on validation splits carved from the training sets of
 # mnist5k and Fashion-MNIST (docs/results.md). Relearning starts where the loss is large (the corrected labels are
 # exactly what the model gets wrong), so it takes bigger batches and a clipped step.
@@ -57,9 +57,11 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 class OGDConfig(Options):
     """Options of ``ogd``. Units: lr per step; sizes in samples; accuracies in percent."""
 
-    objective: str = option("random-label", "unlearn loss (see the module docstring); chosen on validation splits "
-                            "of mnist5k and Fashion-MNIST (docs/results.md): ascent stalls on a backdoor (its "
-                            "gradient vanishes on confident samples)", choices=OBJECTIVES)
+    objective: str = option("auto", "unlearn loss (see the module docstring). auto: 'away' when the forget set is "
+                            "one class (a class to forget, or a fault: a backdoor's or a mislabel's wrong label), "
+                            "'random-label' otherwise (a deletion request); random-label was chosen on validation "
+                            "splits of mnist5k and Fashion-MNIST (docs/results.md): ascent stalls on a backdoor",
+                            choices=OBJECTIVES)
     lr: float | None = option(None, "SGD step size (plain SGD: Adam's per-coordinate scaling breaks orthogonality)",
                               unit="per step", low=0, high=10, low_open=True, none="the mode's default (MODE_DEFAULTS)")
     momentum: float = option(0.0, "SGD momentum, applied after projection", low=0, high=1, high_open=True)
@@ -75,7 +77,8 @@ class OGDConfig(Options):
     params: list[str] | None = option(None, "module-name prefixes to update (and protect)", none="every parameter")
     stop_acc: float | None = option(None, "unlearn stops when forget accuracy <= this (checked before the first "
                                     "step too: 100 stops at once)", unit="%", low=0, high=100,
-                                    none="chance, 100 / K")
+                                    none="0 when the forget set is one class (a model that never saw it would not "
+                                    "give these inputs that label), chance (100 / K) otherwise")
     target_acc: float | None = option(None, "relearn stops when accuracy on data >= this (while protect holds)",
                                       unit="%", low=0, high=100,
                                       none="the model's own accuracy on (a probe of) protect at the start: learn the "
@@ -97,6 +100,11 @@ class OGDConfig(Options):
     factored: bool = option(True, "keep nn.Linear memory rows factored (inputs x output gradients): exact, and "
                             "10-100x cheaper to build and project with than dense rows")
     memory_dtype: str = option("float32", "dtype of the stored memory", choices=tuple(_DTYPES), kind="dtype")
+
+    def resolved(self, name: str, mode: str) -> Any:
+        """An option's value for ``mode``: its own, or the mode's default when left at None."""
+        value = getattr(self, name)
+        return MODE_DEFAULTS[mode].get(name) if value is None else value
 
 
 def memory_samples(model: nn.Module, pool: LabeledData, size: int, generator: torch.Generator) -> LabeledData:
@@ -127,9 +135,19 @@ def build_memory(model: nn.Module, pool: LabeledData, cfg: OGDConfig, generator:
                                            dtype=_DTYPES[cfg.memory_dtype], factored=cfg.factored))
 
 
+def single_label(forget: LabeledData, share: float = 0.9) -> bool:
+    """Whether (nearly) the whole forget set carries one label: a class to forget, or a fault — a backdoor's target
+    or a mislabel's wrong label — rather than a scattered deletion request."""
+    counts = torch.bincount(forget.y, minlength=forget.num_classes)
+    return bool(counts.max() >= share * len(forget))
+
+
 def _unlearn_loss(objective: str, num_classes: int):  # type: ignore[no-untyped-def]
     def loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = model(X)
+        if objective == "away":  # -log(1 - p_y): probability off the learned label, onto the model's next choices
+            others = logits.scatter(1, y[:, None], float("-inf"))
+            return (torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)).mean()
         if objective == "ascent":
             return -F.cross_entropy(logits, y)
         if objective == "uniform":
@@ -140,7 +158,7 @@ def _unlearn_loss(objective: str, num_classes: int):  # type: ignore[no-untyped-
 
 
 
-@register("ogd", OGDConfig, modes=("unlearn", "relearn"))
+@register("ogd", OGDConfig, modes=("unlearn", "relearn"), strength="lr")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Unlearn (or relearn) with gradients projected orthogonal to the retained samples' output gradients."""
@@ -167,8 +185,10 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConf
         steps_on = LabeledData(torch.cat([forget.X, extra.X]), torch.cat([forget.y, extra.y]), forget.num_classes,
                                "data+replay")
     if ctx.mode == "unlearn":
-        threshold = 100.0 / forget.num_classes if cfg.stop_acc is None else cfg.stop_acc
-        loss_fn = _unlearn_loss(cfg.objective, forget.num_classes)
+        one_class = single_label(forget)
+        objective = cfg.objective if cfg.objective != "auto" else ("away" if one_class else "random-label")
+        threshold = cfg.stop_acc if cfg.stop_acc is not None else (0.0 if one_class else 100.0 / forget.num_classes)
+        loss_fn = _unlearn_loss(objective, forget.num_classes)
 
         def done(m: nn.Module, step: int) -> dict[str, Any] | None:
             acc = _accuracy(m, probe)
@@ -201,7 +221,9 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConf
     history: list[dict[str, Any]] = [{"phase": ctx.mode, "memory_rank": basis.rank if basis else 0,
                                       "memory_seconds": memory_seconds, "params": len(names),
                                       "steps_on": len(steps_on), "lr": cfg.lr, "batch_size": cfg.batch_size,
-                                      "grad_clip": cfg.grad_clip}]
+                                      "grad_clip": cfg.grad_clip,
+                                      **({"objective": objective, "stop_acc": threshold} if ctx.mode == "unlearn"
+                                         else {})}]
     if first is not None:  # nothing to do: already forgotten / learned
         history.append({"step": 0, "stopped": True, **first})
     else:

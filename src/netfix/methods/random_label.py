@@ -10,6 +10,7 @@ benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024 (OPTML-Group/Unlearn-Sal
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
 LABELS = ("other", "uniform")
+MIN_FORGET_STEPS = 4
 
 
 @dataclass
@@ -35,15 +37,23 @@ class RandomLabelConfig(Options):
 
     epochs: int = option(10, "rounds of (forget with random labels, then retain with true labels)", low=1,
                          high=MAX_EPOCHS)
-    lr: float = option(1e-2, "SGD learning rate (constant)", unit="per step", low=0, high=10, low_open=True)
+    lr: float = option(1e-3, "SGD learning rate (constant); chosen over 8 architectures on validation splits (benchmarks/zoo_select.py)", unit="per step", low=0, high=10,
+                       low_open=True)
+    max_update: float | None = option(1e-3, "largest step of a forget pass, relative to the norm of the trained "
+                                      "weights (the gradient is clipped to it): random labels on a confidently fit "
+                                      "set give huge gradients, and the bound is the same for any architecture",
+                                      unit="relative", low=0, high=1, low_open=True, none="no bound")
     momentum: float = option(0.9, "SGD momentum", low=0, high=1, high_open=True)
     weight_decay: float = option(5e-4, "SGD L2 penalty", low=0, high=1)
     batch_size: int = option(128, "samples per step, in both passes", low=1, high=MAX_BATCH)
     labels: str = option("other", "random labels: 'other' = uniform over the K-1 wrong classes; 'uniform' = over "
                          "all K classes, as the source draws them (about 1 in K is then the true one)",
                          choices=LABELS, kind="label mode")
-    train_mode: bool = option(True, "True: BatchNorm batch statistics and Dropout on, as the source trains; False: "
-                              "eval mode (BatchNorm statistics frozen)")
+    train_mode: bool = option(False, "False: the retain passes run in eval mode (BatchNorm normalises by its "
+                              "running statistics; 14/16 vs 10/16 validation passes, benchmarks/zoo_select.py); "
+                              "True: BatchNorm batch statistics and Dropout on, "
+                              "as the source trains; False: in eval mode. Forget passes always normalise by the "
+                              "running statistics (a forget batch's statistics are not the population's)")
 
     def recipe(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
@@ -65,6 +75,7 @@ def random_labels(data: LabeledData, how: str, generator: torch.Generator) -> La
 
 def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledData, recipe: TrainConfig,
                         labels: str, ctx: Context, *, train_mode: bool = True, desc: str = "random-label",
+                        max_update: float | None = None,
                         optimizer: torch.optim.Optimizer | None = None,
                         before_step: Callable[[nn.Module], None] | None = None,
                         after_step: Callable[[nn.Module], None] | None = None) -> list[dict[str, Any]]:
@@ -73,12 +84,17 @@ def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledDa
     Returns one dict per epoch."""
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     one = dataclasses.replace(recipe, epochs=1)
+    # at least MIN_FORGET_STEPS steps per forget pass: a small forget set (a class of a small data set) would else be
+    # seen in one or two steps a round, too few for the random labels to take (benchmarks/zoo_select.py)
+    one_forget = dataclasses.replace(one, batch_size=max(1, min(recipe.batch_size,
+                                                                math.ceil(len(forget) / MIN_FORGET_STEPS))))
     common: dict[str, Any] = {"generator": ctx.generator, "device": ctx.device, "train_mode": train_mode,
                               "before_step": before_step, "after_step": after_step, "optimizer": opt}
     history: list[dict[str, Any]] = []
     step, start = 0, time.perf_counter()
     for epoch in tqdm(range(recipe.epochs), desc=desc, unit="epoch", disable=not ctx.progress, leave=False):
-        f = fit(model, random_labels(forget, labels, ctx.generator), one, desc=f"{desc} forget", **common)[-1]
+        f = fit(model, random_labels(forget, labels, ctx.generator), one_forget, desc=f"{desc} forget", freeze_norm=True,
+                max_update=max_update, **common)[-1]
         r = fit(model, retain, one, desc=f"{desc} retain", **common)[-1]
         step += f["step"] + r["step"]
         n_f, n_r = len(forget), len(retain)
@@ -91,10 +107,11 @@ def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledDa
     return history
 
 
-@register("random-label", RandomLabelConfig, modes=("unlearn",),
+@register("random-label", RandomLabelConfig, modes=("unlearn",), strength="lr",
           needs_retain=("random-label trains on the samples to keep after each random-label pass"
                         " (neggrad needs only forget)."))
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RandomLabelConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Train on the forget set with random labels, then on the retain set with true labels, each epoch."""
-    return relabel_then_retain(model, forget, retain, cfg.recipe(), cfg.labels, ctx, train_mode=cfg.train_mode)
+    return relabel_then_retain(model, forget, retain, cfg.recipe(), cfg.labels, ctx, train_mode=cfg.train_mode,
+                               max_update=cfg.max_update)

@@ -57,7 +57,7 @@ def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@register("retrain", RetrainConfig, modes=("unlearn", "relearn"))
+@register("retrain", RetrainConfig, modes=("unlearn", "relearn"), guarded=False)
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RetrainConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Retrain from scratch on the retained data (plus the corrected data when relearning)."""

@@ -22,8 +22,9 @@ something separates the two — weight decay, Dropout or BatchNorm batch statist
 the min-steps. With a small forget set (few max-steps per epoch) on a model without Dropout, the defaults may
 forget little; a smaller ``forget_batch_size`` or larger ``lr`` gives the max-steps more room.
 
-The student trains in train mode (BatchNorm batch statistics, Dropout on; batches of one sample are skipped on
-BatchNorm models); the teacher always runs in eval mode.
+The student trains with Dropout on; its BatchNorm layers normalise by their running statistics unless
+``train_mode=True`` (then batch statistics, as the source trains; batches of one sample are skipped); the teacher
+always runs in eval mode.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class ScrubConfig(Options):
                           high=1e3)
     batch_size: int = option(128, "retain samples per min-step (256 at large scale)", low=1, high=MAX_BATCH)
     forget_batch_size: int = option(32, "forget samples per max-step (512 at large scale)", low=1, high=MAX_BATCH)
+    train_mode: bool = option(False, "False: the student's BatchNorm layers normalise by their running statistics "
+                              "in both phases (Dropout stays on): on BatchNorm models the batch statistics of "
+                              "forget and retain batches let the student 'forget' only in train mode "
+                              "(benchmarks/zoo_select.py: 3 BatchNorm architectures passed only this way); True: "
+                              "BatchNorm batch statistics, as the source trains")
 
     def check(self) -> None:
         if self.gamma == 0 and self.alpha == 0:
@@ -100,7 +106,7 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
-@register("scrub", ScrubConfig, modes=("unlearn",),
+@register("scrub", ScrubConfig, modes=("unlearn",), strength="lr",
           needs_retain="SCRUB's min-steps distil the original model on the samples to keep.")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubConfig,
         ctx: Context) -> list[dict[str, Any]]:
@@ -134,7 +140,8 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubCo
         phases.append(("min", retain, stay, cfg.batch_size))
         for phase, data, loss_fn, size in phases:
             h = fit(model, data, cfg.recipe(size), generator=ctx.generator, device=ctx.device, loss_fn=loss_fn,
-                    after_step=tick, optimizer=opt, desc=f"scrub {phase}")
+                    after_step=tick, optimizer=opt, desc=f"scrub {phase}",
+                    freeze_norm=phase == "max" or not cfg.train_mode)
             history.append({"epoch": epoch, "phase": phase, "steps": h[0]["step"], "loss": h[0]["loss"],
                             "seconds": h[0]["seconds"]})
             bar.set_postfix(phase=phase, loss=f"{h[0]['loss']:.4f}")
