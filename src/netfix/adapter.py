@@ -140,6 +140,9 @@ class LogitsView(nn.Module):
     (shared, not copied), a forward that applies the model's rule. Training or editing the view trains or edits the
     model."""
 
+    inner: nn.Module
+    io: dict[str, Any]
+
     def __init__(self, model: nn.Module, io: dict[str, Any]) -> None:
         super().__init__()
         object.__setattr__(self, "inner", model)  # not a submodule: its children are the view's own

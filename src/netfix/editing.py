@@ -159,6 +159,9 @@ def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Mo
         raise ConfigError(f"model: already has an edit block of {kwargs['edit_block']} units; edit or train it "
                           "as it is.")
     kwargs["edit_block"] = hidden
+    if info.input_shape is None or info.num_classes is None:
+        raise ModelError("model: its card records no input shape or classes, so its architecture cannot be rebuilt "
+                         "with a block. Fix: build it with netfix.models.build or load it with netfix.load.")
     fresh = models.build(spec["name"], info.input_shape, info.num_classes, seed=seed, **kwargs)
     missing, unexpected = fresh.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not k.startswith("edit_block.") for k in missing):

@@ -445,9 +445,9 @@ def _metadata(path: Path, header: dict[str, Any]) -> tuple[dict[str, Any], bool]
 def _read(path: "str | os.PathLike[str]") -> tuple[Path, bytes, dict[str, Any], dict[str, Any], int, bool]:
     target = model_file(path)
     if not target.is_file():
-        legacy = _sidecar(path)
-        if legacy.is_file():
-            raise _refuse(legacy, f"there is no {target.name} beside it")
+        lone = _sidecar(path)
+        if lone.is_file():
+            raise _refuse(lone, f"there is no {target.name} beside it")
         raise NotAModelError(f"path: {target} not found. Fix: pass the path netfix.save wrote (with or without the "
                              ".safetensors extension).")
     with open(target, "rb") as f:  # one read: hashes and tensors come from the same bytes, whatever renames happen

@@ -100,7 +100,8 @@ def _hf_vit(input_shape: Sequence[int], num_classes: int, dim: int = 32, depth: 
     patch = patch or (2 if h <= 8 else 4)
     return ViTForImageClassification(ViTConfig(image_size=h, patch_size=patch, num_channels=c, hidden_size=dim,
                                                num_hidden_layers=depth, num_attention_heads=heads,
-                                               intermediate_size=2 * dim, num_labels=num_classes))
+                                               intermediate_size=2 * dim,
+                                               num_labels=num_classes))  # type: ignore[call-arg]
 
 
 def _hf_resnet(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (16, 32),
@@ -109,7 +110,7 @@ def _hf_resnet(input_shape: Sequence[int], num_classes: int, widths: Sequence[in
 
     return ResNetForImageClassification(ResNetConfig(num_channels=int(input_shape[0]), embedding_size=widths[0],
                                                      hidden_sizes=list(widths), depths=list(depths),
-                                                     num_labels=num_classes))
+                                                     num_labels=num_classes))  # type: ignore[call-arg]
 
 
 ZOO: dict[str, Callable[..., nn.Module]] = {

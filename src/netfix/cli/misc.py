@@ -97,7 +97,8 @@ def ledger(args: argparse.Namespace) -> dict[str, Any]:
             return {"ledger": str(path), "ok": False, "_exit": 1, "text": f"the ledger {path} does not exist, so it "
                     f"no longer holds the published head {args.head}",
                     "problems": [f"{path}: missing, but a head was published"]}
-        empty = {"list": ("records", []), "head": ("head", None), "verify": ("ok", True)}[args.ledger_command]
+        empty: tuple[str, Any] = {"list": ("records", []), "head": ("head", None),
+                                  "verify": ("ok", True)}[args.ledger_command]
         return {"ledger": str(path), empty[0]: empty[1], "text": ""}
     with Ledger(path) as led:
         if args.ledger_command == "show":

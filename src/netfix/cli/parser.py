@@ -212,7 +212,7 @@ def _bench(sub: Any) -> None:
     b.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     b.add_argument("--overwrite", action="store_true", help="replace an existing --json FILE (default: refuse)")
     b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable, mixed-linear, "
-                                "forget-relearn, scale), or list")
+                                "forget-relearn, scale, zoo), or list")
     b.add_argument("--quick", action="store_true", help="a smoke-sized run")
     b.add_argument("--seeds", type=number(int, 1, 1000), default=None,
                    help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
@@ -225,7 +225,7 @@ def _bench(sub: Any) -> None:
     b.add_argument("--methods", default=None, help="unlearn, forget-score: comma-separated method names "
                                                    "(default: every registered method)")
     b.add_argument("--models", type=COUNT, default=None, help="forget-score: models per method (N, default 16)")
-    b.add_argument("--archs", default=None, help="unlearn: comma-separated architectures (default mlp,lenet)")
+    b.add_argument("--archs", default=None, help="unlearn, zoo: comma-separated architectures (unlearn: mlp,lenet; zoo: every zoo model)")
     b.add_argument("--editors", default=None, help="editable: comma-separated editors (default: all four)")
     b.add_argument("--edits", type=COUNT, default=None, help="editable: number of edits N (default 1000, quick 100)")
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")

@@ -185,8 +185,9 @@ def edit(args: argparse.Namespace) -> dict[str, Any]:
     params = [p.strip() for p in args.params.split(",")] if args.params else None
     out = edit_model(model, chosen.X, torch.as_tensor(targets), editor=args.editor, max_steps=args.max_steps,
                      params=params, device=args.device, seed=args.seed, **options)
-    meta = {"method": out.method, "config": out.config, "source_model": str(args.model), "dataset": data.name,
-            "edits": {"data": data.name, "split": args.split, "indices": indices, "targets": targets}}
+    meta: dict[str, Any] = {"method": out.method, "config": out.config, "source_model": str(args.model),
+                            "dataset": data.name, "edits": {"data": data.name, "split": args.split,
+                                                            "indices": indices, "targets": targets}}
     ser = serialize(out.model, meta)
     _unchanged(model, ser, f"edit with {out.method} (the inputs may already be predicted as their targets)")
     prev, new = predict(model, chosen).argmax(1).tolist(), predict(out.model, chosen).argmax(1).tolist()

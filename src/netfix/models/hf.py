@@ -69,7 +69,7 @@ def describe(model: nn.Module) -> "dict[str, Any] | None":
 
 def shape_and_classes(model: nn.Module) -> tuple["list[int] | None", int]:
     """What a config tells of the input (images: channels × size × size) and the number of classes."""
-    cfg = model.config  # type: ignore[attr-defined]
+    cfg: Any = getattr(model, "config")
     size = getattr(cfg, "image_size", None)
     channels = getattr(cfg, "num_channels", None)
     if isinstance(size, (list, tuple)):
