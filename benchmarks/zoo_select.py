@@ -40,7 +40,7 @@ ARCHS = ("mlp", "lenet", "resnet", "residual-bn", "mixer", "keyword", "hf-vit", 
 CLASSES = (3, 7)
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "random-label": {"lr": [1e-2, 3e-3, 1e-3], "train_mode": [True, False]},
-    "salun": {"lr": [5e-3, 2e-3], "train_mode": [True, False]},
+    "salun": {"lr": [5e-3, 4e-3, 2e-3], "epochs": [10, 15], "train_mode": [False]},
     "scrub": {"lr": [1e-3, 3e-4], "train_mode": [True, False]},
     "ogd": {"lr": [1e-2, 3e-3]},
 }
@@ -62,9 +62,11 @@ def model_for(arch: str, train: Any) -> torch.nn.Module:
     return netfix.train(m, train, epochs=30, progress=False, **netfix.models.recipe(arch)).model
 
 
-def unlearn_rows(models: dict[str, Any], train: Any, val: Any) -> list[dict[str, Any]]:
+def unlearn_rows(models: dict[str, Any], train: Any, val: Any, methods: list[str]) -> list[dict[str, Any]]:
     rows = []
     for method, grid in GRIDS.items():
+        if method not in methods:
+            continue
         for values in itertools.product(*grid.values()):
             opts = dict(zip(grid, values))
             for arch, model in models.items():
@@ -139,13 +141,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=("unlearn", "edit"), required=True)
     p.add_argument("--archs", default=",".join(ARCHS))
+    p.add_argument("--methods", default=",".join(GRIDS), help="unlearn: the methods whose grids run")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     train, val = splits()
     models = {a: model_for(a, train) for a in args.archs.split(",")}
-    rows = unlearn_rows(models, train, val) if args.part == "unlearn" else edit_rows(models, val)
+    rows = unlearn_rows(models, train, val, args.methods.split(",")) if args.part == "unlearn" else \
+        edit_rows(models, val)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(table(rows))
 

@@ -129,17 +129,31 @@ def faulty_file(tmp_path_factory):
 def test_unlearn_then_relearn_over_saved_models(capsys, faulty_file):
     capsys.readouterr()
     code, out, _ = run(capsys, "unlearn", str(faulty_file), "--data", "digits", "--scenario",
-                       "mislabel:source=7,target=1", "--option", "objective=ascent", "--option", "lr=0.1", "--json",
-                       "--quiet")
+                       "mislabel:source=7,target=1", "--option", "objective=ascent", "--option", "lr=0.1",
+                       "--guard", "off", "--json", "--quiet")
     res = json.loads(out)
     before, after = res["rows"]
     assert code == 0 and res["config"]["objective"] == "ascent" and res["config"]["lr"] == 0.1
+    assert "guard" not in res["config"]  # --guard off: the user's step, as given
     assert after["forget_acc"] <= 10 and after["fault_rate"] < before["fault_rate"]
     code, out, _ = run(capsys, "relearn", res["model_path"], "--data", "digits", "--scenario",
                        "mislabel:source=7,target=1", "--method", "finetune", "--json", "--quiet")
     res = json.loads(out)
     assert code == 0 and res["mode"] == "relearn" and res["rows"][1]["fault_rate"] < 10
     assert res["model_path"].endswith("faulty-ogd-finetune.safetensors")
+
+
+def test_guard_flag_sets_the_guard_and_refuses_bad_values(capsys, faulty_file, tmp_path):
+    code, out, _ = run(capsys, "unlearn", str(faulty_file), "--scenario", "mislabel:source=7,target=1", "--option",
+                       "objective=ascent", "--option", "lr=0.1", "--guard", "tolerance=1,tries=2",
+                       "--out", str(tmp_path / "g"), "--json", "--quiet")
+    guard = json.loads(out)["config"]["guard"]
+    assert code == 0 and guard["tolerance"] == 1.0 and len(guard["tries"]) <= 2 and guard["tries"][0]["lr"] == 0.1
+    for bad, match in [("tolerance=-1", "tolerance"), ("size=3", "--guard: expected 'off' or KEY=VALUE"),
+                       ("tolerance", "--guard: expected KEY=VALUE")]:
+        code, out, err = run(capsys, "unlearn", str(faulty_file), "--scenario", "class_forget:cls=1", "--guard", bad,
+                             "--out", str(tmp_path / "bad"))
+        assert code == 2 and match in err and out == "" and not (tmp_path / "bad.safetensors").exists()
 
 
 @pytest.mark.parametrize("argv, match", [

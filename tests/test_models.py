@@ -65,7 +65,7 @@ def test_build_records_how_it_was_built():
 
 
 def test_available_lists_models():
-    assert models.available() == ["lenet", "mlp", "resnet"]
+    assert models.available() == ["lenet", "mlp", "resnet", "resnet18", "vit"]
 
 
 def test_resnet_has_batchnorm_and_named_stages():
@@ -257,3 +257,144 @@ def test_recipe_returns_a_copy_and_refuses_unknown_names():
     assert models.recipe("mlp")["lr"] != 99.0
     with pytest.raises(UnknownNameError, match="unknown model 'vgg'"):
         models.recipe("vgg")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# resnet18 and vit (the unlearning literature's CIFAR ResNet-18 and a small ViT), at tiny sizes
+# ---------------------------------------------------------------------------------------------------------------
+
+ZOO = {"resnet18": {"width": 4}, "vit": {"dim": 16, "depth": 2, "heads": 2}}
+ZOO_SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+@pytest.mark.parametrize("shape", ZOO_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_builds_batch_by_classes_logits(name, shape):
+    model = models.build(name, shape, 7, seed=0, **ZOO[name]).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, *shape))
+    assert out.shape == (3, 7) and torch.isfinite(out).all()
+    assert name in models.available()
+    assert netfix.card.of(model).architecture == {"name": name, "kwargs": ZOO[name]}
+
+
+def test_resnet18_is_the_cifar_variant_with_named_stages():
+    model = models.build("resnet18", (3, 32, 32), 10, width=4, seed=0)
+    assert (model.conv1.kernel_size, model.conv1.stride) == ((3, 3), (1, 1))
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    stages = [model.layer1, model.layer2, model.layer3, model.layer4]
+    assert [len(s) for s in stages] == [2, 2, 2, 2]
+    assert [s[0].conv1.out_channels for s in stages] == [4, 8, 16, 32]
+    assert [s[0].conv1.stride for s in stages] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+    assert model.fc.in_features == 32 and list(dict(model.named_children()))[-1] == "fc"
+
+
+def test_resnet18_default_width_is_the_standard_11m_parameter_model():
+    model = models.build("resnet18", (3, 32, 32), 10, seed=0)
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962  # the CIFAR ResNet-18 of the literature
+
+
+def test_vit_structure_and_names():
+    model = models.build("vit", (1, 28, 28), 10, seed=0, **ZOO["vit"])
+    pe = model.patch_embed
+    assert isinstance(pe, nn.Conv2d) and pe.kernel_size == pe.stride == (4, 4) and pe.out_channels == 16
+    assert model.pos_embed.shape == (1, 1 + 7 * 7, 16) and model.cls_token.shape == (1, 1, 16)
+    assert len(model.blocks) == 2 and isinstance(model.norm, nn.LayerNorm)
+    names = dict(model.named_modules())
+    for n in ("blocks.0.norm1", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.1.mlp.fc1", "blocks.1.norm2", "fc"):
+        assert n in names
+    assert list(dict(model.named_children()))[-1] == "fc"
+
+
+def test_vit_attention_matches_torch_multihead_attention():
+    model = models.build("vit", (1, 8, 8), 10, seed=0, **ZOO["vit"]).eval()
+    attn = model.blocks[0].attn
+    mha = nn.MultiheadAttention(16, 2, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(attn.qkv.weight)
+        mha.in_proj_bias.copy_(attn.qkv.bias)
+        mha.out_proj.weight.copy_(attn.proj.weight)
+        mha.out_proj.bias.copy_(attn.proj.bias)
+        x = torch.randn(3, 5, 16)
+        assert torch.allclose(attn(x), mha(x, x, x, need_weights=False)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("patch", [5, 3])
+def test_vit_patch_must_divide_the_image(patch):
+    with pytest.raises(ConfigError, match=rf"^patch: the 28x28 input is not divisible into {patch}x{patch} "
+                                          r"patches\. Fix: pass patch=4 \(divisors of both sides: 2, 4, 7, 14, 28\)"):
+        models.build("vit", (1, 28, 28), 10, patch=patch)
+
+
+@pytest.mark.parametrize("kwargs, field", [({"dim": 30, "heads": 4}, "heads"), ({"depth": 0}, "depth"),
+                                           ({"mlp_ratio": 0}, "mlp_ratio"), ({"dropout": 1.0}, "dropout"),
+                                           ({"dim": 2.5}, "dim")])
+def test_vit_bad_options_raise_config_error(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        models.build("vit", (1, 28, 28), 10, **kwargs)
+
+
+@pytest.mark.parametrize("width", [0, True, 2.0])
+def test_resnet18_bad_width_raises(width):
+    with pytest.raises(ConfigError, match=r"^width: expected a positive number of channels"):
+        models.build("resnet18", (3, 32, 32), 10, width=width)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_flat_input_shape_raises(name):
+    with pytest.raises(ConfigError, match=rf"^input_shape: {name} needs image inputs"):
+        models.build(name, (784,), 10)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_edit_block_leaves_the_function_unchanged_at_insertion(name):
+    plain = models.build(name, (1, 28, 28), 10, seed=0, **ZOO[name])
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        plain.train()(torch.rand(16, 1, 28, 28))
+    plain.eval()
+    edited = models.build(name, (1, 28, 28), 10, seed=1, edit_block=8, **ZOO[name]).eval()
+    missing, unexpected = edited.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("edit_block.") for k in missing)
+    assert isinstance(edited.edit_block, models.EditBlock)
+    assert list(dict(edited.named_children()))[-2:] == ["edit_block", "fc"]
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(edited(x), plain(x))
+    via = netfix.editing.add_edit_block(plain, hidden=8, seed=1).eval()
+    with torch.no_grad():
+        assert torch.equal(via(x), plain(x))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_save_load_round_trip(name, tmp_path):
+    model = models.build(name, (3, 32, 32), 10, seed=0, edit_block=4, **ZOO[name])
+    with torch.no_grad():
+        model.train()(torch.rand(16, 3, 32, 32))
+    model.eval()
+    netfix.save(model, tmp_path / name)
+    loaded = netfix.load(tmp_path / name).eval()
+    assert type(loaded) is type(model) and _same_weights(loaded, model)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_seed_is_reproducible(name):
+    a = models.build(name, (1, 28, 28), 10, seed=3, **ZOO[name])
+    assert _same_weights(a, models.build(name, (1, 28, 28), 10, seed=3, **ZOO[name]))
+    assert _params_all_differ(a, models.build(name, (1, 28, 28), 10, seed=4, **ZOO[name]))
+    r = models.reinit(a, seed=1)
+    assert _params_all_differ(a, r) and _same_weights(r, models.reinit(a, seed=1))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_trains_on_synthetic_with_its_recipe(name):
+    train, _ = netfix.datasets.load("synthetic", n_train=256, n_test=32)
+    model = models.build(name, train.input_shape, train.num_classes, seed=0, **ZOO[name])
+    recipe = models.recipe(name)
+    recipe["batch_size"] = 32  # 8 steps an epoch on 256 samples
+    out = netfix.train(model, train, epochs=3, seed=0, progress=False, **recipe)
+    losses = [h["loss"] for h in out.history if "loss" in h]
+    assert losses[-1] < losses[0]

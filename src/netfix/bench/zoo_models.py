@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data import LabeledData
 
-__all__ = ["ZOO", "build", "train_plain", "ResidualBN", "Mixer", "KeywordNet"]
+__all__ = ["ZOO", "FULL_SIZE", "build", "train_plain", "ResidualBN", "Mixer", "KeywordNet"]
 
 
 class ResidualBN(nn.Module):
@@ -118,8 +118,17 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# netfix's own resnet18 and vit at full size (the literature's CIFAR ResNet-18; ViT-Tiny with 4x4 patches), trained
+# by the same plain loop: GPU models, which `netfix bench zoo --device cuda` adds to the zoo.
+FULL_SIZE: dict[str, dict[str, Any]] = {"resnet18": {"width": 64}, "vit": {"dim": 192, "depth": 12, "heads": 3}}
+
+
 def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """A zoo model, initialised from ``seed``."""
+    """A zoo model (or a :data:`FULL_SIZE` one), initialised from ``seed``."""
+    if name in FULL_SIZE:
+        from ..models import build as build_netfix
+
+        return build_netfix(name, input_shape, num_classes, seed=seed, **{**FULL_SIZE[name], **kwargs})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ZOO[name](input_shape, num_classes, **kwargs)
@@ -134,10 +143,12 @@ def _logits(out: Any) -> torch.Tensor:
 
 
 def train_plain(model: nn.Module, data: LabeledData, epochs: int = 10, lr: float = 2e-3, batch_size: int = 64,
-                seed: int = 0, keyword: "str | None" = None) -> nn.Module:
+                seed: int = 0, keyword: "str | None" = None, device: "torch.device | str | None" = None) -> nn.Module:
     """A user's own training loop: AdamW with a cosine schedule, nothing of netfix's. Trains ``model`` in place
-    and returns it in eval mode."""
+    (on ``device`` when given) and returns it on the CPU, in eval mode."""
     g = torch.Generator().manual_seed(seed)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(data) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -150,11 +161,11 @@ def train_plain(model: nn.Module, data: LabeledData, epochs: int = 10, lr: float
                 idx = order[i:i + batch_size]
                 if len(idx) < 2:
                     continue
-                X, y = data.X[idx], data.y[idx]
+                X, y = data.X[idx].to(dev), data.y[idx].to(dev)
                 out = model(**{keyword: X}) if keyword else model(X)
                 loss = F.cross_entropy(_logits(out), y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
-    return model.eval()
+    return model.cpu().eval()

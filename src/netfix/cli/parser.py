@@ -165,6 +165,9 @@ def _repair(sub: Any) -> None:
         u.add_argument("--method", default="ogd", help="a registered method (netfix.methods.available(); default ogd)")
         u.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="method option, e.g. objective=ascent or params=layer3,fc (repeatable)")
+        u.add_argument("--guard", metavar="off|KEY=VALUE,...", default=None,
+                       help="the guard on retained accuracy (netfix.methods.Guard): 'off', or its options, e.g. "
+                            "tolerance=5,collapse=20 (default: on for unlearn, off for relearn)")
         u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
         _outputs(u, "new model's (default: MODEL-METHOD beside MODEL)")
         _compute(u)

@@ -59,6 +59,7 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     unlearning = args.verb == "unlearn"
     options = parse_kv(args.option, "--option")
     _check_method(args, options)
+    _guard(args)  # checked before anything is read
     loaded = read_model(args.model, "MODEL", args)
     ref = read_model(args.reference, "--reference", args) if args.reference else None
     data = model_data(args, loaded, ref)
@@ -70,7 +71,7 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     stem = stem_of(args.out) if args.out else source.with_name(f"{source.name}-{args.method}")
     roles = ("model", "run", "report") + (("certificate",) if unlearning else ())
     paths = outputs(args, stem, roles, reads=(args.model, args.reference))  # before the run, the costly part
-    common = {"seed": args.seed, "device": args.device, "progress": progress(args), **options}
+    common = {"seed": args.seed, "device": args.device, "progress": progress(args), **options, **_guard(args)}
     model = loaded.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoChangeWarning)  # refused below, with the CLI's own message
@@ -117,6 +118,21 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     result["text"] = (f"{args.verb} with {args.method} on {what}{sizes}\n\n{text_table(rows, columns)}\n\n"
                       f"saved: {paths['model']}\nreport: {result['report']}" + proof_text(proof))
     return result
+
+
+def _guard(args: argparse.Namespace) -> dict[str, Any]:
+    """``--guard``: absent, the method's default; ``off``, none; else the :class:`netfix.methods.Guard` options."""
+    from ..methods import Guard
+
+    if args.guard is None:
+        return {}
+    if args.guard.strip().lower() in ("off", "none", "no"):
+        return {"guard": None}
+    try:
+        return {"guard": Guard(**parse_kv(args.guard.split(","), "--guard"))}
+    except TypeError as e:
+        raise ConfigError(f"--guard: expected 'off' or KEY=VALUE pairs of {', '.join(Guard.__dataclass_fields__)}; "
+                          f"got {args.guard!r} ({e}).") from None
 
 
 def _check_method(args: argparse.Namespace, options: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024 (OPTML-Group/Unlearn-Sal
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
 
 LABELS = ("other", "uniform")
-MIN_FORGET_STEPS = 4
 
 
 @dataclass
@@ -84,16 +82,12 @@ def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledDa
     Returns one dict per epoch."""
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     one = dataclasses.replace(recipe, epochs=1)
-    # at least MIN_FORGET_STEPS steps per forget pass: a small forget set (a class of a small data set) would else be
-    # seen in one or two steps a round, too few for the random labels to take (benchmarks/zoo_select.py)
-    one_forget = dataclasses.replace(one, batch_size=max(1, min(recipe.batch_size,
-                                                                math.ceil(len(forget) / MIN_FORGET_STEPS))))
     common: dict[str, Any] = {"generator": ctx.generator, "device": ctx.device, "train_mode": train_mode,
                               "before_step": before_step, "after_step": after_step, "optimizer": opt}
     history: list[dict[str, Any]] = []
     step, start = 0, time.perf_counter()
     for epoch in tqdm(range(recipe.epochs), desc=desc, unit="epoch", disable=not ctx.progress, leave=False):
-        f = fit(model, random_labels(forget, labels, ctx.generator), one_forget, desc=f"{desc} forget", freeze_norm=True,
+        f = fit(model, random_labels(forget, labels, ctx.generator), one, desc=f"{desc} forget", freeze_norm=True,
                 max_update=max_update, **common)[-1]
         r = fit(model, retain, one, desc=f"{desc} retain", **common)[-1]
         step += f["step"] + r["step"]

@@ -20,10 +20,11 @@ from . import hf
 from .layers import EditBlock
 from .lenet import LeNet
 from .mlp import MLP
-from .resnet import ResNet
+from .resnet import ResNet, ResNet18
+from .vit import ViT
 
 __all__ = ["build", "available", "register", "architecture", "recipe", "reinit", "EditBlock", "MLP", "LeNet",
-           "ResNet"]
+           "ResNet", "ResNet18", "ViT"]
 
 
 
@@ -40,6 +41,7 @@ def _mixed_linear(input_shape: Sequence[int], num_classes: int, core: dict[str, 
 
 
 _BUILTIN: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
+                                                 "resnet18": ResNet18, "vit": ViT,
                                                  "mixed-linear": _mixed_linear, hf.NAME: hf.build}
 _USER: dict[str, Callable[..., nn.Module]] = {}   # netfix.models.register(...) in the user's program
 ENTRY_POINT_GROUP = "netfix.architectures"
@@ -102,12 +104,16 @@ def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module]
 
 # Default training recipes (netfix.train keyword arguments) per architecture. mlp and lenet were chosen on a
 # validation split of 10,000 images carved from Fashion-MNIST's training set, never on its test set
-# (benchmarks/select_recipe.py; docs/results.md). resnet takes the literature's CIFAR recipe (methods.md §5), untuned.
+# (benchmarks/select_recipe.py; docs/results.md); resnet18 (at width 16) and vit (its CPU size) the same way on
+# 20,000 training images for 4 epochs (benchmarks/select_recipe_zoo.py; docs/select_recipe_zoo.jsonl). resnet
+# takes the literature's CIFAR recipe, untuned.
 _RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 128},
     "lenet": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 32},
     "resnet": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
                "batch_size": 128},
+    "resnet18": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "lr_schedule": "cosine", "batch_size": 128},
+    "vit": {"optimizer": "adam", "lr": 3e-3, "lr_schedule": "cosine", "batch_size": 64},
 }
 
 

@@ -1,4 +1,5 @@
-"""``resnet``: the CIFAR-style ResNet of He et al. 2016 (depth 6n + 2), BatchNorm throughout."""
+"""``resnet``: the CIFAR-style ResNet of He et al. 2016 (depth 6n + 2); ``resnet18``: the CIFAR variant of
+ResNet-18 the unlearning literature uses. BatchNorm throughout."""
 
 from __future__ import annotations
 
@@ -63,4 +64,36 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
+        return self.fc(self.edit_block(torch.flatten(self.pool(out), 1)))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18, CIFAR variant (the unlearning literature's: SalUn, SCRUB, l1-sparse, ...): a 3x3 stem conv of
+    stride 1 and no max-pool, four stages of two basic blocks of width w, 2w, 4w, 8w (stride 2 from the second
+    stage on), BatchNorm, global average pooling, ``fc``.
+
+    ``width=64`` is the standard ResNet-18 (11.2M parameters at 10 classes; a GPU model); ``width=16`` (0.7M) is
+    the CPU size, whose Fashion-MNIST epoch takes a few minutes on two cores (docs/results.md). Stages are named
+    ``layer1..layer4`` and the classifier ``fc``; ``edit_block=H`` puts an :class:`EditBlock` of H hidden units
+    before ``fc`` (0 = none). Takes any (C, H, W) input, e.g. (1, 28, 28) or (3, 32, 32)."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 64, edit_block: int = 0) -> None:
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ConfigError(f"width: expected a positive number of channels like 64 (16 on a CPU); got {width!r}.")
+        c, _, _ = image_shape(input_shape, "resnet18")
+        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        stages, cin = [], width
+        for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            stages.append(nn.Sequential(_Block(cin, cout, 1 if i == 0 else 2), _Block(cout, cout, 1)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.edit_block = edit_block_or_identity(cin, edit_block)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.fc(self.edit_block(torch.flatten(self.pool(out), 1)))
