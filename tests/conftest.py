@@ -78,3 +78,15 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def ogd_repair(faulty, s):
+    """Unlearn a fault's samples with OGD, then relearn their corrected labels protecting the rest; returns the
+    repaired model's metrics on the scenario (fault_acc: % of the fault fixed)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forgotten = netfix.unlearn(faulty, s.forget, s.retain, method="ogd", progress=False).model
+        fixed = netfix.relearn(forgotten, s.corrected, protect=s.retain, method="ogd", progress=False).model
+    return netfix.evaluate(fixed, scenario=s)

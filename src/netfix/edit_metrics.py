@@ -44,6 +44,7 @@ from .editing import EDITORS, EditorConfig, FrozenSplit, default_edit_params, ed
 from .errors import ConfigError, DataError, unknown
 from .gradients import param_names
 from .training import model_view, num_outputs
+from .streaming import move as move_batch
 
 __all__ = ["ALTERNATIVES", "EditMetrics", "LookupTable", "FinetuneConfig", "measure_edits", "sequential_edits",
            "perturbations"]
@@ -155,7 +156,7 @@ class _Editing:
         prefixes = list(params) if params is not None else default_edit_params(model, k)
         self.names = param_names(model, prefixes)
         self.prefixes = prefixes
-        self.X, self.y = test.X.to(device), test.y.to(device)
+        self.X, self.y = test.tensor.to(device), test.y.to(device)
         self.split = FrozenSplit(model, self.names, self.X[:8])
         self.feats = self.split.batched_features(self.X, batch_size)
         self.batch_size = batch_size
@@ -318,7 +319,7 @@ def _finetune_row(net: nn.Module, prep: _Editing, x: torch.Tensor, t: torch.Tens
         loss = F.cross_entropy(functional_call(net, params, (x,)), t)
         if cfg.replay:
             idx = torch.randint(len(replay), (cfg.replay,), generator=g)
-            loss = loss + F.cross_entropy(functional_call(net, params, (replay.X[idx].to(dev),)), replay.y[idx].to(dev))
+            loss = loss + F.cross_entropy(functional_call(net, params, (move_batch(replay.X[idx], dev),)), replay.y[idx].to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -435,10 +435,10 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
         data = as_data((X, y), "inputs")
         check_range(data, card.of(model).data, "inputs")
         net_view, k = model_view(net, data, "inputs")
-        data = as_data(data, "inputs", num_classes=k)
+        data = as_data(data, "inputs", num_classes=k).in_memory("inputs")
         control = None
         if rehearsal is not None:
-            ctrl_X = rehearsal if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal").X
+            ctrl_X = rehearsal if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal").tensor
             if ctrl_X.shape[1:] != data.X.shape[1:]:
                 raise DataError(f"rehearsal: inputs have shape {tuple(ctrl_X.shape[1:])} but inputs' have "
                                 f"{tuple(data.X.shape[1:])}; expected the same shape.")
@@ -450,7 +450,7 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
         start = time.perf_counter()
         with eval_mode(net):
             chosen = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if n in names}
-            Xd, yd = data.X.to(dev), data.y.to(dev)
+            Xd, yd = data.tensor.to(dev), data.y.to(dev)
             split = FrozenSplit(net_view, names, Xd)
             reference, control_in = None, None
             with torch.no_grad():

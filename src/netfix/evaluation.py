@@ -19,6 +19,7 @@ from .errors import ConfigError, DataError, ModelError
 from .forget_score import forget_score
 from .adapter import as_logits
 from .training import model_view
+from .streaming import move
 
 __all__ = ["Metrics", "evaluate", "predict", "accuracy", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
 
@@ -49,7 +50,7 @@ def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torc
     """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
     restored afterwards."""
     dev = model_device(model)
-    view = as_logits(model, data.X[:2].to(dev)) if len(data) else model
+    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
     with eval_mode(model):
         out = [view(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
     return torch.cat(out) if out else torch.empty(0, 0)

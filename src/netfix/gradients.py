@@ -16,7 +16,7 @@ Gram matrix (rank-deficient directions dropped). Other methods (mixed-linear for
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ from torch.func import functional_call, grad, jacrev, vjp, vmap
 from ._runtime import eval_mode
 from .data import LabeledData
 from .errors import ConfigError, unknown
+from .streaming import move
 
 __all__ = ["VARIANTS", "param_names", "output_gradients", "output_jacobian", "output_gradients_loop", "Jacobian",
            "Basis", "ProjectedSGD", "flat_grad", "set_flat_grad"]
@@ -108,7 +109,8 @@ def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
     fixed.update(dict(model.named_buffers()))
 
     def logits(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:  # x: (*input_shape) -> (K,)
-        return functional_call(model, {**p, **fixed}, (x.unsqueeze(0),)).squeeze(0)
+        one = {k: v.unsqueeze(0) for k, v in x.items()} if isinstance(x, dict) else x.unsqueeze(0)  # dict: text
+        return functional_call(model, {**p, **fixed}, (one,)).squeeze(0)
 
     if variant == "gtl":
         rows_of = vmap(grad(lambda p, x, y: logits(p, x).gather(0, y.unsqueeze(0)).squeeze(0)), in_dims=(None, 0, 0))
@@ -122,12 +124,12 @@ def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
     chunk_size = chunk_size or _auto_chunk(sum(sizes) * max(1, logits_per))
     out = torch.empty(per_row, sum(sizes), device=dev, dtype=dtype)  # written in place: no concatenation copies
     lead = 2 if variant == "all" else 1
-    row = 0
+    row, loop = 0, [False]
     with eval_mode(model):
         for start in range(0, len(data), chunk_size):
-            X = data.X[start:start + chunk_size].to(dev)
+            X = move(data.X[start:start + chunk_size], dev)
             y = data.y[start:start + chunk_size].to(dev)
-            g = rows_of(chosen, X, y)  # name -> (B, *shape) or (B, K, *shape)
+            g = _rows(rows_of, chosen, X, y, logits, variant, loop)  # name -> (B, *shape) or (B, K, *shape)
             offset = 0
             for n, size in zip(names, sizes):
                 block = g[n].reshape(*g[n].shape[:lead], size).reshape(-1, size)
@@ -147,10 +149,39 @@ def _auto_chunk(numbers_per_sample: int, budget: int = 64 * 2 ** 20) -> int:
     return int(max(16, min(4096, budget // max(1, numbers_per_sample))))
 
 
+def _rows(rows_of: Callable[..., dict[str, torch.Tensor]], chosen: dict[str, torch.Tensor], X: Any, y: torch.Tensor,
+          logits: Callable[[dict[str, torch.Tensor], Any], torch.Tensor], variant: str, loop: list[bool]
+          ) -> dict[str, torch.Tensor]:
+    """Per-sample gradient rows of a chunk: vmapped, or — for a forward with data-dependent control flow (a
+    Hugging Face text model's mask checks), which vmap cannot trace — one sample at a time (same numbers, slower;
+    ``loop[0]`` remembers it for the next chunks)."""
+    if not loop[0]:
+        try:
+            return rows_of(chosen, X, y)
+        except RuntimeError as e:
+            if "vmap" not in str(e):
+                raise
+            loop[0] = True
+    names = list(chosen)
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for i in range(len(y)):
+        x = {k: v[i] for k, v in X.items()} if isinstance(X, dict) else X[i]
+        p = {n: t.detach().requires_grad_(True) for n, t in chosen.items()}
+        with torch.enable_grad():
+            z = logits(p, x)
+            targets = [z[y[i]]] if variant == "gtl" else [z.mean()] if variant == "ave" else list(z)
+            rows = [torch.autograd.grad(t, [p[n] for n in names], retain_graph=True, allow_unused=True)
+                    for t in targets]
+        for j, n in enumerate(names):
+            per = [r[j] if r[j] is not None else torch.zeros_like(p[n]) for r in rows]
+            out[n].append(per[0] if variant != "all" else torch.stack(per))
+    return {n: torch.stack(v) for n, v in out.items()}
+
+
 def _num_logits(model: nn.Module, data: LabeledData, dev: torch.device) -> int:
     """The number of logits, from one eval-mode forward."""
     with eval_mode(model), torch.no_grad():
-        return int(model(data.X[:1].to(dev)).shape[1])
+        return int(model(move(data.X[:1], dev)).shape[1])
 
 
 def output_gradients_loop(model: nn.Module, data: LabeledData, variant: str = "gtl",
@@ -166,7 +197,7 @@ def output_gradients_loop(model: nn.Module, data: LabeledData, variant: str = "g
     rows = []
     with eval_mode(model):
         for i in range(len(data)):
-            out = model(data.X[i:i + 1].to(dev)).squeeze(0)
+            out = model(move(data.X[i:i + 1], dev)).squeeze(0)
             targets = {"gtl": [out[int(data.y[i])]], "ave": [out.mean()], "all": list(out)}[variant]
             for t in targets:
                 gs = torch.autograd.grad(t, chosen, retain_graph=True, allow_unused=True)
@@ -352,7 +383,7 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
     jac = Jacobian(names, sizes, len(data) * per, dev, dtype)
     if len(data) == 0:
         return jac
-    linears = _factorable_linears(model, names, data.X[:1].to(dev)) if factored else {}
+    linears = _factorable_linears(model, names, move(data.X[:1], dev)) if factored else {}
     covered = {p for pair in linears.values() for p in pair if p is not None}
     if any(n not in covered for n in names):  # a dense pass runs anyway: small layers ride along in it
         linears = {m: wb for m, wb in linears.items() if all_params[wb[0]].numel() >= _FACTOR_MIN}
@@ -370,7 +401,7 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
         state = {k: v.detach() for k, v in state.items()}
         with eval_mode(model), torch.no_grad():
             for start in range(0, len(data), factored_chunk):
-                X = data.X[start:start + factored_chunk].to(dev)
+                X = move(data.X[start:start + factored_chunk], dev)
                 y = data.y[start:start + factored_chunk].to(dev)
 
                 def run(eps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -387,7 +418,7 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
                         for h in handles:
                             h.remove()
 
-                eps = {n: torch.zeros(X.shape[0], modules[n].out_features, device=dev,
+                eps = {n: torch.zeros(len(y), modules[n].out_features, device=dev,
                                       dtype=modules[n].weight.dtype) for n in linears}
                 with torch.enable_grad():
                     logits, pullback, inputs = vjp(run, eps, has_aux=True)  # type: ignore[misc]
@@ -397,7 +428,7 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
                         deltas = pullback(torch.full_like(logits, 1.0 / logits.shape[1]))[0]
                     else:
                         eye = torch.eye(logits.shape[1], device=dev, dtype=logits.dtype)
-                        cot = eye[:, None, :].expand(-1, X.shape[0], -1)               # (K, B, K)
+                        cot = eye[:, None, :].expand(-1, len(y), -1)                   # (K, B, K)
                         deltas = vmap(pullback)(cot)[0]                                  # name -> (K, B, out)
                         deltas = {n: d.transpose(0, 1).reshape(-1, d.shape[-1]) for n, d in deltas.items()}
                 for n in linears:

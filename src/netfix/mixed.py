@@ -45,6 +45,7 @@ from torch.func import functional_call, jvp
 from ._runtime import check_model, model_device, seeded, show_progress
 from . import card
 from .data import DataLike, LabeledData, as_data
+from .streaming import StreamedInputs
 from .editing import FrozenSplit
 from .errors import ConfigError, DataError, ModelError
 from .training import num_outputs
@@ -321,9 +322,16 @@ class MixedLinear(nn.Module):
         return self._split
 
     # -- outputs -----------------------------------------------------------------------------------------------
-    def features(self, X: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, ...]:
-        """The core's cached features below the linearised modules (computed once; frozen core)."""
-        X = X.to(model_device(self))
+    def features(self, X: "torch.Tensor | StreamedInputs", batch_size: int = 1024) -> tuple[torch.Tensor, ...]:
+        """The core's cached features below the linearised modules (computed once; frozen core). Streamed inputs
+        are read ``batch_size`` at a time (the features, not the inputs, are kept)."""
+        dev = model_device(self)
+        if isinstance(X, StreamedInputs):
+            split = self.split(X[:2].to(dev))
+            parts = [split.batched_features(X[i:i + batch_size].to(dev), batch_size)
+                     for i in range(0, len(X), batch_size)]
+            return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
+        X = X.to(dev)
         return self.split(X).batched_features(X, batch_size)
 
     def _primal_tangent(self, feats: tuple[torch.Tensor, ...], w: "torch.Tensor | None"

@@ -180,13 +180,13 @@ def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float =
     rng = np.random.default_rng(seed)
     idx = _draw(np.flatnonzero(tr.y.numpy() != target), fraction, rng)
     t_idx = torch.as_tensor(idx)
-    X, y = tr.X.clone(), tr.y.clone()
+    X, y = tr.tensor.clone(), tr.y.clone()
     X[t_idx] = apply_trigger(X[t_idx], trigger)
     y[t_idx] = target
     poisoned = LabeledData(X, y, tr.num_classes, "backdoor/train")
     others = np.flatnonzero(te.y.numpy() != target)
     fault = te.subset(others, "backdoor/fault_test")
-    fault.X = apply_trigger(fault.X, trigger)
+    fault.X = apply_trigger(fault.tensor, trigger)
     s = _split("backdoor", {"target": target, "fraction": fraction, "trigger": trigger, "seed": seed}, poisoned,
                te, idx, fault_test=fault, fault_label=target)
     s.corrected = s.forget.with_labels(tr.y[torch.as_tensor(s.forget_indices)], "backdoor/corrected")

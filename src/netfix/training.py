@@ -25,6 +25,7 @@ from .data import DataLike, LabeledData, as_data, batches, check_range
 from .errors import ConfigError, DivergedError
 from .validation import Options, option
 from .gradients import param_names
+from .streaming import move
 
 __all__ = ["Outcome", "TrainConfig", "train", "fit", "model_view", "num_outputs", "make_optimizer"]
 
@@ -76,7 +77,7 @@ def model_view(model: nn.Module, data: LabeledData, argument: str = "data", reme
     """``(model as netfix calls it, its number of classes)``: :func:`netfix.adapter.logits_model` checked on two
     samples of ``data`` — shape mismatches become an error naming both shapes, before any work starts.
     ``remember``: keep how to call it on the model's card (netfix's private copies only)."""
-    return logits_model(model, data.X[:2].to(model_device(model)), argument, remember)
+    return logits_model(model, move(data.X[:2], model_device(model)), argument, remember)
 
 
 def num_outputs(model: nn.Module, data: LabeledData, argument: str = "data") -> int:

@@ -83,7 +83,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 "10%": torch.randperm(len(user), generator=g)[:len(user) // 10],
                 "class": torch.nonzero(user.y == 0).squeeze(1)}
     with torch.no_grad():
-        test_X = test.X.to(next(ml.parameters()).device)
+        test_X = test.tensor.to(next(ml.parameters()).device)
     for request, idx in requests.items():
         keep = torch.ones(len(user), dtype=torch.bool)
         keep[idx] = False

@@ -177,8 +177,7 @@ def _mixed_linear(arch: str, epochs: int, s: scenarios.Scenario, seed: int, devi
     of the ordinary network's ``retrain`` in this run."""
     core_idx, user_keep_idx = core_user_split(s.retain, 0.1, seed)
     core_data, user_keep = s.retain.subset(core_idx, "core"), s.retain.subset(user_keep_idx, "user-remaining")
-    user = datasets.LabeledData(torch.cat([user_keep.X, s.forget.X]), torch.cat([user_keep.y, s.forget.y]),
-                                user_keep.num_classes, "user")
+    user = datasets.concat([user_keep, s.forget], "user")
     core = train(models.build(arch, core_data.input_shape, core_data.num_classes, seed=seed), core_data,
                  epochs=epochs, seed=seed, device=device, progress=progress, **models.recipe(arch))
     fresh = MixedLinear(core.model, MIXED_LINEARIZE[arch]).with_preconditioner(core_data, seed=seed)

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from ..errors import NetfixError
+from ..errors import ConfigError, NetfixError
 from . import misc, parser, repair, train
 
 __all__ = ["main"]
@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .. import distributed
 
+    if getattr(args, "data_dir", None) is not None:  # the user's image folder: a dataset name the model records
+        if getattr(args, "data", None):
+            return _fail(args, ConfigError("--data-dir: give --data or --data-dir, not both."))
+        args.data = f"folder:{args.data_dir.expanduser().resolve()}"
     try:
         distributed.init_from_env(getattr(args, "device", None))  # under torchrun: join its process group
     except NetfixError as e:

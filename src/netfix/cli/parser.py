@@ -51,6 +51,9 @@ def _compute(p: argparse.ArgumentParser) -> None:
 def _data_args(p: argparse.ArgumentParser, scenario: bool = True) -> None:
     p.add_argument("--data", default=None,
                    help="built-in dataset (see `netfix datasets`); default: the one the model was trained on")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="your own images instead of --data: DIR/train/<class>/<image> and DIR/test/<class>/<image> "
+                        "(PNG/JPEG), read lazily")
     p.add_argument("--allow-data-mismatch", action="store_true",
                    help="accept --data that differs from the model's own (name, shape, classes or value range)")
     if scenario:

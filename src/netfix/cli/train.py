@@ -103,7 +103,7 @@ def _stem(args: argparse.Namespace, desc: dict[str, Any], data: str) -> Path:
     if args.start:
         source = stem_of(args.start)
         return source.with_name(f"{source.name}-{'editable' if args.editable else 'finetuned'}")
-    return Path("runs") / f"{desc['name']}-{data}"
+    return Path("runs") / f"{desc['name']}-{Path(data.split(':', 1)[1]).name if data.startswith('folder:') else data}"
 
 
 def _start(args: argparse.Namespace, start: Any, data: Data) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:

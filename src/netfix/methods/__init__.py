@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import card
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
-from ..data import DataLike, LabeledData, as_data, check_disjoint, check_range
+from ..data import DataLike, LabeledData, Request, as_data, check_disjoint, check_range, concat, request_of
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
 from ..training import Outcome, model_view
 from ._guard import Guard, GuardWarning, guarded
@@ -111,8 +111,7 @@ def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> Labeled
     ``data`` when relearning."""
     if ctx.mode == "unlearn":
         return retain
-    return LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]), forget.num_classes,
-                       "protect+data")
+    return concat([retain, forget], "protect+data")
 
 
 def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
@@ -180,11 +179,15 @@ def _state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def unlearn(model: nn.Module, forget: DataLike, retain: DataLike, method: str = "ogd", *, seed: int = 0,
+def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | None" = None, method: str = "ogd", *,
+            seed: int = 0,
             device: "torch.device | str | None" = None, progress: bool | None = None,
             guard: "Guard | None" = GUARD, **options: Any) -> Outcome:
     """Remove what ``forget`` taught ``model`` while keeping what ``retain`` teaches; returns a new model.
 
+    ``forget`` may be a deletion request — ``netfix.data.Request(dataset, forget_indices)`` or
+    ``torch.utils.data.Subset(dataset, forget_indices)`` — with ``retain`` left out: the rest of ``dataset`` is
+    kept, and ``config["request"]`` records the indices' count and sha256.
     ``options`` are the method's config fields (``netfix.methods.get(method).config``); unknown ones are errors.
     ``guard``: a run that loses more retained accuracy than ``guard.tolerance`` points is redone with a smaller step
     (:class:`Guard`; ``None``: unguarded).
@@ -194,7 +197,20 @@ def unlearn(model: nn.Module, forget: DataLike, retain: DataLike, method: str = 
         >>> out.model is model
         False
     """
-    return _operate("unlearn", model, forget, retain, method, seed, device, progress, options, guard)
+    request = request_of(forget) if retain is None else None
+    if retain is None and request is None:
+        raise ConfigError("retain: missing; expected the samples to keep. Fix: pass retain=..., or give forget as "
+                          "a deletion request: netfix.data.Request(train_dataset, forget_indices) or "
+                          "torch.utils.data.Subset(train_dataset, forget_indices).")
+    f, r = request.split() if request is not None else (forget, retain)
+    if isinstance(f, Request) or r is None:
+        raise ConfigError("forget: a netfix.data.Request stands for both sets; leave retain out.")
+    out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard)
+    if request is not None:
+        from ..ledger import indices_digest
+
+        out.config["request"] = indices_digest(request.forget_indices)
+    return out
 
 
 def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, method: str = "ogd", *,

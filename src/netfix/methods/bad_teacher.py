@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import LabeledData
+from ..data import LabeledData, concat
 from ..models import reinit
 from ..training import TrainConfig, fit
 from ..validation import Options, option
@@ -57,7 +57,8 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: BadTeac
     kept = retain.subset(torch.randperm(len(retain), generator=ctx.generator)[:count])
     # the "label" of each sample names its teacher: 1 = bad (forget), 0 = good (retain)
     teacher_of = torch.cat([torch.ones(len(forget), dtype=torch.int64), torch.zeros(count, dtype=torch.int64)])
-    data = LabeledData(torch.cat([forget.X, kept.X]), teacher_of, 2, "forget+retain share")
+    both = concat([forget, kept], "forget+retain share")
+    data = LabeledData(both.X, teacher_of, 2, both.name)
     T = float(cfg.temperature)
 
     def loss_fn(m: nn.Module, X: torch.Tensor, use_bad: torch.Tensor) -> torch.Tensor:

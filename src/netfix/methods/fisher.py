@@ -40,6 +40,7 @@ from ..data import LabeledData
 from ..errors import ConfigError, DataError
 from ..gradients import _auto_chunk, param_names
 from ..validation import Options, option
+from ..streaming import move
 from . import Context, register
 
 BOOST = 10.0  # variance factor of the output layer and of 1-D parameters (Golatkar et al.)
@@ -96,12 +97,12 @@ def fisher_diagonal(model: nn.Module, data: LabeledData, chunk_size: int | None 
     if len(data) == 0:
         return total
     with eval_mode(model), torch.no_grad():
-        k = int(model(data.X[:1].to(dev)).shape[1])
+        k = int(model(move(data.X[:1], dev)).shape[1])
     size = chunk_size or _auto_chunk(k * sum(t.numel() for t in chosen.values()))
     with eval_mode(model):
         for start in tqdm(range(0, len(data), size), desc="fisher", unit="chunk", disable=not progress,
                           leave=False):
-            X = data.X[start:start + size].to(dev)
+            X = move(data.X[start:start + size], dev)
             jac, prob = per_sample(chosen, X)  # name -> (B, K, *shape); prob (B, K)
             for n in names:
                 weights = prob.reshape(*prob.shape, *([1] * chosen[n].ndim))
@@ -160,7 +161,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FisherC
         ctx: Context) -> list[dict[str, Any]]:
     """Fisher forgetting: Gaussian noise scaled by the inverse Fisher information on the retained data."""
     dev = next(iter(model.parameters())).device
-    layers = cfg.last_layer if cfg.last_layer is not None else output_layers(model, forget.X[:2].to(dev))
+    layers = cfg.last_layer if cfg.last_layer is not None else output_layers(model, move(forget.X[:2], dev))
     last = _layer_params(model, layers)
     cls = _forgotten_class(forget, retain, cfg)
     if cls is not None and not last:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import distributed
-from ..data import LabeledData
+from ..data import LabeledData, concat
 from ..errors import DataError
 from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
@@ -182,8 +182,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConf
     if ctx.mode == "relearn" and cfg.replay > 0 and len(retain):
         count = min(len(retain), max(1, round(cfg.replay * len(forget))))
         extra = retain.subset(torch.randperm(len(retain), generator=ctx.generator)[:count])
-        steps_on = LabeledData(torch.cat([forget.X, extra.X]), torch.cat([forget.y, extra.y]), forget.num_classes,
-                               "data+replay")
+        steps_on = concat([forget, extra], "data+replay")
     if ctx.mode == "unlearn":
         one_class = single_label(forget)
         objective = cfg.objective if cfg.objective != "auto" else ("away" if one_class else "random-label")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import LabeledData
+from ..data import LabeledData, concat
 from ..gradients import squared_gradient_importance
 from ..validation import MAX_BATCH, Options, option
 from . import Context, register
@@ -66,8 +66,7 @@ def dampen(model: nn.Module, full: dict[str, torch.Tensor], forget: dict[str, to
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SSDConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Selective Synaptic Dampening: shrink the weights far more important to forget than to all the data."""
-    everything = LabeledData(torch.cat([retain.X, forget.X]), torch.cat([retain.y, forget.y]), forget.num_classes,
-                             "retain+forget")
+    everything = concat([retain, forget], "retain+forget")
     i_full = importance(model, everything, cfg.batch_size, ctx.generator, ctx.progress)
     i_forget = importance(model, forget, cfg.batch_size, ctx.generator, ctx.progress)
     selected = dampen(model, i_full, i_forget, cfg.alpha, cfg.lam)
