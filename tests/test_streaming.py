@@ -244,3 +244,19 @@ def test_cli_trains_and_unlearns_an_image_folder_given_indices(tmp_path, monkeyp
     assert json.dumps(cert).count(netfix.ledger.indices_digest([0, 5, 30])["sha256"]) >= 1
     assert main(["evaluate", "runs/mlp-photos", "--quiet"]) == 0
     assert main(["train", "--data-dir", "nowhere", "--quiet"]) == 2
+
+
+def test_the_memory_bench_measures_a_streamed_disk_dataset(tmp_path):
+    """`netfix bench memory`'s pieces at a tiny size: the files it writes, and one measured call (in-process)."""
+    from netfix.bench import memory
+    from netfix.formats import ArrayDataset
+
+    x_path, y_path = memory._write(tmp_path, 600)
+    X = np.load(x_path, mmap_mode="r")
+    assert X.shape == (600, 3, 32, 32) and X.dtype == np.uint8 and np.load(y_path).max() <= 9
+    ds = ArrayDataset(x_path, y_path, transform=memory._scale)
+    data = as_data(ds, "d", stream=True)
+    assert data.streamed and float(data.X[:5].max()) <= 1.0
+    netfix.save(netfix.models.build("mlp", (3, 32, 32), 10, hidden=(16,), seed=0), tmp_path / "model")
+    got = memory._measure(("evaluate", "stream", str(x_path), str(y_path), 600))
+    assert got["seconds"] > 0 and got["peak_mb"] >= 0

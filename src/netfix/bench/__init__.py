@@ -57,6 +57,8 @@ BENCHES: dict[str, BenchInfo] = {
                                                   "on noisy labels, the forgetting analysis, repair (issue 8)"),
     "scale": BenchInfo("scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, "
                                 "1 vs 2 processes (DDP; issue 10)"),
+    "memory": BenchInfo("memory", "peak memory and throughput of evaluate / ogd / salun over a disk-backed dataset "
+                                  "of 10k-200k images, streamed vs in memory (issue 19)"),
     "zoo": BenchInfo("zoo", "netfix's defaults on models it did not build (Hugging Face ViT and ResNet, BatchNorm, "
                             "LayerNorm, keyword inputs): every method vs the user's own retraining, and edits"),
 }
