@@ -207,17 +207,7 @@ class Request:
     def __init__(self, dataset: DataLike, forget_indices: "Sequence[int] | np.ndarray | torch.Tensor") -> None:
         self.dataset = dataset
         idx = forget_indices.cpu().numpy() if isinstance(forget_indices, torch.Tensor) else np.asarray(forget_indices)
-        if idx.size == 0:
-            raise DataError("forget_indices: is empty; expected the dataset indices of at least one sample to forget.")
-        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise DataError(f"forget_indices: expected a 1-D list of integer indices; got shape {idx.shape}, dtype "
-                            f"{idx.dtype}.")
-        n = len(dataset)  # type: ignore[arg-type]
-        if idx.min() < 0 or idx.max() >= n:
-            raise DataError(f"forget_indices: must lie in [0, {n}) (the dataset's size); got "
-                            f"{int(idx.min())}..{int(idx.max())}.")
-        if len(np.unique(idx)) != len(idx):
-            raise DataError("forget_indices: holds duplicates; expected each sample at most once.")
+        check_indices(idx, len(dataset), "forget_indices", "dataset")  # type: ignore[arg-type]
         self.forget_indices = idx.astype(np.int64)
 
     def __repr__(self) -> str:
@@ -229,6 +219,19 @@ class Request:
         full = as_data(self.dataset, f"{names[0]}.dataset")
         keep = np.setdiff1d(np.arange(len(full)), self.forget_indices)
         return full.subset(self.forget_indices, names[0]), full.subset(keep, names[1])
+
+
+def check_indices(idx: np.ndarray, n: int, argument: str, of: str) -> None:
+    """Refuse sample indices that are empty, not 1-D integers, out of [0, n) or repeated."""
+    if idx.size == 0:
+        raise DataError(f"{argument}: is empty; expected the {of} indices of at least one sample to forget.")
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise DataError(f"{argument}: expected a 1-D list of integer indices; got shape {idx.shape}, dtype "
+                        f"{idx.dtype}.")
+    if idx.min() < 0 or idx.max() >= n:
+        raise DataError(f"{argument}: must lie in [0, {n}) (the {of}'s size); got {int(idx.min())}..{int(idx.max())}.")
+    if len(np.unique(idx)) != len(idx):
+        raise DataError(f"{argument}: holds duplicates; expected each sample at most once.")
 
 
 def request_of(forget: Any) -> "Request | None":

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import DataLike, LabeledData, as_data
+from .data import DataLike, LabeledData, as_data, check_indices
 from .errors import ConfigError, DataError, unknown
 from .validation import _shown, check_scalar, check_seed
 
@@ -247,15 +247,7 @@ def from_indices(train: DataLike, test: DataLike, indices: "np.ndarray | list[in
     """A deletion request for the training samples at ``indices`` (e.g. read from a user's file)."""
     tr, te = _inputs(train, test)
     idx = np.asarray(indices)
-    if idx.size == 0:
-        raise DataError("indices: is empty; expected the training-set indices of at least one sample to forget.")
-    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-        raise DataError(f"indices: expected a 1-D list of integer indices; got shape {idx.shape}, dtype {idx.dtype}.")
-    if len(idx) and (idx.min() < 0 or idx.max() >= len(tr)):
-        raise DataError(f"indices: must lie in [0, {len(tr)}) (the training set's size); got "
-                        f"{int(idx.min())}..{int(idx.max())}.")
-    if len(np.unique(idx)) != len(idx):
-        raise DataError("indices: holds duplicates; expected each training sample at most once.")
+    check_indices(idx, len(tr), "indices", "training set")
     return _split("indices", {"n": int(len(idx))}, tr, te, idx)
 
 

@@ -188,11 +188,6 @@ class StreamedInputs:
         out._item_shape, out._dict = self._item_shape, self._dict
         return out
 
-    def chunks(self, size: int = 256) -> Any:
-        """Batches of ``size`` in order (for passes over every input: fingerprints, value ranges)."""
-        for start in range(0, len(self), size):
-            yield self[start:start + size]
-
     @staticmethod
     def concat(parts: "Sequence[StreamedInputs]") -> "StreamedInputs":
         """One view over several (read in order)."""
