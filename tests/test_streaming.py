@@ -238,12 +238,13 @@ def test_cli_trains_and_unlearns_an_image_folder_given_indices(tmp_path, monkeyp
     assert netfix.card.of(model).data["name"] == f"folder:{(tmp_path / 'photos').resolve()}"
     (tmp_path / "forget.txt").write_text("0\n5\n30\n")
     code = main(["unlearn", "runs/mlp-photos", "--forget-indices", "forget.txt", "--method", "finetune",
-                 "--option", "epochs=2", "--quiet", "--json"])
+                 "--option", "epochs=2", "--workers", "2", "--quiet", "--json"])
     assert code == 0 and (tmp_path / "runs" / "mlp-photos-finetune.certificate.json").is_file()
     cert = json.loads((tmp_path / "runs" / "mlp-photos-finetune.certificate.json").read_text())
     assert json.dumps(cert).count(netfix.ledger.indices_digest([0, 5, 30])["sha256"]) >= 1
     assert main(["evaluate", "runs/mlp-photos", "--quiet"]) == 0
     assert main(["train", "--data-dir", "nowhere", "--quiet"]) == 2
+    assert main(["train", "--data-dir", "photos", "--workers", "-1", "--quiet"]) == 2
 
 
 def test_the_memory_bench_measures_a_streamed_disk_dataset(tmp_path):
@@ -260,3 +261,69 @@ def test_the_memory_bench_measures_a_streamed_disk_dataset(tmp_path):
     netfix.save(netfix.models.build("mlp", (3, 32, 32), 10, hidden=(16,), seed=0), tmp_path / "model")
     got = memory._measure(("evaluate", "stream", str(x_path), str(y_path), 600))
     assert got["seconds"] > 0 and got["peak_mb"] >= 0
+
+
+class Jitter(Dataset):
+    """A dataset with a random augmentation drawn from numpy's global generator (as users' transforms do)."""
+
+    def __init__(self, d: LabeledData):
+        self.X, self.y = d.X.numpy(), d.y.numpy()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.X[i] + np.random.normal(0, 0.05, self.X[i].shape).astype(np.float32)), int(self.y[i])
+
+
+def test_worker_processes_read_batches_ahead_and_repeat_exactly(digits):
+    train, _ = digits
+    plain = _streamed(train)
+    two = as_data(Items(train.X, train.y), num_classes=10, stream=True, workers=2)
+    assert two.X.workers == 2 and two.subset([0, 1]).X.workers == 2  # views keep their readers
+    model = netfix.models.build("mlp", train.input_shape, 10, seed=0)
+    # no augmentation: the batches (and so predictions) read by workers are the ones read in this process
+    torch.testing.assert_close(netfix.evaluation.predict(model, two), netfix.evaluation.predict(model, plain))
+    # a random augmentation: drawn in the workers from generators seeded by the run's seed — same seed, same weights
+    jitter = as_data(Jitter(train), num_classes=10, stream=True, workers=2)
+    runs = [netfix.train(model, jitter, epochs=1, seed=s, progress=False).model for s in (3, 3, 4)]
+    flat = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in runs]
+    assert torch.equal(flat[0], flat[1]) and not torch.equal(flat[0], flat[2])
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True, "2"])
+def test_bad_worker_counts_are_refused(digits, workers):
+    with pytest.raises(DataTypeError, match="workers: expected an integer"):
+        as_data(Items(digits[0].X, digits[0].y), stream=True, workers=workers)
+
+
+def test_mixed_linear_streams_its_features_through_a_file_and_matches_in_memory(digits):
+    from netfix.mixed import MixedLinear, UserTraining
+
+    train, _ = digits
+    core_data, user = train.subset(np.arange(200)), train.subset(np.arange(200, 700))
+    core = netfix.train(netfix.models.build("mlp", train.input_shape, 10, hidden=(32, 32), seed=0), core_data,
+                        epochs=10, seed=0, progress=False).model
+    ml = MixedLinear(core, ["body.3", "fc"])
+    feats = ml.features(_streamed(user).X, batch_size=128)
+    assert all(t.untyped_storage().filename for t in feats)  # file-backed pages, not the heap
+    torch.testing.assert_close(feats, ml.features(user.X, batch_size=128), rtol=0, atol=0)
+    cfg = UserTraining(epochs=3, polish_max_iter=50)
+    a, b = (ml.fit_user(d, cfg, progress=False).model for d in (user, _streamed(user)))
+    torch.testing.assert_close(a.user_vector(), b.user_vector(), rtol=1e-5, atol=1e-7)
+    forget, keep = np.arange(0, 50), np.arange(50, 500)
+    fa = a.forget(user.subset(forget), user.subset(keep))
+    fb = b.forget(_streamed(user).subset(forget), _streamed(user).subset(keep))
+    torch.testing.assert_close(fa.model.user_vector(), fb.model.user_vector(), rtol=1e-5, atol=1e-6)
+    assert fa.cg_iterations == fb.cg_iterations
+
+
+def test_a_backdoor_on_a_streamed_set_is_stamped_as_read(digits):
+    train, test = digits
+    a = netfix.scenarios.backdoor(train, test, target=0, fraction=0.1, seed=0)
+    b = netfix.scenarios.backdoor(_streamed(train), _streamed(test), target=0, fraction=0.1, seed=0)
+    assert b.train.streamed and b.fault_test.streamed  # nothing copied
+    for part in ("train", "forget", "retain", "fault_test", "corrected"):
+        x, y = getattr(a, part), getattr(b, part)
+        assert torch.equal(x.y, y.y), part
+        assert torch.equal(x.tensor, y.tensor), part

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import random
 import sys
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,14 +33,19 @@ def resolve_device(device: "torch.device | str | None") -> torch.device:
 def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
     """Seed torch's RNGs for the block (dropout, init) without touching the caller's RNG state afterwards.
 
-    Yields a CPU generator seeded with ``seed`` for samplers and index draws. On CUDA, cuDNN runs in its
+    Yields a CPU generator seeded with ``seed`` for samplers and index draws. Python's ``random`` and numpy's
+    global generator are seeded too (and restored after), since users' dataset transforms draw from any of the
+    three: a streamed set's random augmentations repeat with the seed. On CUDA, cuDNN runs in its
     deterministic mode inside the block (its previous flags are restored)."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected an int; got {type(seed).__name__}.")
     devices = [device] if device.type == "cuda" else []
     flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
         torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
         g = torch.Generator()
         g.manual_seed(seed)
         # cuDNN picks convolution algorithms by timing and may use atomics: fix both, so a seed gives one result
@@ -47,6 +54,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
             yield g
         finally:
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 def copy_model(model: nn.Module, device: torch.device, argument: str = "model") -> nn.Module:

@@ -22,10 +22,10 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
-from .streaming import StreamedInputs, TensorItems, move, split_item
+from .streaming import BatchReader, StreamedInputs, TensorItems, move, pin, split_item
 from .streaming import to_tensor as _to_tensor
 
 __all__ = ["LabeledData", "DataLike", "as_data", "load", "available", "batches", "check_range", "check_disjoint",
@@ -87,6 +87,13 @@ class LabeledData(Dataset):
                                 "(tokenized text). Fix: pass image/feature inputs here.")
         X = torch.cat(list(self.chunks())) if len(self) else torch.empty(0, *self.input_shape)
         return LabeledData(X, self.y, self.num_classes, self.name)
+
+    def cached(self) -> "LabeledData":
+        """A small set a loop reads again and again (a stopping rule's probe, checked after every step) read once
+        into memory — its size is the loop's, not the dataset's; dict inputs (text) stay streamed."""
+        if isinstance(self.X, StreamedInputs) and len(self) and not self.X.is_dict:
+            return self.in_memory()
+        return self
 
     @property
     def tensor(self) -> torch.Tensor:
@@ -285,7 +292,7 @@ def _streamed(ds: Dataset, n: int, argument: str, label_key: "str | None") -> tu
 
 def as_data(data: DataLike, argument: str = "data", num_classes: int | None = None,
             allow_empty: bool = False, name: str | None = None, stream: "bool | None" = None,
-            label_key: "str | None" = None) -> LabeledData:
+            label_key: "str | None" = None, workers: "int | None" = None) -> LabeledData:
     """Validate user data and return it as :class:`LabeledData`.
 
     Accepts a ``LabeledData``, a map-style ``Dataset`` whose items are ``(x, y)`` or dicts (the label under
@@ -298,13 +305,23 @@ def as_data(data: DataLike, argument: str = "data", num_classes: int | None = No
     (augmentations are drawn afresh each pass), its items are dicts (tokenized text) or its inputs would take more
     than :data:`IN_MEMORY_BYTES`; otherwise it is copied into memory once (the fast path). Both give the same
     results. Its labels come from its ``targets`` when it has them, else from one pass over its items; inputs
-    are checked (shape, finite values) as they stream.
+    are checked (shape, finite values) as they stream. ``workers``: DataLoader worker processes that read a
+    streamed set's batches ahead of the model (0, the default, reads them in this process; a set in memory has
+    nothing to read). Random augmentations then draw from the workers' generators, seeded from the run's seed:
+    runs repeat exactly at the same number of workers.
 
     Example:
         >>> d = as_data((np.random.rand(10, 1, 8, 8), np.arange(10) % 3), num_classes=3)
         >>> d.num_classes
         3
     """
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 0 <= workers <= 256:
+            raise DataTypeError(f"workers: expected an integer 0..256 (DataLoader worker processes); got {workers!r}.")
+        out = as_data(data, argument, num_classes, allow_empty, name, stream, label_key)
+        if isinstance(out.X, StreamedInputs):
+            out = LabeledData(out.X.with_workers(int(workers)), out.y, out.num_classes, out.name)
+        return out
     k: int | None = None
     if isinstance(data, LabeledData):
         X, y, k = data.X, data.y, data.num_classes
@@ -664,15 +681,36 @@ def _load_cifar(name: str) -> tuple[LabeledData, LabeledData]:
 
 
 def batches(data: LabeledData, batch_size: int, sampler: "Sampler[int] | None" = None,
-            device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            device: torch.device | str = "cpu", reuse: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(X, y)`` batches on ``device``: in ``sampler``'s order (e.g. a seeded RandomSampler or a
-    DistributedSampler), else in order. Indexing in-memory tensors avoids per-item collation."""
+    DistributedSampler), else in order. Indexing in-memory tensors avoids per-item collation. A streamed set
+    with ``workers`` (see :func:`as_data`) is read by a ``DataLoader`` with that many worker processes, batches
+    ahead of the model; batches bound for a GPU are pinned first (asynchronous copies). ``reuse``: a streamed set
+    read in this process fills one buffer batch after batch (for a pass that is done with each batch before it asks
+    for the next, e.g. inference: no batch-sized allocation per step, so the heap does not fragment)."""
     order = torch.as_tensor(list(sampler), dtype=torch.int64) if sampler is not None else None
     n = len(order) if order is not None else len(data)
+    cuda = torch.device(device).type == "cuda"
+    if isinstance(data.X, StreamedInputs) and data.X.workers > 0 and n:
+        chunks = [(order[s:s + batch_size] if order is not None else torch.arange(s, min(n, s + batch_size)))
+                  for s in range(0, n, batch_size)]
+        # the workers' seeds (their augmentations) drawn from the run's seeded generator: same seed, same batches
+        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        loader = DataLoader(BatchReader(data.X), batch_size=None, sampler=chunks, num_workers=data.X.workers,
+                            pin_memory=cuda, generator=g)
+        for idx, xb in zip(chunks, loader):
+            yield move(xb, device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+        return
+    buffer: "torch.Tensor | None" = None
     for start in range(0, n, batch_size):
-        if order is not None:
-            idx = order[start:start + batch_size]
-            xb, yb = data.X[idx], data.y[idx]
+        idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+        yb = data.y[idx]
+        if reuse and isinstance(data.X, StreamedInputs) and not cuda:
+            if buffer is None and len(data) and not data.X.is_dict:
+                buffer = torch.empty((min(batch_size, n), *data.X.shape[1:]))
+            xb = data.X.read_into(idx, buffer) if buffer is not None else data.X[idx]
         else:
-            xb, yb = data.X[start:start + batch_size], data.y[start:start + batch_size]
+            xb = data.X[idx]
+        if cuda and isinstance(data.X, StreamedInputs):
+            xb = pin(xb)
         yield move(xb, device, non_blocking=True), yb.to(device, non_blocking=True)

@@ -28,7 +28,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from torch.func import functional_call
 from ._runtime import check_model, copy_model, eval_mode, resolve_device, seeded
 from . import card
 from .data import DataLike, as_data, check_range
+from .streaming import DictBatch, move
 from .errors import ConfigError, DataError, DataTypeError, ModelError, unknown
 from .gradients import param_names
 from .models import EditBlock
@@ -401,13 +402,41 @@ def _tensor(value: Any, argument: str) -> torch.Tensor:
                             "torch.Tensor or numpy array.") from None
 
 
+def _inputs(value: Any) -> "torch.Tensor | dict[str, torch.Tensor]":
+    """The edit's inputs: a batch tensor, or a dict of equally long batch tensors (a model's keyword inputs)."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise DataError("inputs: an empty dict; expected the model's inputs, e.g. {'input_ids': ..., "
+                            "'attention_mask': ...}.")
+        keyed = {str(k): _tensor(v, f"inputs[{k!r}]") for k, v in value.items()}
+        lengths = {k: (len(v) if v.ndim else 0) for k, v in keyed.items()}
+        if len(set(lengths.values())) != 1 or 0 in lengths.values():
+            raise DataError(f"inputs: the dict's tensors must be batches of one length; got lengths {lengths}. Fix: "
+                            "pass every input as (N, ...), e.g. x[None] for one input.")
+        return keyed
+    batch = _tensor(value, "inputs")
+    if batch.ndim == 0:
+        raise DataError("inputs: expected a batch (N, *input shape); got a single number. Fix: pass inputs as a "
+                        "batch, e.g. x[None] for one input.")
+    return batch
+
+
+def _signature(x: Any) -> Any:
+    """The per-sample shape of a batch (a dict of them for dict inputs)."""
+    if isinstance(x, Mapping):
+        return {k: tuple(v.shape[1:]) for k, v in x.items()}
+    return tuple(x.shape[1:])
+
+
 def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", max_steps: int = 10,
          params: "Sequence[str] | None" = None, *, rehearsal: DataLike | None = None,
          device: "torch.device | str | None" = None, seed: int = 0, **options: Any) -> EditOutcome:
     """Make ``targets`` the predictions for ``inputs`` in at most ``max_steps`` editor steps, changing only the
     parameters under the module prefixes ``params`` (None: :func:`default_edit_params`); returns a new model.
 
-    ``inputs``: (N, *input shape), several edits at once; ``targets``: N class indices. ``rehearsal``: optional
+    ``inputs``: (N, *input shape), several edits at once — or, for a model taking keyword inputs (tokenized
+    text), a dict of (N, ...) tensors such as ``{"input_ids": ..., "attention_mask": ...}``; ``targets``: N class
+    indices. ``rehearsal``: optional
     control inputs (a tensor, or data whose labels are ignored) whose predictions the edit keeps close to the
     original's (KL, weight ``c_loc``). ``options``: the other :class:`EditorConfig` fields (lr, momentum, beta,
     betas, eps, c_loc). To edit sequentially, edit the returned model again.
@@ -421,36 +450,37 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
     seed = check_seed(seed)
     check_model(model)
     dev = resolve_device(device)
-    X, y = _tensor(inputs, "inputs"), _tensor(targets, "targets")
+    y = _tensor(targets, "targets")
     if y.ndim == 0:
         y = y[None]
-    if X.ndim == 0:
-        raise DataError("inputs: expected a batch (N, *input shape); got a single number. Fix: pass inputs as a "
-                        "batch, e.g. x[None] for one input.")
-    if len(X) != len(y):
-        raise DataError(f"targets: {len(y)} targets for {len(X)} inputs; expected one target per input "
+    X = _inputs(inputs)
+    n = len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+    if n != len(y):
+        raise DataError(f"targets: {len(y)} targets for {n} inputs; expected one target per input "
                         "(pass inputs as a batch, e.g. x[None] for one input).")
     with seeded(seed, dev):
         net = copy_model(model, dev)
-        data = as_data((X, y), "inputs")
+        # a dict batch (tokenized text: input_ids, attention_mask, ...) goes through the same checks as a stream
+        data = as_data(DictBatch(X, y), "inputs", stream=True) if isinstance(X, dict) else as_data((X, y), "inputs")
         check_range(data, card.of(model).data, "inputs")
         net_view, k = model_view(net, data, "inputs")
-        data = as_data(data, "inputs", num_classes=k).in_memory("inputs")
+        data = as_data(data, "inputs", num_classes=k)
+        if not data.streamed:
+            data = data.in_memory("inputs")
         control = None
         if rehearsal is not None:
-            ctrl_X = rehearsal if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal").tensor
-            if ctrl_X.shape[1:] != data.X.shape[1:]:
-                raise DataError(f"rehearsal: inputs have shape {tuple(ctrl_X.shape[1:])} but inputs' have "
-                                f"{tuple(data.X.shape[1:])}; expected the same shape.")
-            if not torch.isfinite(ctrl_X).all():
-                raise DataError("rehearsal: contains NaN or infinite values. Fix: clean the control batch.")
-            control = ctrl_X.to(dev)
+            ctrl = as_data((rehearsal, torch.zeros(len(rehearsal), dtype=torch.int64)), "rehearsal") \
+                if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal")
+            if _signature(ctrl.X[:1]) != _signature(data.X[:1]):
+                raise DataError(f"rehearsal: inputs have shape {_signature(ctrl.X[:1])} but inputs' have "
+                                f"{_signature(data.X[:1])}; expected the same shape.")
+            control = move(ctrl.X[:], dev)  # NaN/inf refused by as_data (a stream: as it is read)
         prefixes = cfg.params if cfg.params is not None else default_edit_params(net, k)
         names = param_names(net, prefixes)
         start = time.perf_counter()
         with eval_mode(net):
             chosen = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if n in names}
-            Xd, yd = data.tensor.to(dev), data.y.to(dev)
+            Xd, yd = move(data.X[:], dev), data.y.to(dev)
             split = FrozenSplit(net_view, names, Xd)
             reference, control_in = None, None
             with torch.no_grad():
@@ -461,9 +491,9 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
             new, steps, history = run_editor(split.tail, chosen, inputs_in, yd, cfg, rehearsal=control_in,
                                              reference=reference)
             with torch.no_grad():
-                for n, p in net.named_parameters():
-                    if n in new:
-                        p.copy_(new[n])
+                for name, p in net.named_parameters():
+                    if name in new:
+                        p.copy_(new[name])
                 success = (net_view(Xd).argmax(1) == yd).tolist()
         seconds = time.perf_counter() - start
     net.eval()

@@ -51,9 +51,16 @@ def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torc
     restored afterwards."""
     dev = model_device(model)
     view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
+    out: "torch.Tensor | None" = None
     with eval_mode(model):
-        out = [view(X).float().cpu() for X, _ in batches(data, batch_size, device=dev)]
-    return torch.cat(out) if out else torch.empty(0, 0)
+        at = 0
+        for X, _ in batches(data, batch_size, device=dev, reuse=True):
+            logits = view(X).float()
+            if out is None:  # one (N, K) buffer filled in place: no per-batch pieces held until a final cat,
+                out = torch.empty((len(data), logits.shape[1]))  # which fragments the heap on a streamed set
+            out[at:at + len(logits)] = logits.cpu()
+            at += len(logits)
+    return out if out is not None else torch.empty(0, 0)
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, cap: int | None
@@ -105,51 +112,101 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 def accuracy(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> float:
     """Accuracy (%) of ``model`` on ``data`` (already validated), in eval mode, on the model's device."""
-    return _acc(predict(model, data, batch_size), data.y)
+    return _summary(model, data, batch_size).accuracy
 
 
-def _true_conf(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    return F.softmax(logits, 1).gather(1, y[:, None]).squeeze(1).numpy()
+class _Summary:
+    """What the metrics need from one pass of a model over a set, a batch at a time — O(1) floats per sample
+    (prediction, true-class confidence, loss), never the (N, K) logits: memory stays flat in the set's size."""
+
+    def __init__(self, n: int, per_sample: bool = True) -> None:
+        self.pred = torch.empty(n, dtype=torch.int32)
+        self.conf = torch.empty(n if per_sample else 0)  # the attacks' inputs, kept only when an attack runs
+        self.loss = torch.empty(n if per_sample else 0)
+        self.max_conf = 0.0
+        self.finite = True
+        self.bad = 0
+
+    @property
+    def accuracy(self) -> float:
+        return float(100.0 * self.correct.float().mean()) if len(self.pred) else float("nan")
+
+    def fill(self, at: int, logits: torch.Tensor, y: torch.Tensor) -> None:
+        bad = ~torch.isfinite(logits).all(1)
+        if bool(bad.any()):
+            self.finite, self.bad = False, self.bad + int(bad.sum())
+        prob = F.softmax(logits, 1)
+        n = len(y)
+        self.pred[at:at + n] = logits.argmax(1)
+        if len(self.conf):
+            self.conf[at:at + n] = prob.gather(1, y[:, None]).squeeze(1)
+            self.loss[at:at + n] = F.cross_entropy(logits, y, reduction="none")
+        self.max_conf += float(prob.max(1).values.double().sum())
+
+    def finish(self, y: torch.Tensor) -> "_Summary":
+        self.correct = self.pred == y.to(torch.int32)
+        return self
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    return F.cross_entropy(logits, y, reduction="none").numpy()
+@torch.no_grad()
+def _summary(model: nn.Module, data: LabeledData, batch_size: int, per_sample: bool = False) -> _Summary:
+    dev = model_device(model)
+    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
+    out = _Summary(len(data), per_sample)
+    at = 0
+    with eval_mode(model):
+        for X, y in batches(data, batch_size, device=dev, reuse=True):
+            out.fill(at, view(X).float().cpu(), y.cpu())
+            at += len(y)
+    return out.finish(data.y)
+
+
+@torch.no_grad()
+def _agreement_kl(model: nn.Module, reference: nn.Module, data: LabeledData, batch_size: int) -> tuple[float, float]:
+    """(% equal predictions, mean KL(reference ‖ model)) on ``data``: both models in one pass, batch by batch."""
+    dev = model_device(model)
+    view, rview = (as_logits(m, move(data.X[:2], dev)) for m in (model, reference))
+    same, kl = 0, 0.0
+    with eval_mode(model), eval_mode(reference):
+        for X, _ in batches(data, batch_size, device=dev):
+            t, r = F.log_softmax(view(X).float(), 1), F.log_softmax(rview(X).float(), 1)
+            same += int((t.argmax(1) == r.argmax(1)).sum())
+            kl += float(F.kl_div(t, r, log_target=True, reduction="sum"))
+    return 100.0 * same / len(data), kl / len(data)
 
 
 def _single(model: nn.Module, sets: dict[str, LabeledData], fault_label: int | None, seed: int,
-            mia_samples: int | None, batch_size: int) -> tuple[Metrics, dict[str, torch.Tensor]]:
-    logits = {k: predict(model, d, batch_size) for k, d in sets.items()}
-    for key, out in logits.items():
-        if out.numel() and not bool(torch.isfinite(out).all()):
-            bad = int((~torch.isfinite(out)).any(1).sum())
-            raise ModelError(f"model: gives NaN or infinite logits on {bad} of {len(out)} {key} samples, so it "
-                             "cannot be measured. Fix: check its weights for NaN/inf (a diverged training or repair); "
-                             "repeat the run with a smaller learning rate.")
+            mia_samples: int | None, batch_size: int) -> Metrics:
+    attacked = {"forget", "retain", "test"} if {"forget", "retain", "test"} <= sets.keys() else \
+        {"forget", "test"} if {"forget", "test"} <= sets.keys() else set()
+    passes = {k: _summary(model, d, batch_size, k in attacked) for k, d in sets.items()}
+    for key, out in passes.items():
+        if not out.finite:
+            raise ModelError(f"model: gives NaN or infinite logits on {out.bad} of {len(out.pred)} {key} samples, so "
+                             "it cannot be measured. Fix: check its weights for NaN/inf (a diverged training or "
+                             "repair); repeat the run with a smaller learning rate.")
     m = Metrics()
     for key in ("forget", "retain", "test"):
         if key in sets:
-            m[f"{key}_acc"] = _acc(logits[key], sets[key].y)
+            m[f"{key}_acc"] = passes[key].accuracy
     if "forget" in sets:
         m["ua"] = 100.0 - m["forget_acc"]
     if "test" in sets:
-        t, y = logits["test"], sets["test"].y
-        pred = t.argmax(1)
-        m["per_class_acc"] = {int(c): float(100.0 * (pred[y == c] == c).float().mean())
+        t, y = passes["test"], sets["test"].y
+        m["per_class_acc"] = {int(c): float(100.0 * t.correct[y == c].float().mean())
                               for c in torch.unique(y).tolist()}
-        m["test_confidence"] = float(100.0 * F.softmax(t, 1).max(1).values.mean())
+        m["test_confidence"] = float(100.0 * t.max_conf / len(y)) if len(y) else float("nan")
     if "fault_test" in sets:
-        ft = logits["fault_test"]
-        m["fault_acc"] = _acc(ft, sets["fault_test"].y)
+        ft = passes["fault_test"]
+        m["fault_acc"] = ft.accuracy
         if fault_label is not None:
-            m["fault_rate"] = float(100.0 * (ft.argmax(1) == fault_label).float().mean())
+            m["fault_rate"] = float(100.0 * (ft.pred == fault_label).float().mean())
     if {"forget", "retain", "test"} <= sets.keys():
-        m["mia_efficacy"] = mia_efficacy(_true_conf(logits["retain"], sets["retain"].y),
-                                         _true_conf(logits["test"], sets["test"].y),
-                                         _true_conf(logits["forget"], sets["forget"].y), seed, mia_samples)
+        m["mia_efficacy"] = mia_efficacy(passes["retain"].conf.numpy(), passes["test"].conf.numpy(),
+                                         passes["forget"].conf.numpy(), seed, mia_samples)
     if {"forget", "test"} <= sets.keys() and min(len(sets["forget"]), len(sets["test"])) >= 5:
-        m["mia_loss_acc"] = loss_mia(_loss(logits["forget"], sets["forget"].y),
-                                     _loss(logits["test"], sets["test"].y), seed)
-    return m, logits
+        m["mia_loss_acc"] = loss_mia(passes["forget"].loss.numpy(), passes["test"].loss.numpy(), seed)
+    return m
 
 
 def evaluate(model: nn.Module, forget: DataLike | None = None, retain: DataLike | None = None,
@@ -191,21 +248,18 @@ def evaluate(model: nn.Module, forget: DataLike | None = None, retain: DataLike 
         raise ConfigError(f"fault_label: expected a class index in [0, {k}); got {fault_label!r}.")
     if fault_label is not None and "fault_test" not in sets:
         raise ConfigError("fault_label: given without fault_test; pass the test inputs that trigger the fault.")
-    m, logits = _single(net, sets, fault_label, seed, mia_samples, batch_size)
+    m = _single(net, sets, fault_label, seed, mia_samples, batch_size)
     if reference is not None:
         ref = reference if model_device(reference) == dev else copy_model(reference, dev, "reference")
         ref, k_ref = model_view(ref, first, "reference", remember=False)
         if k_ref != k:
             raise ConfigError(f"reference: has {k_ref} outputs but model has {k}; "
                               "expected the same classes.")
-        rm, rlogits = _single(ref, sets, fault_label, seed, mia_samples, batch_size)
+        rm = _single(ref, sets, fault_label, seed, mia_samples, batch_size)
         m["reference"] = {key: v for key, v in rm.items() if key != "per_class_acc"}
         shared = [key for key in GAP_KEYS if key in m and key in rm]
         if shared:
             m["gap"] = float(np.mean([abs(m[key] - rm[key]) for key in shared]))
-        if "test" in logits:
-            t, r = logits["test"], rlogits["test"]
-            m["agreement"] = float(100.0 * (t.argmax(1) == r.argmax(1)).float().mean())
-            m["kl"] = float(F.kl_div(F.log_softmax(t, 1), F.log_softmax(r, 1), log_target=True,
-                                     reduction="batchmean"))
+        if "test" in sets and len(sets["test"]):
+            m["agreement"], m["kl"] = _agreement_kl(net, ref, sets["test"], batch_size)
     return m

@@ -36,6 +36,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -420,11 +421,12 @@ class ForgetRelearn(Options):
 
     def run(self, model: nn.Module, data: LabeledData, cfg: Any, *, generator: torch.Generator,
             device: torch.device, seed: int, progress: bool, fit_kwargs: dict[str, Any],
-            first_forget: bool = False) -> list[dict[str, Any]]:
+            first_forget: bool = False, train_fn: "Callable[..., Any] | None" = None) -> list[dict[str, Any]]:
         """Train ``model`` (a private copy, changed in place) generation by generation; the history holds the
-        per-epoch records (with their ``generation``) and one summary record per generation."""
+        per-epoch records (with their ``generation``) and one summary record per generation. ``train_fn``: the
+        user's own loop relearns each generation (:func:`netfix.training.train_with`) instead of netfix's."""
         from .evaluation import accuracy
-        from .training import fit, make_optimizer
+        from .training import fit, make_optimizer, train_with
 
         op = self.operator
         assert isinstance(op, Operator)
@@ -444,12 +446,17 @@ class ForgetRelearn(Options):
                     new = op(model, seed=seed + 1000 * gen, data=data if op.needs_data else None)
                 model.load_state_dict(new.state_dict())
                 forgot = accuracy(model, data)
-            hist = fit(model, data, gen_cfg, generator=generator, device=device, progress=progress,
-                       desc=f"generation {gen}/{self.generations}", optimizer=shared_opt,
-                       after_step=op.constrain if op.has_constraint else None,
-                       lr_steps=None if self.restart_lr else ((gen - 1) * steps_per_gen, total), **fit_kwargs)
+            if train_fn is not None:
+                hist = train_with(train_fn, model, data, desc=f"generation {gen}/{self.generations}")
+                if op.has_constraint:
+                    op.constrain(model)
+            else:
+                hist = fit(model, data, gen_cfg, generator=generator, device=device, progress=progress,
+                           desc=f"generation {gen}/{self.generations}", optimizer=shared_opt,
+                           after_step=op.constrain if op.has_constraint else None,
+                           lr_steps=None if self.restart_lr else ((gen - 1) * steps_per_gen, total), **fit_kwargs)
             history += [{"generation": gen, **h} for h in hist]
-            record: dict[str, Any] = {"generation": gen, "loss": hist[-1]["loss"] if hist else None,
+            record: dict[str, Any] = {"generation": gen, "loss": hist[-1].get("loss") if hist else None,
                                       "train_acc": accuracy(model, data),
                                       "seconds": time.perf_counter() - start}
             if forgot is not None:

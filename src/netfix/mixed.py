@@ -32,6 +32,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -119,6 +121,23 @@ class ForgetOutcome:
 
     def report(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+def _disk_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor of ``shape`` backed by a memory-mapped temporary file, unlinked at once (its pages are the file's,
+    not the process's heap; the space is freed when the tensor is)."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="netfix-features-", suffix=".bin")
+    try:
+        os.close(fd)
+        t = torch.from_file(path, shared=True, size=math.prod(shape), dtype=dtype).view(shape)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:  # e.g. Windows while mapped: left to the temp dir's cleaner
+            pass
+    return t
 
 
 def _kl_bound(grad_norm: float, sigma: float, lam: float) -> float:
@@ -324,15 +343,23 @@ class MixedLinear(nn.Module):
     # -- outputs -----------------------------------------------------------------------------------------------
     def features(self, X: "torch.Tensor | StreamedInputs", batch_size: int = 1024) -> tuple[torch.Tensor, ...]:
         """The core's cached features below the linearised modules (computed once; frozen core). Streamed inputs
-        are read ``batch_size`` at a time (the features, not the inputs, are kept)."""
+        are read ``batch_size`` at a time and their features written to a memory-mapped temporary file (deleted
+        when the tensors are), so memory does not grow with the set: the CG products then page through it. The
+        values are the in-memory path's, batch for batch."""
         dev = model_device(self)
-        if isinstance(X, StreamedInputs):
-            split = self.split(X[:2].to(dev))
-            parts = [split.batched_features(X[i:i + batch_size].to(dev), batch_size)
-                     for i in range(0, len(X), batch_size)]
-            return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
-        X = X.to(dev)
-        return self.split(X).batched_features(X, batch_size)
+        if not isinstance(X, StreamedInputs):
+            X = X.to(dev)
+            return self.split(X).batched_features(X, batch_size)
+        split = self.split(X[:2].to(dev))
+        n, out = len(X), None
+        for i in range(0, n, batch_size):
+            part = split.batched_features(X[i:i + batch_size].to(dev), batch_size)
+            if out is None:
+                out = tuple(_disk_tensor((n, *t.shape[1:]), t.dtype) for t in part)
+            for o, t in zip(out, part):
+                o[i:i + len(t)] = t.cpu()
+        assert out is not None
+        return out
 
     def _primal_tangent(self, feats: tuple[torch.Tensor, ...], w: "torch.Tensor | None"
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -369,7 +396,7 @@ class MixedLinear(nn.Module):
         total = 0.0
         for s in self._batches(n, batch_size):
             v = w.detach().requires_grad_(True)
-            f = self.logits_from_features(tuple(t[s] for t in feats), v)
+            f = self.logits_from_features(tuple(t[s].to(v.device) for t in feats), v)
             loss = 0.5 * ((f - self._targets(y[s], k)) ** 2).sum() / (n * k)
             grad += torch.autograd.grad(loss, v)[0]
             total += float(loss.detach())
@@ -381,7 +408,7 @@ class MixedLinear(nn.Module):
         out = torch.zeros_like(v)
         for s in self._batches(n, batch_size):
             u = v.detach().requires_grad_(True)
-            _, jv = self._primal_tangent(tuple(t[s] for t in feats), u)
+            _, jv = self._primal_tangent(tuple(t[s].to(u.device) for t in feats), u)
             out += torch.autograd.grad(jv, u, grad_outputs=jv.detach())[0] / (n * k)
         return out + self.lam * v
 
@@ -474,11 +501,11 @@ class MixedLinear(nn.Module):
             loss = torch.zeros(())
             for epoch in tqdm(range(epochs), desc="user weights", disable=not show_progress(progress),
                               leave=False):
-                order = torch.randperm(n, generator=g).to(dev)
+                order = torch.randperm(n, generator=g)
                 for s in self._batches(n, cfg.batch_size):
                     idx = order[s]
-                    f = self.logits_from_features(tuple(t[idx] for t in feats), w)
-                    loss = 0.5 * ((f - self._targets(y[idx], k)) ** 2).mean() + 0.5 * self.lam * (w @ w)
+                    f = self.logits_from_features(tuple(t[idx].to(dev) for t in feats), w)
+                    loss = 0.5 * ((f - self._targets(y[idx.to(dev)], k)) ** 2).mean() + 0.5 * self.lam * (w @ w)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

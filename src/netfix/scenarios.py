@@ -20,8 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from .data import DataLike, LabeledData, as_data, check_indices
+from .streaming import StreamedInputs
 from .errors import ConfigError, DataError, unknown
 from .validation import _shown, check_scalar, check_seed
 
@@ -133,11 +135,12 @@ def mislabel(train: DataLike, test: DataLike, source: int, target: int, fraction
     return s
 
 
-def apply_trigger(X: torch.Tensor, trigger: str = "square", size: int | None = None) -> torch.Tensor:
+def apply_trigger(X: torch.Tensor, trigger: str = "square", size: int | None = None,
+                  value: float | None = None) -> torch.Tensor:
     """Stamp a backdoor trigger on a copy of ``X`` (N, C, H, W) — or, for flat inputs, set the last features.
 
     ``square``: a solid bright patch in the bottom-right corner (side = H // 7, at least 2 pixels);
-    ``checker``: the same patch in a checkerboard. Values are set to X's maximum."""
+    ``checker``: the same patch in a checkerboard. Values are set to ``value`` (default: X's maximum)."""
     trigger = _check_trigger(trigger)
     if not isinstance(X, torch.Tensor) or X.ndim < 2:
         raise DataError(f"X: expected a batch of inputs, a tensor (N, C, H, W) or (N, features); got "
@@ -146,7 +149,7 @@ def apply_trigger(X: torch.Tensor, trigger: str = "square", size: int | None = N
     size = check_scalar(size, "size", int, low=1, high=min(X.shape[-2:]) - 1 if X.ndim >= 3 else X.shape[1],
                         none="automatic")
     out = X.clone()
-    hi = float(X.max()) if X.numel() else 1.0
+    hi = float(value) if value is not None else float(X.max()) if X.numel() else 1.0
     if X.ndim >= 3:
         h, w = X.shape[-2], X.shape[-1]
         s = size or max(2, h // 7)
@@ -162,6 +165,20 @@ _TRIGGERS: dict[str, Callable[[int], torch.Tensor]] = {
     "square": lambda s: torch.ones(s, s),
     "checker": lambda s: (torch.arange(s)[:, None] + torch.arange(s)[None, :]) % 2 == 0,
 }
+
+
+class _Stamped(Dataset):
+    """A streamed set's items with a trigger stamped on those at ``positions`` (read, and stamped, on demand)."""
+
+    def __init__(self, inputs: StreamedInputs, positions: np.ndarray, trigger: str, value: float) -> None:
+        self.inputs, self.stamped, self.trigger, self.value = inputs, set(positions.tolist()), trigger, value
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.inputs[i]
+        return (apply_trigger(x[None], self.trigger, value=self.value)[0] if i in self.stamped else x), 0
 
 
 def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float = 0.05, trigger: str = "square",
@@ -180,13 +197,23 @@ def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float =
     rng = np.random.default_rng(seed)
     idx = _draw(np.flatnonzero(tr.y.numpy() != target), fraction, rng)
     t_idx = torch.as_tensor(idx)
-    X, y = tr.tensor.clone(), tr.y.clone()
-    X[t_idx] = apply_trigger(X[t_idx], trigger)
+    y = tr.y.clone()
     y[t_idx] = target
-    poisoned = LabeledData(X, y, tr.num_classes, "backdoor/train")
+    if isinstance(tr.X, StreamedInputs):  # stamped as read: nothing of the training set is copied
+        hi = tr.subset(idx).value_range()[1] if len(idx) else 1.0  # the stamped samples' maximum, as in memory
+        poisoned = LabeledData(StreamedInputs(_Stamped(tr.X, idx, trigger, hi), workers=tr.X.workers), y,
+                               tr.num_classes, "backdoor/train")
+    else:
+        X = tr.X.clone()
+        X[t_idx] = apply_trigger(X[t_idx], trigger)
+        poisoned = LabeledData(X, y, tr.num_classes, "backdoor/train")
     others = np.flatnonzero(te.y.numpy() != target)
     fault = te.subset(others, "backdoor/fault_test")
-    fault.X = apply_trigger(fault.tensor, trigger)
+    if isinstance(fault.X, StreamedInputs):
+        hi = fault.value_range()[1] if len(fault) else 1.0
+        fault.X = StreamedInputs(_Stamped(fault.X, np.arange(len(fault)), trigger, hi), workers=fault.X.workers)
+    else:
+        fault.X = apply_trigger(fault.X, trigger)
     s = _split("backdoor", {"target": target, "fraction": fraction, "trigger": trigger, "seed": seed}, poisoned,
                te, idx, fault_test=fault, fault_label=target)
     s.corrected = s.forget.with_labels(tr.y[torch.as_tensor(s.forget_indices)], "backdoor/corrected")

@@ -67,7 +67,7 @@ def to_tensor(a: Any, argument: str, what: str) -> torch.Tensor:
                         "convert it in the dataset (images: a transform such as netfix.transforms.ToTensor()).")
 
 
-def _collate(inputs: list[Any], positions: Sequence[int], argument: str) -> Any:
+def _collate(inputs: list[Any], positions: Sequence[int], argument: str, out: "torch.Tensor | None" = None) -> Any:
     """Stack item inputs into one batch: a float32 tensor, or a dict of tensors (integer ids keep their dtype)."""
     if isinstance(inputs[0], Mapping):
         keys = list(inputs[0])
@@ -82,17 +82,21 @@ def _collate(inputs: list[Any], positions: Sequence[int], argument: str) -> Any:
             out[k] = _stack(parts, positions, argument, f"input {k!r} of ")
         return out
     return _stack([to_tensor(x, argument, f"the input of item {p}") for p, x in zip(positions, inputs)], positions,
-                  argument, "")
+                  argument, "", out)
 
 
-def _stack(parts: list[torch.Tensor], positions: Sequence[int], argument: str, what: str) -> torch.Tensor:
+def _stack(parts: list[torch.Tensor], positions: Sequence[int], argument: str, what: str,
+           out: "torch.Tensor | None" = None) -> torch.Tensor:
     shape = parts[0].shape
     for p, t in zip(positions, parts):
         if t.shape != shape:
             raise DataError(f"{argument}: the {what}item {p} has shape {tuple(t.shape)} but item {positions[0]} has "
                             f"{tuple(shape)}; expected equal shapes. Fix: resize or pad in the dataset's transform "
                             "(e.g. pad token ids to one length).")
-    batch = torch.stack(parts)
+    if out is not None and out.shape[1:] == shape and len(out) >= len(parts) and not what:
+        batch = torch.stack([t.to(out.dtype) for t in parts], out=out[:len(parts)])  # no new batch allocation
+    else:
+        batch = torch.stack(parts)
     if not what or batch.dtype.is_floating_point:  # image inputs: float32, as in memory; token ids keep their dtype
         if batch.dtype.is_complex or batch.dtype == torch.bool and what:
             raise DataTypeError(f"{argument}: the {what}item {positions[0]} has dtype {batch.dtype}; expected real "
@@ -112,8 +116,9 @@ class StreamedInputs:
     indexing by int / slice / index array / bool mask, :meth:`take` (a sub-view, nothing read)."""
 
     def __init__(self, dataset: Dataset, index: "np.ndarray | None" = None, argument: str = "data",
-                 label_key: "str | None" = None) -> None:
+                 label_key: "str | None" = None, workers: int = 0) -> None:
         self.dataset = dataset
+        self.workers = workers  # DataLoader worker processes that read batches ahead (0: read in this process)
         n = len(dataset)  # type: ignore[arg-type]
         self.index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.argument = argument
@@ -164,10 +169,16 @@ class StreamedInputs:
             return np.flatnonzero(a)
         return a.astype(np.int64).reshape(-1)
 
-    def _read(self, positions: "Sequence[int] | np.ndarray") -> Any:
+    def _read(self, positions: "Sequence[int] | np.ndarray", out: "torch.Tensor | None" = None) -> Any:
         at = self.index[np.asarray(positions, dtype=np.int64)]
         inputs = [split_item(self.dataset[int(i)], int(i), self.argument, self.label_key)[0] for i in at]
-        return _collate(inputs, [int(i) for i in at], self.argument)
+        return _collate(inputs, [int(i) for i in at], self.argument, out)
+
+    def read_into(self, idx: Any, out: torch.Tensor) -> Any:
+        """The inputs at ``idx`` written into ``out`` (a float32 buffer of at least that many rows, reused batch
+        after batch — a pass that consumes each batch before the next allocates no new batch); dict inputs, or a
+        buffer that doesn't fit, get a new batch."""
+        return self._read(self._positions(idx), out)
 
     def __getitem__(self, idx: Any) -> Any:
         if isinstance(idx, (int, np.integer)):
@@ -184,8 +195,15 @@ class StreamedInputs:
 
     def take(self, idx: Any) -> "StreamedInputs":
         """The inputs at ``idx`` (positions into this view), as a new view: nothing is read."""
-        out = StreamedInputs(self.dataset, self.index[self._positions(idx)], self.argument, self.label_key)
+        out = StreamedInputs(self.dataset, self.index[self._positions(idx)], self.argument, self.label_key,
+                             self.workers)
         out._item_shape, out._dict = self._item_shape, self._dict
+        return out
+
+    def with_workers(self, workers: int) -> "StreamedInputs":
+        """The same view, read by ``workers`` DataLoader worker processes."""
+        out = self.take(slice(None))
+        out.workers = workers
         return out
 
     @staticmethod
@@ -194,9 +212,24 @@ class StreamedInputs:
         datasets = [p.dataset for p in parts]
         offsets: np.ndarray = np.cumsum([0] + [len(d) for d in datasets[:-1]])  # type: ignore[arg-type]
         index = np.concatenate([p.index + o for p, o in zip(parts, offsets)])
-        out = StreamedInputs(ConcatDataset(datasets), index, parts[0].argument, parts[0].label_key)
+        out = StreamedInputs(ConcatDataset(datasets), index, parts[0].argument, parts[0].label_key,
+                             max(p.workers for p in parts))
         out._item_shape, out._dict = parts[0]._item_shape, parts[0]._dict
         return out
+
+
+class DictBatch(Dataset):
+    """A batch of dict inputs (``{"input_ids": (N, L), ...}``) and its labels as a dataset of dict items."""
+
+    def __init__(self, X: "Mapping[str, torch.Tensor]", y: torch.Tensor) -> None:
+        self.X, self.y = X, y
+        self.targets = [int(v) for v in y.reshape(-1).tolist()] if y.ndim == 1 else None
+
+    def __len__(self) -> int:
+        return int(len(self.y))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**{k: v[i] for k, v in self.X.items()}, "label": self.y[i]}
 
 
 class TensorItems(Dataset):
@@ -210,6 +243,28 @@ class TensorItems(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.X[i], 0
+
+
+class BatchReader(Dataset):
+    """A streamed view as a dataset whose items are whole batches: ``reader[positions]`` is the collated batch.
+    A ``DataLoader(reader, batch_size=None, sampler=<position chunks>, num_workers=w)`` reads batches in ``w``
+    worker processes, ahead of the model."""
+
+    def __init__(self, inputs: StreamedInputs) -> None:
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, positions: Any) -> Any:
+        return self.inputs[positions]
+
+
+def pin(batch: Any) -> Any:
+    """A batch (tensor, or dict of tensors) in pinned host memory, for asynchronous copies to a GPU."""
+    if isinstance(batch, Mapping):
+        return {k: v.pin_memory() for k, v in batch.items()}
+    return batch.pin_memory()
 
 
 def move(batch: Any, device: "torch.device | str", non_blocking: bool = False) -> Any:

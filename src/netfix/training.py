@@ -20,14 +20,19 @@ from tqdm.auto import tqdm
 
 from . import card, distributed
 from ._runtime import check_model, copy_model, model_device, resolve_device, seeded, show_progress
-from .adapter import logits_model
+from .adapter import logits_model, unwrap
 from .data import DataLike, LabeledData, as_data, batches, check_range
-from .errors import ConfigError, DivergedError
+from .errors import ConfigError, DivergedError, ModelError
 from .validation import Options, option
 from .gradients import param_names
 from .streaming import move
 
-__all__ = ["Outcome", "TrainConfig", "train", "fit", "model_view", "num_outputs", "make_optimizer"]
+__all__ = ["Outcome", "TrainConfig", "TrainFn", "train", "fit", "model_view", "num_outputs", "make_optimizer",
+           "check_train_fn", "train_with", "describe_train_fn"]
+
+# a user's own training recipe: trains ``model`` (a fresh or partly reset copy) on ``dataset`` — a torch Dataset of
+# (input, label) items — in place, or returns the trained model
+TrainFn = Callable[[nn.Module, "torch.utils.data.Dataset[Any]"], "nn.Module | None"]
 
 
 @dataclass
@@ -58,6 +63,8 @@ class TrainConfig(Options):
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", low=0, high=1, high_open=True)
     grad_clip: float | None = option(None, "max global gradient norm", low=0, low_open=True, high=1e6,
                                      none="no clipping")
+    precision: str = option("fp32", "arithmetic of the forward pass: fp32, or bf16 (torch.autocast mixed precision "
+                            "on CPU or CUDA; weights, gradients and the optimizer stay fp32)", choices=("fp32", "bf16"))
 
 
 _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -159,7 +166,9 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             if augment is not None:
                 X = augment(X)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(run_model, X, y)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                loss = loss_fn(run_model, X, y)
+            loss = loss.float()
             if not torch.isfinite(loss):
                 raise DivergedError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
                                          "Fix: lower lr, or set grad_clip.")
@@ -196,10 +205,51 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     return history
 
 
+def check_train_fn(train_fn: Any, argument: str = "train_fn") -> None:
+    """Refuse a ``train_fn`` that is not a callable ``(model, dataset) -> model | None``, before any work."""
+    if train_fn is not None and not callable(train_fn):
+        raise ConfigError(f"{argument}: expected a function train_fn(model, dataset) -> model (your own training "
+                          f"loop); got {type(train_fn).__name__}.")
+
+
+def describe_train_fn(train_fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a user's training function, for the run's record."""
+    return f"{getattr(train_fn, '__module__', '?')}.{getattr(train_fn, '__qualname__', type(train_fn).__name__)}"
+
+
+def train_with(train_fn: Callable[..., Any], model: nn.Module, data: LabeledData, desc: str = "train_fn"
+               ) -> list[dict[str, Any]]:
+    """Train ``model`` (a private copy, changed in place) with the user's own ``train_fn(model, dataset)``
+    instead of netfix's loop: it gets the user's module (not netfix's logits view of it) in train mode and
+    ``data`` as a Dataset of ``(input, label)`` items (streamed sets read through their own transforms); it trains
+    in place or returns a model with the same weights' names and shapes. Weights that come back NaN/inf are an
+    error. The history holds one record: the seconds it took."""
+    inner = unwrap(model)
+    inner.train()
+    start = time.perf_counter()
+    out = train_fn(inner, data)
+    if out is not None and out is not inner:
+        if not isinstance(out, nn.Module):
+            raise ModelError(f"train_fn: returned a {type(out).__name__}; expected the trained model (an "
+                             "nn.Module) or None after training the model it was given in place.")
+        try:
+            inner.load_state_dict(out.state_dict())
+        except RuntimeError as e:
+            raise ModelError(f"train_fn: returned a model whose weights do not fit the one it was given ({e}). Fix: "
+                             "train the model you are given (in place, or return it).") from None
+    model.eval()
+    bad = [n for n, p in inner.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise DivergedError(f"train_fn: left NaN or infinite weights in {bad[0]} (and {len(bad) - 1} more). Fix: "
+                            "check your training function's learning rate on this data.")
+    return [{"step": "train_fn", "train_fn": describe_train_fn(train_fn), "n": len(data),
+             "seconds": time.perf_counter() - start, "desc": desc}]
+
+
 def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float = 1e-3, batch_size: int = 128,
           optimizer: str = "adam", *, momentum: float = 0.9, weight_decay: float = 0.0,
           lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
-          augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+          precision: str = "fp32", augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
           progress: bool | None = None, editable: Any = None, schedule: Any = None,
           params: "Sequence[str] | None" = None) -> Outcome:
@@ -207,7 +257,8 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
 
     The returned model's card (:mod:`netfix.card`) records its recipe, which the retrain reference repeats, and
     the data it was trained on.
-    ``epochs`` defaults to 10. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
+    ``epochs`` defaults to 10. ``precision="bf16"``: mixed precision (``torch.autocast`` with bfloat16, on CPU or
+    CUDA), recorded in the recipe so the retrain reference repeats it. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
     epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
     generation in the history. ``editable``: an :class:`netfix.editing.EditableTraining` config.
     ``params``: module-name prefixes to train (e.g. ``["edit_block"]``, to fine-tune a block inserted into a trained
@@ -237,7 +288,7 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     epochs = 10 if epochs is None else epochs
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
                       weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
-                      grad_clip=grad_clip)
+                      grad_clip=grad_clip, precision=precision)
     check_model(model)
     trained = None if params is None else param_names(model, params)
     dev = resolve_device(device)

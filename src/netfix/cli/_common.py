@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import card
-from ..data import LabeledData, check_range
+from ..data import LabeledData, as_data, check_range
 from ..errors import ConfigError, DataError, NetfixError
 from ..io import LoadedModel, model_file
 from ..validation import check_path_writable
@@ -47,13 +47,21 @@ class Data:
     test: LabeledData
 
 
+def load_named(args: argparse.Namespace, name: str) -> tuple[LabeledData, LabeledData]:
+    """``datasets.load(name)``, a streamed set (image folder, CIFAR) read by ``--workers`` DataLoader workers."""
+    from .. import datasets
+
+    train, test = datasets.load(name)
+    if getattr(args, "workers", 0):
+        train, test = (as_data(d, d.name, workers=args.workers) for d in (train, test))
+    return train, test
+
+
 def model_data(args: argparse.Namespace, loaded: LoadedModel, *others: "LoadedModel | None",
                default: "str | None" = None) -> Data:
     """The data a verb reading ``loaded`` runs on: ``--data``, else the dataset the model records. A ``--data``
     whose name, input shape, classes or value range differs from the model's is refused unless
     ``--allow-data-mismatch`` (which also lifts the library's own range check on the models read)."""
-    from .. import datasets
-
     recorded = dict(card.of(loaded.model).data or {})
     name = args.data or recorded.get("name") or default
     if not name:
@@ -64,7 +72,7 @@ def model_data(args: argparse.Namespace, loaded: LoadedModel, *others: "LoadedMo
         raise ConfigError(f"--data: {args.data!r} is not the dataset the model was trained on "
                           f"({recorded['name']!r}). Fix: drop --data to use {recorded['name']!r}, or add "
                           "--allow-data-mismatch if you mean it.")
-    train, test = datasets.load(name)
+    train, test = load_named(args, name)
     if mismatch:
         for m in (loaded, *others):
             data = card.of(m.model).data if m is not None else None

@@ -31,6 +31,7 @@ def number(kind: type, low: "float | None" = None, high: "float | None" = None, 
 COUNT = number(int, 1, 1_000_000)
 EPOCHS = number(int, 1, 100_000)
 SEED = number(int, 0, 2**63 - 1)
+WORKERS = number(int, 0, 256)
 POSITIVE = number(float, 0, 1e6, low_open=True)
 NONNEGATIVE = number(float, 0, 1e6)
 
@@ -54,6 +55,9 @@ def _data_args(p: argparse.ArgumentParser, scenario: bool = True) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="your own images instead of --data: DIR/train/<class>/<image> and DIR/test/<class>/<image> "
                         "(PNG/JPEG), read lazily")
+    p.add_argument("--workers", type=WORKERS, default=0, metavar="N",
+                   help="DataLoader worker processes reading a streamed set (--data-dir, cifar10/100) ahead of the "
+                        "model (default 0: read in this process)")
     p.add_argument("--allow-data-mismatch", action="store_true",
                    help="accept --data that differs from the model's own (name, shape, classes or value range)")
     if scenario:
@@ -126,6 +130,9 @@ def _train(sub: Any) -> None:
     t.add_argument("--optimizer", default=None, help="adam, adamw or sgd" + recipe_help)
     t.add_argument("--lr-schedule", default=None, help="constant or cosine" + recipe_help)
     t.add_argument("--weight-decay", type=NONNEGATIVE, default=None, help="weight decay" + recipe_help)
+    t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: mixed precision (torch.autocast), kept in the recipe the retrain reference repeats "
+                        "(default fp32)")
     t.add_argument("--mixed-linear", default=None, metavar="MODULES",
                    help="train a mixed-linear model instead (netfix.mixed): the core on a stratified "
                         "--core-fraction of the data, then user weights for these comma-separated modules "
@@ -217,8 +224,9 @@ def _bench(sub: Any) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
     b.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     b.add_argument("--overwrite", action="store_true", help="replace an existing --json FILE (default: refuse)")
-    b.add_argument("name", help="a bench (ogd-debug, grad-memory, unlearn, forget-score, editable, mixed-linear, "
-                                "forget-relearn, scale, zoo), or list")
+    from ..bench import BENCHES
+
+    b.add_argument("name", help=f"a bench ({', '.join(BENCHES)}), or list")
     b.add_argument("--quick", action="store_true", help="a smoke-sized run")
     b.add_argument("--seeds", type=number(int, 1, 1000), default=None,
                    help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")

@@ -10,11 +10,11 @@ from typing import Any
 from .._tables import text_table
 from .. import card
 from ..errors import ConfigError
-from ._common import Data, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of
+from ._common import Data, load_named, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from .. import datasets, evaluate
+    from .. import evaluate
     from .. import train as fit
     from ..io import serialize
     from ..ledger import indices_digest
@@ -26,7 +26,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         data = model_data(args, start, default="mnist5k")
     else:
         name = args.data or "mnist5k"
-        data = Data(name, *datasets.load(name))
+        data = Data(name, *load_named(args, name))
     s = scenario(args, data.train, data.test)
     if args.subset == "retain" and s is None:
         raise ConfigError("--subset retain: needs --scenario or --forget-indices to say what is not retained.")
@@ -35,7 +35,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     stem = _stem(args, desc, data.name)
     paths = outputs(args, stem, ("model",), reads=(args.start,))
     flags = {"lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
-             "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay}
+             "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay,
+             "precision": None if args.precision == "fp32" else args.precision}
     options.update({k: v for k, v in flags.items() if v is not None})
     common = {"seed": args.seed, "device": args.device, "progress": progress(args)}
     mixed = None

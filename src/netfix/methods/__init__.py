@@ -24,7 +24,7 @@ from .. import card
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, Request, as_data, check_disjoint, check_range, concat, request_of
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
-from ..training import Outcome, model_view
+from ..training import Outcome, TrainFn, check_train_fn, describe_train_fn, model_view
 from ._guard import Guard, GuardWarning, guarded
 
 GUARD = Guard()  # the default: every method's run is redone with a smaller step if it costs > 3 points
@@ -42,6 +42,7 @@ class Context:
     seed: int
     progress: bool
     mode: str                   # "unlearn" or "relearn"
+    train_fn: "TrainFn | None" = None  # the user's own training loop, for methods that train (retrain, forget-relearn)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Method:
     model_type: "tuple[type, str] | None" = None  # (the model class it needs, how to make one), None: any model
     strength: str | None = None  # the option the guard scales down when a run costs too much (e.g. "lr")
     guarded: bool = True  # False: exact or reference methods (retrain, mixed-linear), never redone
+    trains: bool = False  # True: the method trains on the kept data, and can do it with the user's train_fn
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -73,18 +75,20 @@ _METHODS: dict[str, Method] = {}
 
 def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
              needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None,
-             strength: str | None = None, guarded: bool = True
+             strength: str | None = None, guarded: bool = True, trains: bool = False
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
     needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
     (class, how to make one) for a method that only works on models built its way; other models are refused.
     ``strength``: the option the guard (:mod:`netfix.methods._guard`) scales down when a run loses too much
-    retained accuracy; ``guarded=False`` for methods that are never redone (exact, or the reference)."""
+    retained accuracy; ``guarded=False`` for methods that are never redone (exact, or the reference).
+    ``trains``: the method trains on the kept data, which a user's ``train_fn`` can then do instead of netfix's
+    loop (:func:`netfix.training.train_with`)."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
-                                needs_retain, model_type, strength, guarded)
+                                needs_retain, model_type, strength, guarded, trains)
         return run
     return deco
 
@@ -116,8 +120,13 @@ def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> Labeled
 
 def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
              seed: int, device: "torch.device | str | None", progress: bool | None,
-             options: dict[str, Any], guard: "Guard | None") -> Outcome:
+             options: dict[str, Any], guard: "Guard | None", train_fn: "TrainFn | None" = None) -> Outcome:
     spec = get(method)
+    check_train_fn(train_fn)
+    if train_fn is not None and not spec.trains:
+        raise ConfigError(f"train_fn: method {method!r} does not train on the kept data, so it has no use for your "
+                          f"training function; methods that do: "
+                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if m.trains)}.")
     if guard is not None and not isinstance(guard, Guard):
         raise ConfigError(f"guard: expected a netfix.methods.Guard(...) or None (no guard); got "
                           f"{type(guard).__name__}.")
@@ -148,11 +157,12 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
         view, k = model_view(net, f, names[0])
         f = as_data(f, names[0], num_classes=k)
         r = as_data(r, names[1], num_classes=k, allow_empty=True)
-        ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode)
+        ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode,
+                      train_fn=train_fn)
         before = _state_digest(net)
         start = time.perf_counter()
         history, cfg, record = guarded(lambda c: spec.run(view, f, r, c, ctx), view, net, r, cfg, spec.strength,
-                                       mode, guard if spec.guarded else None, seed)
+                                       mode, guard if spec.guarded and train_fn is None else None, seed)
         seconds = time.perf_counter() - start
     net.eval()
     if mode == "unlearn" and len(r):  # what the model has now learned from is what was kept
@@ -165,6 +175,7 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
                       stacklevel=3)
     config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode, "changed": changed,
               **({"guard": record} if record is not None else {}),
+              **({"train_fn": describe_train_fn(train_fn)} if train_fn is not None else {}),
               "n_" + names[0]: len(f), "n_" + names[1]: len(r),
               names[0] + "_fingerprint": f.fingerprint(), names[1] + "_fingerprint": r.fingerprint()}
     return Outcome(model=net, method=method, config=config, seconds=seconds, history=history)
@@ -182,7 +193,7 @@ def _state_digest(model: nn.Module) -> str:
 def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | None" = None, method: str = "ogd", *,
             seed: int = 0,
             device: "torch.device | str | None" = None, progress: bool | None = None,
-            guard: "Guard | None" = GUARD, **options: Any) -> Outcome:
+            guard: "Guard | None" = GUARD, train_fn: "TrainFn | None" = None, **options: Any) -> Outcome:
     """Remove what ``forget`` taught ``model`` while keeping what ``retain`` teaches; returns a new model.
 
     ``forget`` may be a deletion request — ``netfix.data.Request(dataset, forget_indices)`` or
@@ -191,6 +202,11 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
     ``options`` are the method's config fields (``netfix.methods.get(method).config``); unknown ones are errors.
     ``guard``: a run that loses more retained accuracy than ``guard.tolerance`` points is redone with a smaller step
     (:class:`Guard`; ``None``: unguarded).
+    ``train_fn``: your own training loop, ``train_fn(model, dataset) -> model`` (see
+    :func:`netfix.training.train_with`), used by the methods that train on the kept data — ``retrain`` (a reference
+    trained exactly like your original, from a fresh initialisation), ``finetune`` (from the trained weights) and
+    ``forget-relearn`` (each generation's relearning) — instead of netfix's loop and the model's recipe; other
+    methods refuse it. It is called under the run's seed.
 
     Example:
         >>> out = netfix.unlearn(model, s.forget, s.retain, method="retrain", epochs=5)
@@ -205,7 +221,7 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
     f, r = request.split() if request is not None else (forget, retain)
     if isinstance(f, Request) or r is None:
         raise ConfigError("forget: a netfix.data.Request stands for both sets; leave retain out.")
-    out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard)
+    out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard, train_fn)
     if request is not None:
         from ..ledger import indices_digest
 
@@ -215,10 +231,11 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
 
 def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, method: str = "ogd", *,
             seed: int = 0, device: "torch.device | str | None" = None, progress: bool | None = None,
-            guard: "Guard | None" = None, **options: Any) -> Outcome:
+            guard: "Guard | None" = None, train_fn: "TrainFn | None" = None, **options: Any) -> Outcome:
     """Teach ``model`` the labels of ``data`` (e.g. a scenario's ``corrected`` set) while protecting what it does
     on ``protect``; returns a new model. ``guard``: unguarded by default — learning a corrected class legitimately
-    moves some retained predictions (its neighbours'); pass a :class:`Guard` to bound that.
+    moves some retained predictions (its neighbours'); pass a :class:`Guard` to bound that. ``train_fn``: as for
+    :func:`unlearn`.
 
     Example:
         >>> out = netfix.relearn(model, s.corrected, protect=s.retain, method="retrain", epochs=5)
@@ -226,7 +243,7 @@ def relearn(model: nn.Module, data: DataLike, protect: DataLike | None = None, m
     if protect is None:
         first = as_data(data, "data")
         protect = first.subset([], "protect")
-    return _operate("relearn", model, data, protect, method, seed, device, progress, options, guard)
+    return _operate("relearn", model, data, protect, method, seed, device, progress, options, guard, train_fn)
 
 
 def _discover() -> None:

@@ -2,7 +2,8 @@
 
 Unlearning fine-tunes on ``retain`` (the forget set fades as the model drifts); relearning fine-tunes on
 ``protect`` plus the corrected ``data``. The original weights are the starting point, so it costs a few epochs,
-not a full retrain.
+not a full retrain. With a user's ``train_fn`` (:func:`netfix.unlearn`), their own loop fine-tunes instead
+(from the trained weights; the epochs it runs are its own).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..data import LabeledData
 from ..errors import DataError
-from ..training import TrainConfig, fit
+from ..training import TrainConfig, fit, train_with
 from ..validation import Options, option
 from . import Context, kept_data, register
 
@@ -34,12 +35,14 @@ class FinetuneConfig(Options):
         return TrainConfig(optimizer="sgd", **asdict(self))
 
 
-@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"), strength="lr")
+@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"), strength="lr", trains=True)
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FinetuneConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fine-tune on the retained data (plus the corrected data when relearning)."""
     data = kept_data(forget, retain, ctx)
     if len(data) == 0:
         raise DataError("retain: is empty; fine-tuning needs data to train on. Fix: pass the samples to keep.")
+    if ctx.train_fn is not None:  # the user's own loop, from the trained weights (its budget is theirs to set)
+        return train_with(ctx.train_fn, model, data, desc="finetune")
     return fit(model, data, cfg.recipe(), generator=ctx.generator, device=ctx.device, progress=ctx.progress,
                desc="finetune")

@@ -6,7 +6,8 @@ relearns for ``epochs_per_generation`` epochs with a restarted cosine schedule. 
 trains on ``data`` plus ``protect`` — typically the very training set whose labels are partly wrong, when you do not
 know which: forgetting sheds the memorised noise disproportionately and a short relearning refits the consistent
 signal first. Unlearning mode relearns on ``retain`` alone, so the forget set's information is shed by the operator
-and not re-taught. A fraction of a from-scratch run's epochs.
+and not re-taught. A fraction of a from-scratch run's epochs. With a user's ``train_fn`` (:func:`netfix.unlearn`),
+each generation relearns by calling it once instead of netfix's loop (give it the relearning budget you want).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ForgetRelearnConfig(Options):
                               "epochs per generation.")
 
 
-@register("forget-relearn", ForgetRelearnConfig, modes=("relearn", "unlearn"),
+@register("forget-relearn", ForgetRelearnConfig, modes=("relearn", "unlearn"), trains=True,
           summary="forgetting operator, then relearning, for a few generations (repairs noisy-label training)")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ForgetRelearnConfig,
         ctx: Context) -> list[dict[str, Any]]:
@@ -65,7 +66,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ForgetR
     schedule = ForgetRelearn(operator(cfg.operator), cfg.generations, cfg.epochs_per_generation, cfg.restart_lr)
     kept_recipe = card.of(model).recipe
     history = schedule.run(model, data, recipe, generator=ctx.generator, device=ctx.device, seed=ctx.seed,
-                           progress=ctx.progress, fit_kwargs={}, first_forget=True)
+                           progress=ctx.progress, fit_kwargs={}, first_forget=True, train_fn=ctx.train_fn)
     if kept_recipe is not None:
         card.update(model, recipe=kept_recipe)
     return history

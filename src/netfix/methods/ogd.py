@@ -176,7 +176,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConf
     basis = build_memory(model, retain, cfg, ctx.generator) if cfg.project else None
     memory_seconds = time.perf_counter() - start
 
-    probe = forget.subset(torch.randperm(len(forget), generator=ctx.generator)[: cfg.probe_size], "probe")
+    probe = forget.subset(torch.randperm(len(forget), generator=ctx.generator)[: cfg.probe_size], "probe").cached()
     steps_on = forget
     best: dict[str, Any] = {"state": None}  # relearn: the best state seen, restored if the stopping rule never holds
     if ctx.mode == "relearn" and cfg.replay > 0 and len(retain):
@@ -194,7 +194,7 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: OGDConf
             return {"reason": "forgotten", "forget_acc": acc} if acc <= threshold else None
     else:
         loss_fn = None
-        kept = retain.subset(torch.randperm(len(retain), generator=ctx.generator)[: cfg.probe_size], "kept")
+        kept = retain.subset(torch.randperm(len(retain), generator=ctx.generator)[: cfg.probe_size], "kept").cached()
         kept_start = _accuracy(model, kept) if len(kept) else 100.0
         target = kept_start if cfg.target_acc is None else cfg.target_acc
         per_epoch = max(1, math.ceil(len(steps_on) / cfg.batch_size))

@@ -3,7 +3,8 @@ compared with.
 
 Unlearning retrains on ``retain``; relearning retrains on ``protect`` plus the corrected ``data``. The recipe is
 the one the model was trained with (its card's recipe, set by :func:`netfix.train` and kept in model files),
-so the reference differs from the original only in its data; options given here override it.
+so the reference differs from the original only in its data; options given here override it. A user's own
+training loop (``train_fn``, :func:`netfix.unlearn`) replaces netfix's loop and the recipe altogether.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .. import card
 from ..data import LabeledData
 from ..errors import DataError
 from ..models import reinit
-from ..training import TrainConfig, fit
+from ..training import TrainConfig, fit, train_with
 from ..validation import MAX_BATCH, MAX_EPOCHS, SEED_MAX, Options, option
 from . import Context, kept_data, register
 
@@ -42,6 +43,7 @@ class RetrainConfig(Options):
                                            none=_RECIPE)
     grad_clip: float | None = option(None, "max global gradient norm", low=0, low_open=True, high=1e6,
                                      none=_RECIPE + " (which may be no clipping)")
+    precision: str | None = option(None, "arithmetic of the forward pass", choices=("fp32", "bf16"), none=_RECIPE)
     init_seed: int | None = option(None, "seed of the fresh initialisation", low=0, high=SEED_MAX,
                                    none="the run's seed")
 
@@ -57,7 +59,7 @@ def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@register("retrain", RetrainConfig, modes=("unlearn", "relearn"), guarded=False)
+@register("retrain", RetrainConfig, modes=("unlearn", "relearn"), guarded=False, trains=True)
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RetrainConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Retrain from scratch on the retained data (plus the corrected data when relearning)."""
@@ -67,6 +69,8 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: Retrain
         raise DataError("retain: is empty; retraining needs data to train on. Fix: pass the samples to keep.")
     fresh = reinit(model, ctx.seed if cfg.init_seed is None else cfg.init_seed)
     model.load_state_dict(fresh.state_dict())
+    if ctx.train_fn is not None:  # the user's own loop: a reference trained exactly like their original
+        return train_with(ctx.train_fn, model, data, desc="retrain")
     history = fit(model, data, recipe, generator=ctx.generator, device=ctx.device, progress=ctx.progress,
                   desc="retrain")
     card.update(model, recipe={f.name: getattr(recipe, f.name) for f in fields(TrainConfig)})
