@@ -327,3 +327,14 @@ def test_a_backdoor_on_a_streamed_set_is_stamped_as_read(digits):
         x, y = getattr(a, part), getattr(b, part)
         assert torch.equal(x.y, y.y), part
         assert torch.equal(x.tensor, y.tensor), part
+
+
+def test_the_disproportionate_forgetting_analysis_is_the_same_streamed(digits):
+    train, test = digits
+    s = netfix.scenarios.label_noise(train, test, fraction=0.2, seed=0)
+    noisy = np.zeros(len(s.train), bool)
+    noisy[s.forget_indices] = True
+    m = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
+    a, b = (netfix.forgetting.disproportionate_forgetting(m, d, "llf", noisy, epochs=3, seed=0, progress=False)
+            for d in (s.train, _streamed(s.train)))
+    assert a == b and len(a["checkpoints"]) == 3
