@@ -698,12 +698,13 @@ def batches(data: LabeledData, batch_size: int, sampler: "Sampler[int] | None" =
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         loader = DataLoader(BatchReader(data.X), batch_size=None, sampler=chunks, num_workers=data.X.workers,
                             pin_memory=cuda, generator=g)
-        for idx, xb in zip(chunks, loader):
-            yield move(xb, device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+        for chunk, xb in zip(chunks, loader):
+            yield move(xb, device, non_blocking=True), data.y[chunk].to(device, non_blocking=True)
         return
     buffer: "torch.Tensor | None" = None
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+        idx: "torch.Tensor | slice" = order[start:start + batch_size] if order is not None else \
+            slice(start, start + batch_size)
         yb = data.y[idx]
         if reuse and isinstance(data.X, StreamedInputs) and not cuda:
             if buffer is None and len(data) and not data.X.is_dict:

@@ -71,7 +71,7 @@ def _collate(inputs: list[Any], positions: Sequence[int], argument: str, out: "t
     """Stack item inputs into one batch: a float32 tensor, or a dict of tensors (integer ids keep their dtype)."""
     if isinstance(inputs[0], Mapping):
         keys = list(inputs[0])
-        out = {}
+        batch: dict[str, torch.Tensor] = {}
         for k in keys:
             parts = []
             for p, x in zip(positions, inputs):
@@ -79,8 +79,8 @@ def _collate(inputs: list[Any], positions: Sequence[int], argument: str, out: "t
                     raise DataError(f"{argument}: item {p} lacks the input {k!r} that item {positions[0]} has; "
                                     "expected the same keys in every item.")
                 parts.append(to_tensor(x[k], argument, f"the input {k!r} of item {p}"))
-            out[k] = _stack(parts, positions, argument, f"input {k!r} of ")
-        return out
+            batch[k] = _stack(parts, positions, argument, f"input {k!r} of ")
+        return batch
     return _stack([to_tensor(x, argument, f"the input of item {p}") for p, x in zip(positions, inputs)], positions,
                   argument, "", out)
 
