@@ -6,6 +6,7 @@ runs a model once per split and assembles a :class:`Metrics` mapping. Accuracies
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,21 +46,27 @@ class Metrics(dict):
             raise AttributeError(name) from None
 
 
-@torch.no_grad()
+@torch.no_grad()  # a generator: torch turns gradients off around each step of it, not in the caller's code
+def _outputs(model: nn.Module, data: LabeledData, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(offset, logits, labels)`` per batch, on the CPU, with ``model`` in eval mode and no gradients: the one
+    inference pass every metric reads (a streamed set fills one reused batch buffer)."""
+    dev = model_device(model)
+    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
+    at = 0
+    with eval_mode(model):
+        for X, y in batches(data, batch_size, device=dev, reuse=True):
+            yield at, view(X).float().cpu(), y.cpu()
+            at += len(y)
+
+
 def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torch.Tensor:
     """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
     restored afterwards."""
-    dev = model_device(model)
-    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
     out: "torch.Tensor | None" = None
-    with eval_mode(model):
-        at = 0
-        for X, _ in batches(data, batch_size, device=dev, reuse=True):
-            logits = view(X).float()
-            if out is None:  # one (N, K) buffer filled in place: no per-batch pieces held until a final cat,
-                out = torch.empty((len(data), logits.shape[1]))  # which fragments the heap on a streamed set
-            out[at:at + len(logits)] = logits.cpu()
-            at += len(logits)
+    for at, logits, _ in _outputs(model, data, batch_size):
+        if out is None:  # one (N, K) buffer filled in place: no per-batch pieces held until a final cat,
+            out = torch.empty((len(data), logits.shape[1]))  # which fragments the heap on a streamed set
+        out[at:at + len(logits)] = logits
     return out if out is not None else torch.empty(0, 0)
 
 
@@ -106,10 +113,6 @@ def loss_mia(loss_forget: np.ndarray, loss_test: np.ndarray, seed: int = 0) -> f
     return float(100.0 * cross_val_score(LogisticRegression(), X, y, cv=cv, scoring="accuracy").mean())
 
 
-def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float(100.0 * (logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
-
-
 def accuracy(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> float:
     """Accuracy (%) of ``model`` on ``data`` (already validated), in eval mode, on the model's device."""
     return _summary(model, data, batch_size).accuracy
@@ -148,16 +151,10 @@ class _Summary:
         return self
 
 
-@torch.no_grad()
 def _summary(model: nn.Module, data: LabeledData, batch_size: int, per_sample: bool = False) -> _Summary:
-    dev = model_device(model)
-    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
     out = _Summary(len(data), per_sample)
-    at = 0
-    with eval_mode(model):
-        for X, y in batches(data, batch_size, device=dev, reuse=True):
-            out.fill(at, view(X).float().cpu(), y.cpu())
-            at += len(y)
+    for at, logits, y in _outputs(model, data, batch_size):
+        out.fill(at, logits, y)
     return out.finish(data.y)
 
 
@@ -168,7 +165,7 @@ def _agreement_kl(model: nn.Module, reference: nn.Module, data: LabeledData, bat
     view, rview = (as_logits(m, move(data.X[:2], dev)) for m in (model, reference))
     same, kl = 0, 0.0
     with eval_mode(model), eval_mode(reference):
-        for X, _ in batches(data, batch_size, device=dev):
+        for X, _ in batches(data, batch_size, device=dev, reuse=True):
             t, r = F.log_softmax(view(X).float(), 1), F.log_softmax(rview(X).float(), 1)
             same += int((t.argmax(1) == r.argmax(1)).sum())
             kl += float(F.kl_div(t, r, log_target=True, reduction="sum"))

@@ -242,8 +242,8 @@ def train_with(train_fn: Callable[..., Any], model: nn.Module, data: LabeledData
     if bad:
         raise DivergedError(f"train_fn: left NaN or infinite weights in {bad[0]} (and {len(bad) - 1} more). Fix: "
                             "check your training function's learning rate on this data.")
-    return [{"step": "train_fn", "train_fn": describe_train_fn(train_fn), "n": len(data),
-             "seconds": time.perf_counter() - start, "desc": desc}]
+    return [{"train_fn": describe_train_fn(train_fn), "n": len(data), "seconds": time.perf_counter() - start,
+             "desc": desc}]
 
 
 def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float = 1e-3, batch_size: int = 128,
