@@ -25,17 +25,23 @@ import netfix
 from netfix.bench.unlearn import EPOCHS, MIA_SAMPLES, _accuracy, _split
 
 GRID: dict[str, list[dict[str, Any]]] = {
-    "finetune": [{}, {"lr": 4e-2}],
+    "finetune": [{}, {"lr": 4e-2, "epochs": 5}, {"lr": 0.1, "epochs": 8}],
     "neggrad": [{}, {"lr": 1e-3}, {"lr": 1e-2}],
     "neggrad+": [{}, {"lr": 3e-2}, {"alpha": 0.99}],
     "random-label": [{}, {"lr": 3e-3}, {"epochs": 5}],
     "salun": [{}, {"lr": 5e-3}, {"mask_fraction": 0.2}],
     "l1-sparse": [{}, {"gamma": 1e-5}, {"gamma": 5e-4}],
-    "scrub": [{}, {"lr": 1e-3}, {"lr": 1e-3, "forget_batch_size": 32}],
-    "fisher": [{}, {"alpha": 1e-7}, {"alpha": 1e-8}],
+    "scrub": [{}, {"stop_max": False}, {"lr": 5e-4}],
+    "fisher": [{}, {"alpha": 1e-8}, {"alpha": 1e-6}, {"forgotten_bias": "zero"}],
     "ssd": [{}, {"alpha": 5.0}, {"lam": 0.5}],
-    "bad-teacher": [{}, {"lr": 1e-3}, {"lr": 1e-3, "batch_size": 64}],
+    "bad-teacher": [{}, {"lr": 5e-4, "epochs": 2}, {"lr": 1e-3, "retain_fraction": 1.0},
+                    {"lr": 1e-4, "batch_size": 256}],
     "ogd": [{}, {"objective": "uniform"}, {"objective": "ascent"}],
+    "msg": [{}, {"reinit_fraction": 0.3, "lr": 1e-3}, {"reinit_fraction": 0.3, "lr": 1e-2},  # {}: 0.7 at lr 3e-2
+            {"reinit_fraction": 0.3}, {"reinit_fraction": 0.3, "lr": 0.1}, {"reinit_fraction": 0.5},
+            {"reinit_fraction": 0.5, "lr": 1e-2}, {"reinit_fraction": 0.3, "lr": 1e-2, "layers": "all"},
+            {"reinit_fraction": 0.3, "epochs": 10}],
+    "rum": [{}, {"inner": "neggrad+"}, {"inner": "neggrad+:epochs=4"}, {"proxy": "random"}],  # {}: per-group NegGrad+
 }
 
 

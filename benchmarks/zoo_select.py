@@ -43,6 +43,12 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "salun": {"lr": [5e-3, 4e-3, 2e-3], "epochs": [10, 15], "train_mode": [False]},
     "scrub": {"lr": [1e-3, 3e-4], "train_mode": [True, False]},
     "ogd": {"lr": [1e-2, 3e-3]},
+    "msg": {"lr": [3e-2, 1e-2], "reinit_fraction": [0.7]},
+    "rum": {"step_scale": [1.0, 0.5]},
+    "unseen": {"lr": [1e-3, 2e-3]},
+    "finetune": {"lr": [1e-1], "max_update": [1e-3, 3e-3]},
+    "fisher": {"alpha": [1e-6]},
+    "bad-teacher": {"lr": [5e-4, 1e-3], "epochs": [1, 2]},
 }
 EDIT_GRID = [{"scale": s, "growth": g} for s, g in itertools.product([3e-4, 1e-3, 3e-3], [2.0, 4.0])]
 

@@ -161,11 +161,52 @@ def test_guard_flag_sets_the_guard_and_refuses_bad_values(capsys, faulty_file, t
     (["relearn", "--scenario", "random_forget:fraction=0.1"], "has no corrected labels"),
     (["unlearn", "--scenario", "class_forget:cls=1", "--method", "magic"], "unknown method 'magic'"),
     (["unlearn", "--scenario", "class_forget:cls=1", "--option", "speed=11"], "unknown option 'speed'"),
+    (["unlearn", "--scenario", "class_forget:cls=1", "--budget", "20"], "--budget: only with --method auto"),
+    (["unlearn", "--scenario", "class_forget:cls=1", "--method", "auto", "--budget", "0"], "argument --budget: expected a number in (0"),
+    (["unlearn", "--method", "auto"], "needs --scenario or --forget-indices"),
+    (["relearn", "--scenario", "mislabel:source=7,target=1", "--method", "auto"], "auto picks an unlearning"),
 ])
 def test_repair_verbs_refuse_bad_requests(capsys, faulty_file, argv, match):
     verb, *rest = argv
     code, out, err = run(capsys, verb, str(faulty_file), "--data", "digits", *rest, "--quiet")
     assert code == 2 and match in err and out == ""
+
+
+def test_unlearn_auto_runs_the_method_recommended_for_the_request_and_records_why(capsys, faulty_file, tmp_path):
+    from netfix.methods._recommend import recommend
+
+    code, out, _ = run(capsys, "unlearn", str(faulty_file), "--scenario", "class_forget:cls=1", "--method", "auto",
+                       "--out", str(tmp_path / "a"), "--json", "--quiet")
+    res = json.loads(out)
+    auto = res["config"]["auto"]
+    picked = recommend("class", model="mlp")  # the shipped table's pick on the benched MLP
+    assert code == 0 and res["method"] == picked == auto["method"] and auto["request"] == "class"
+    assert auto["model"] == "mlp" and picked in auto["reason"] and auto["budget"] is None
+    before, after = res["rows"]
+    assert after["forget_acc"] < 10 < before["forget_acc"]  # the class is forgotten
+    assert json.loads((tmp_path / "a.certificate.json").read_text())["config"]["auto"] == auto
+    code, out, _ = run(capsys, "unlearn", str(faulty_file), "--scenario", "random_forget:fraction=0.1",
+                       "--method", "auto", "--budget", "30", "--out", str(tmp_path / "b"), "--quiet")
+    picked = recommend("random", budget=30, model="mlp", heldout=False)  # no --heldout-indices: none that reads it
+    assert code == 0 and out.startswith(f"auto: {picked} for this random request: ") and "rte <= 30 %" in out
+    assert f"unlearn with {picked} on random_forget" in out and not netfix.methods.get(picked).heldout
+
+
+def test_unlearn_reads_heldout_indices_and_evaluates_on_the_rest(capsys, faulty_file, tmp_path):
+    (tmp_path / "held.txt").write_text("\n".join(str(i) for i in range(0, 360, 2)))
+    code, out, _ = run(capsys, "unlearn", str(faulty_file), "--scenario", "random_forget:fraction=0.1",
+                       "--method", "unseen", "--option", "epochs=3", "--heldout-indices", str(tmp_path / "held.txt"),
+                       "--out", str(tmp_path / "u"), "--json", "--quiet")
+    res = json.loads(out)
+    assert code == 0 and res["config"]["n_heldout"] == 180 and res["history"][0]["matched"] > 0
+    (tmp_path / "bad.txt").write_text("0\n999")
+    code, _, err = run(capsys, "unlearn", str(faulty_file), "--scenario", "random_forget:fraction=0.1",
+                       "--method", "unseen", "--heldout-indices", str(tmp_path / "bad.txt"), "--out",
+                       str(tmp_path / "v"), "--quiet")
+    assert code == 2 and "--heldout-indices: must lie in [0, 360)" in err
+    code, _, err = run(capsys, "unlearn", str(faulty_file), "--scenario", "random_forget:fraction=0.1",
+                       "--method", "unseen", "--out", str(tmp_path / "w"), "--quiet")
+    assert code == 2 and "heldout: missing" in err and "Fix" in err
 
 
 def test_edit_verb_edits_saves_and_reports(capsys, tmp_path, digits, trained):

@@ -29,7 +29,14 @@ FAST = {
     "ssd": {},
     "bad-teacher": {"epochs": 1},
     "mixed-linear": {},
+    "unseen": {"epochs": 2},
+    "reference-guided": {"epochs": 2},
 }
+
+
+def fast(method, digits):
+    """The contract's few-epoch options, plus held-out data (the digits test split) for methods that read it."""
+    return {**FAST.get(method, {}), **({"heldout": digits[1]} if netfix.methods.get(method).heldout else {})}
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +82,11 @@ def test_unknown_option_lists_valid_ones(trained, scenario):
 # --- the contract every registered method keeps -----------------------------------------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
-def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained, scenario):
+def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained, scenario, digits):
     trained = prepared(method, trained, scenario)
     before = snapshot(trained)
     out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, progress=False,
-                         **FAST.get(method, {}))
+                         **fast(method, digits))
     assert out.model is not trained
     assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items())
     assert out.method == method and out.seconds >= 0 and isinstance(out.history, list)
@@ -87,10 +94,10 @@ def test_contract_returns_new_model_and_leaves_callers_untouched(method, trained
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_contract_deterministic_under_seed(method, trained, scenario):
+def test_contract_deterministic_under_seed(method, trained, scenario, digits):
     trained = prepared(method, trained, scenario)
     run = lambda seed: netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, seed=seed,  # noqa: E731
-                                      progress=False, **FAST.get(method, {})).model
+                                      progress=False, **fast(method, digits)).model
     assert same_weights(run(1), run(1))
 
 
@@ -115,16 +122,16 @@ def test_contract_works_on_batchnorm_model(method, digits, scenario, two_branch)
     base = prepared(method, netfix.train(two_branch, scenario.train, epochs=1, seed=0, progress=False).model,
                     scenario)
     out = netfix.unlearn(base, scenario.forget, scenario.retain, method=method, progress=False,
-                         **FAST.get(method, {}))
+                         **fast(method, digits))
     assert netfix.evaluate(out.model, test=digits[1])["test_acc"] > 10
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", METHODS)
-def test_contract_runs_on_cuda(method, trained, scenario):
+def test_contract_runs_on_cuda(method, trained, scenario, digits):
     trained = prepared(method, trained, scenario)
     out = netfix.unlearn(trained, scenario.forget, scenario.retain, method=method, device="cuda", progress=False,
-                         **FAST.get(method, {}))
+                         **fast(method, digits))
     assert next(out.model.parameters()).device.type == "cuda"
 
 

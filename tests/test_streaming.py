@@ -142,12 +142,14 @@ def test_every_method_gives_the_same_weights_streamed(digits, trained, method):
     train, test = digits
     s = netfix.scenarios.class_forget(train, test, cls=3)
     forget, retain = s.forget.subset(np.arange(40)), s.retain.subset(np.arange(0, len(s.retain), 4))
+    held = test.subset(np.arange(0, len(test), 3))
     outs = []
-    for f, r in ((forget, retain), (_streamed(forget), _streamed(retain))):
+    for f, r, h in ((forget, retain, held), (_streamed(forget), _streamed(retain), _streamed(held))):
+        extra = {"heldout": h} if netfix.methods.get(method).heldout else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outs.append(netfix.unlearn(trained, f, r, method=method, seed=0, progress=False,
-                                       **FAST.get(method, {})).model)
+                                       **FAST.get(method, {}), **extra).model)
     for (n, p), q in zip(outs[0].state_dict().items(), outs[1].state_dict().values()):
         assert torch.allclose(p.float(), q.float(), rtol=1e-5, atol=1e-6), (method, n)
 

@@ -10,7 +10,10 @@ then the plots the run's data supports:
 - the membership-inference picture: histograms of true-class confidence on the forget set vs the test set, per
   model (a forgotten set should look like unseen data);
 - for edits: success, steps and drawdown; for benches: their table and, where rows have ``gap`` and ``rte``, the
-  trade-off plot (gap to retrain vs % of retrain's time).
+  trade-off plot (gap to retrain vs % of retrain's time);
+- for unlearning benches, per request (random samples, a class, a fault): which method, at what cost — the Pareto
+  front of (gap, rte) over methods (:mod:`netfix.bench.pareto`; the document's ``fronts``, or computed from its
+  rows), as a scatter with the front drawn and a table.
 
 The numbers behind the plots come from :func:`panel`, which a command calls while it still holds the models and
 stores under ``"report"`` in its run document (JSON); :func:`render` only reads documents, so a report can be
@@ -217,6 +220,74 @@ def _tradeoff_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
+_ASKED = {"random": "random samples", "class": "a whole class", "fault": "a fault (e.g. a backdoor)"}
+
+
+def _front_plot(request: str, entry: dict[str, Any]) -> str | None:
+    """One request's methods at their mean (rte, gap) over models; the Pareto front drawn as the staircase that
+    bounds what it dominates; retraining's cost (rte 100) as a dashed line."""
+    table = [r for r in entry.get("table", []) if r.get("gap") is not None and r.get("rte") is not None]
+    if not table:
+        return None
+    fig, ax = _figure(6.4, 3.8)
+    for r in table:
+        on = r.get("on_front")
+        ax.scatter(r["rte"], r["gap"], s=30 if on else 18, color="tab:red" if on else "none",
+                   edgecolors="tab:red" if on else "tab:gray", zorder=3)
+        ax.annotate(str(r["method"]), (r["rte"], r["gap"]), fontsize=7, xytext=(3, 2), textcoords="offset points",
+                    color="black" if on else "dimgray")
+    best = sorted((r for r in table if r.get("on_front")), key=lambda r: (r["rte"], r["gap"]))
+    if best:
+        xs, ys = [r["rte"] for r in best], [r["gap"] for r in best]
+        xmax = max(max(r["rte"] for r in table), 100.0) * 1.5
+        ax.step(xs + [xmax], ys + [ys[-1]], where="post", color="tab:red", lw=1.2, label="Pareto front")
+    ax.axvline(100.0, color="black", ls="--", lw=0.8, label="retraining's cost")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_yscale("symlog", linthresh=1.0)  # gaps span 0.1 to 50+ points: the close ones stay apart
+    ax.set_xlim(left=0.0)
+    ax.set_ylim(0.0, 2.0 * max(r["gap"] for r in table) + 1.0)  # room for the labels at the top
+    ax.set_xlabel("rte (% of retrain's seconds, mean over models)")
+    ax.set_ylabel("gap to retrain (points, mean)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Forgetting {_ASKED.get(request, request)}: closeness to retraining vs cost", fontsize=10)
+    return _png(fig)
+
+
+def _fronts_html(fronts: dict[str, Any]) -> str:
+    """Per request: the scatter with its front, the table over models, each model's front, what was left out."""
+    parts = []
+    for request, entry in fronts.items():
+        if not entry.get("table"):
+            continue
+        heading = f"Which method for {_ASKED.get(request, request)} ({request} request)"
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        img = _front_plot(request, entry)
+        if img:
+            parts.append(f"<img alt='{html.escape(heading)}' src='{img}'>")
+        rows = [{**r, "on_front": "yes" if r.get("on_front") else ""} for r in entry["table"]]
+        parts.append("<p>Mean gap and rte over the models each method ran on (<i>models</i>); <i>front_models</i>: "
+                     "on how many of those models' own fronts it is. Lower is better on both.</p>")
+        parts.append(_table(rows, ["method", "gap", "rte", "models", "front_models", "on_front"]))
+        per_model = [{"model": m, "front (cheapest first)": ", ".join(v.get("front", []))}
+                     for m, v in entry.get("models", {}).items()]
+        parts.append(_table(per_model, ["model", "front (cheapest first)"]))
+        if entry.get("skipped"):
+            parts.append("<p>Left out:</p>" + _table(entry["skipped"], ["model", "method", "why"]))
+    return "".join(parts)
+
+
+def _fronts_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document's ``fronts``, or — for a bench document written before they were stored — computed from its
+    rows (an empty dict when no row answers a random, class or fault request)."""
+    if isinstance(doc.get("fronts"), dict):
+        return doc["fronts"]
+    if not doc.get("bench"):
+        return {}
+    from .bench.pareto import summary
+
+    return summary(r for r in doc["rows"] if isinstance(r, dict))
+
+
 def _edit_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     pts = [r for r in rows if "success_rate" in r and "drawdown" in r]
     if not pts:
@@ -259,6 +330,7 @@ def render(doc: dict[str, Any], title: str | None = None) -> str:
     for heading, img in images:
         if img:
             parts.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='{img}'>")
+    parts.append(_fronts_html(_fronts_of(doc)))
     env = doc.get("env") or {}
     meta = {k: doc.get(k) for k in ("command", "dataset", "created", "seeds") if doc.get(k) is not None}
     meta.update({k: env[k] for k in ("netfix", "torch", "device") if k in env})

@@ -10,7 +10,8 @@ request is that same loop, from a fresh initialisation, on what should remain. W
 CIFAR ResNet-18, ViT-Tiny) join the zoo, trained by the same loop on the GPU.
 
 Data: Fashion-MNIST when installed (a stratified subset of :data:`SUBSET` training images, so a CPU run ends in
-hours, not days; the test split for measurement), else mnist5k; ``--quick``: digits, three architectures, two
+hours, not days; 2,000 of the training images it leaves out are the held-out data of the methods that read one;
+the test split for measurement), else mnist5k; ``--quick``: digits, three architectures, two
 methods. Requests: ``class_forget`` (class 0), ``random_forget`` (10 %), ``backdoor`` (5 % of the training images
 stamped with a trigger and labelled 0: the original learns it; unlearning alone, and unlearning then relearning the
 corrected labels, rows ``METHOD+relearn``). Every method runs with its library defaults (netfix's guard included).
@@ -39,6 +40,7 @@ from ..edit_metrics import measure_edits
 from ..errors import ConfigError, unknown
 from ..evaluation import evaluate, predict
 from ..methods import available as available_methods
+from ..methods import get as get_method
 from ..methods import relearn, unlearn
 from . import pick_dataset
 from .zoo_models import FULL_SIZE, ZOO, build, train_plain
@@ -48,6 +50,7 @@ log = logging.getLogger("netfix.bench")
 COLUMNS = ("arch", "scenario", "method", "UA", "RA", "TA", "MIA", "ASR", "gap", "seconds", "rte", "edit_success",
            "drawdown", "steps")
 SUBSET = 5_000  # Fashion-MNIST training images (stratified): five architectures x every request fit a CPU
+HELDOUT = 2_000  # training images left out of the subset: held-out data for the methods that read it
 EPOCHS = {"digits": 30, "mnist5k": 15, "fashion-mnist": 10}
 QUICK_ARCHS = ("residual-bn", "keyword", "hf-vit")
 QUICK_METHODS = ("ogd", "random-label")
@@ -55,15 +58,27 @@ KEYWORD = {"keyword": "image"}
 RELEARN = ("ogd", "finetune")  # backdoor: unlearn, then relearn the corrected labels with the same method
 
 
-def _data(name: str) -> tuple[Any, Any]:
-    train, test = datasets.load(name)
-    if len(train) > SUBSET:
-        rng = np.random.default_rng(0)
-        idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(train.y.numpy() == c),
-                                                 SUBSET // train.num_classes, replace=False)
-                                      for c in range(train.num_classes)]))
-        train = train.subset(idx, f"{name}/train")
-    return train, test
+def _data(name: str) -> tuple[Any, Any, Any]:
+    """(train, heldout, test): the training subset; :data:`HELDOUT` training images it leaves out (or, on a set
+    with none to spare, a stratified tenth carved from it), never trained on — the ``heldout=`` of the methods that
+    read one; the test split for measurement."""
+    full, test = datasets.load(name)
+    rng = np.random.default_rng(0)
+    labels = full.y.numpy()
+
+    def stratified(pool: np.ndarray, n: int) -> np.ndarray:
+        per = max(1, n // full.num_classes)
+        return np.sort(np.concatenate([rng.choice(pool[labels[pool] == c], min(per, int((labels[pool] == c).sum())),
+                                                  replace=False) for c in range(full.num_classes)]))
+
+    everything = np.arange(len(full))
+    if len(full) > SUBSET + HELDOUT:
+        idx = stratified(everything, SUBSET)
+        held = stratified(np.setdiff1d(everything, idx), HELDOUT)
+    else:
+        held = stratified(everything, len(full) // 10)
+        idx = np.setdiff1d(everything, held)
+    return full.subset(idx, f"{name}/train"), full.subset(held, f"{name}/heldout"), test
 
 
 def _fit(arch: str, data: Any, epochs: int, seed: int, device: torch.device) -> tuple[torch.nn.Module, float]:
@@ -120,7 +135,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     if seeds not in (None, 1):
         raise ConfigError("--seeds: bench zoo runs one seed (each architecture is trained five times already).")
     n_edits = edits or (20 if quick else 100)
-    train, test = _data(name)
+    train, heldout, test = _data(name)
     epochs = EPOCHS.get(name, 10)
     requests = ("class_forget", "backdoor") if quick else ("class_forget", "random_forget", "backdoor")
     rows: list[dict[str, Any]] = []
@@ -142,20 +157,23 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             rows.append(_row(ref_m, ref, arch, request, "retrain", ref_seconds, ref_seconds))
             rows.append(_row(evaluate(original, scenario=s), ref, arch, request, "original", 0.0, ref_seconds))
             for method in wanted:
-                rows += _method_rows(original, s, method, request, arch, ref, ref_seconds, device, progress)
+                rows += _method_rows(original, s, method, request, arch, ref, ref_seconds, device, progress,
+                                     heldout)
         rows.append({"arch": arch, "scenario": "edits", "method": "rmsprop", **_edits(clean, test, n_edits, 0)})
     return {"dataset": name, "seeds": [0], "reference_seconds": float(np.mean(reference_seconds)),
             "rows": rows, "archs": arch_list, "epochs": epochs, "train_images": len(train)}
 
 
 def _method_rows(original: Any, s: Any, method: str, request: str, arch: str, ref: dict[str, Any],
-                 ref_seconds: float, device: torch.device, progress: bool | None) -> list[dict[str, Any]]:
+                 ref_seconds: float, device: torch.device, progress: bool | None,
+                 heldout: Any = None) -> list[dict[str, Any]]:
     log.info("%s / %s: %s", arch, request, method)
     out_rows = []
+    extra = {"heldout": heldout} if heldout is not None and get_method(method).heldout else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = unlearn(original, s.forget, s.retain, method=method, device=device, progress=progress)
+            out = unlearn(original, s.forget, s.retain, method=method, device=device, progress=progress, **extra)
             out_rows.append(_row(evaluate(out.model, scenario=s), ref, arch, request, method, out.seconds,
                                  ref_seconds))
             if request == "backdoor" and method in RELEARN:

@@ -135,25 +135,25 @@ def parse_kv(items: list[str], what: str, specs: "tuple[str, ...]" = ("operator"
     return out
 
 
-def read_indices(path: Path) -> np.ndarray:
-    """Training-set indices from a file: one integer per line, or a .npy array of integers (never pickled)."""
+def read_indices(path: Path, argument: str = "--forget-indices") -> np.ndarray:
+    """Sample indices from a file: one integer per line, or a .npy array of integers (never pickled)."""
     if not path.is_file():
-        raise DataError(f"--forget-indices: {path} not found.")
+        raise DataError(f"{argument}: {path} not found.")
     if path.suffix == ".npy":
         try:
             a = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"--forget-indices: {path} is not a .npy array of integers ({e}). Fix: save it with "
+            raise DataError(f"{argument}: {path} is not a .npy array of integers ({e}). Fix: save it with "
                             "np.save(path, np.asarray(indices, dtype=np.int64)).") from None
         if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.integer):
-            raise DataError(f"--forget-indices: {path} holds {getattr(a, 'dtype', type(a).__name__)}, not integers. "
+            raise DataError(f"{argument}: {path} holds {getattr(a, 'dtype', type(a).__name__)}, not integers. "
                             "Fix: save np.asarray(indices, dtype=np.int64).")
         return a.astype(np.int64).reshape(-1) if a.ndim <= 1 else a.astype(np.int64)
     try:
         text = path.read_text()
         return np.array([int(line) for line in text.split() if line.strip()], dtype=np.int64)
     except (ValueError, UnicodeDecodeError):
-        raise DataError(f"--forget-indices: {path} must hold one integer per line.") from None
+        raise DataError(f"{argument}: {path} must hold one integer per line.") from None
 
 
 def scenario(args: argparse.Namespace, train: LabeledData, test: LabeledData) -> Any:

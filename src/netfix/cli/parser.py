@@ -172,7 +172,18 @@ def _repair(sub: Any) -> None:
                                    "to it). A run that changes no weight saves nothing and exits with status 2."))
         u.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
         _data_args(u)
-        u.add_argument("--method", default="ogd", help="a registered method (netfix.methods.available(); default ogd)")
+        auto = (", or auto: the one the benches found closest to retraining for this kind of request (random "
+                "samples, a class, a fault) within --budget (netfix.methods.recommend)") if verb == "unlearn" else ""
+        u.add_argument("--method", default="ogd",
+                       help=f"a registered method (netfix.methods.available(); default ogd){auto}")
+        if verb == "unlearn":
+            u.add_argument("--budget", type=POSITIVE, default=None, metavar="RTE%",
+                           help="--method auto: the largest cost, in %% of retraining's time on the benches "
+                                "(default: any cost)")
+            u.add_argument("--heldout-indices", type=Path, default=None, metavar="FILE",
+                           help="test-split indices held out for the methods that read data the model never saw "
+                                "(unseen, reference-guided; one per line or a .npy of integers); the run is then "
+                                "evaluated on the rest of the test split")
         u.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="method option, e.g. objective=ascent or params=layer3,fc (repeatable)")
         u.add_argument("--guard", metavar="off|KEY=VALUE,...", default=None,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .._tables import text_table
-from ..errors import ConfigError, NoChangeError, NoChangeWarning
+from ..errors import ConfigError, DataError, NoChangeError, NoChangeWarning
 from ._common import (ints, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of)
 
 COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
@@ -63,7 +63,9 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     loaded = read_model(args.model, "MODEL", args)
     ref = read_model(args.reference, "--reference", args) if args.reference else None
     data = model_data(args, loaded, ref)
+    heldout, data = _heldout(args, data)
     s = scenario(args, data.train, data.test)
+    auto = _auto(args, options, s, loaded.model, heldout is not None) if args.method == "auto" else None
     if not unlearning and args.method != "forget-relearn" and s.corrected is None:
         raise ConfigError(f"--scenario: {s.name} has no corrected labels to relearn; use mislabel, backdoor or "
                           "label_noise, or `netfix unlearn` for a deletion request.")
@@ -80,10 +82,12 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
             out = relearn(model, trained_on, method=args.method, **common)
         elif unlearning:
             retain = _remaining_user_data(loaded.meta, s, data.train) if args.method == "mixed-linear" else s.retain
-            out = unlearn(model, s.forget, retain, method=args.method, **common)
+            out = unlearn(model, s.forget, retain, method=args.method, **common,
+                          **({"heldout": heldout} if heldout is not None else {}))
         else:
             out = relearn(model, s.corrected, protect=s.retain, method=args.method, **common)
-    meta = {"method": args.method, "mode": args.verb, "config": out.config, "dataset": data.name,
+    config = {**out.config, "auto": auto} if auto else out.config  # why this method: kept with the run
+    meta = {"method": args.method, "mode": args.verb, "config": config, "dataset": data.name,
             "scenario": s.describe() if s is not None else None,
             "forget_indices": s.forget_indices.tolist() if s is not None else None, "source_model": str(args.model)}
     ser = serialize(out.model, meta)
@@ -94,7 +98,7 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     if unlearning:
         last = out.history[-1] if out.history else {}
         bound = {k: last[k] for k in ("distance_bound", "kl_bound", "grad_norm", "sigma") if k in last} or None
-        cert = certificate(loaded.ref, ser.ref(paths["model"]), s.forget_indices, args.method, out.config,
+        cert = certificate(loaded.ref, ser.ref(paths["model"]), s.forget_indices, args.method, config,
                            {k: v for k, v in evals["after"].items() if k != "reference"},
                            evals["after"].get("reference"), bound, out.seconds)
         files["certificate"] = (paths["certificate"], certificate_bytes(cert))
@@ -102,7 +106,7 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     record_data = {"name": data.name, **({"forget_fingerprint": s.forget.fingerprint(),
                                           "retain_fingerprint": s.retain.fingerprint()} if s is not None else {})}
     proof = publish_recorded(args.verb, files, inputs=inputs, ledger=args.ledger, method=args.method,
-                             config=out.config, scenario=meta["scenario"],
+                             config=config, scenario=meta["scenario"],
                              forget_set=indices_digest(s.forget_indices) if s is not None else None,
                              data=record_data, metrics={r["model"]: r for r in rows}, seconds=out.seconds)
     if unlearning and proof:
@@ -110,12 +114,13 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
     what = f"{s.name} {s.args}" if s is not None else f"{data.name} training split"
     columns = [c for c in COLUMNS if any(c in r for r in rows)]
     result = {"method": args.method, "mode": args.verb, "model_path": str(paths["model"]), "scenario": meta["scenario"],
-              "rows": rows, "columns": columns, "config": out.config, "history": out.history, "seconds": out.seconds,
+              "rows": rows, "columns": columns, "config": config, "history": out.history, "seconds": out.seconds,
               "title": f"{args.verb} with {args.method}", "headline": f"{args.verb} with {args.method} on {what}",
               "report": _report_panel(models, s, data.test), **proof}
     result.update(write_run_document(paths["run"], paths["report"], result))
     sizes = f" (forget {len(s.forget)}, retain {len(s.retain)})" if s is not None else ""
-    result["text"] = (f"{args.verb} with {args.method} on {what}{sizes}\n\n{text_table(rows, columns)}\n\n"
+    picked = f"auto: {args.method} for this {auto['request']} request: {auto['reason']}\n" if auto else ""
+    result["text"] = (f"{picked}{args.verb} with {args.method} on {what}{sizes}\n\n{text_table(rows, columns)}\n\n"
                       f"saved: {paths['model']}\nreport: {result['report']}" + proof_text(proof))
     return result
 
@@ -135,10 +140,54 @@ def _guard(args: argparse.Namespace) -> dict[str, Any]:
                           f"got {args.guard!r} ({e}).") from None
 
 
-def _check_method(args: argparse.Namespace, options: dict[str, Any]) -> None:
-    """The method, its options and what it needs to be told, checked before anything is read or written."""
+def _heldout(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
+    """``--heldout-indices``: (the held-out part of the test split, the data with the test split's rest), else
+    (None, data)."""
+    path = getattr(args, "heldout_indices", None)
+    if path is None:
+        return None, data
+    import numpy as np
+
+    from ..data import check_indices
+    from ._common import Data, read_indices
+
+    idx = read_indices(path, "--heldout-indices")
+    check_indices(idx, len(data.test), "--heldout-indices", "test split")
+    rest = np.setdiff1d(np.arange(len(data.test)), idx)
+    if not len(rest):
+        raise DataError("--heldout-indices: names the whole test split, leaving nothing to evaluate on. Fix: hold "
+                        "out part of it (e.g. half).")
+    return (data.test.subset(np.sort(idx), f"{data.test.name}/heldout"),
+            Data(data.name, data.train, data.test.subset(rest, data.test.name)))
+
+
+def _auto(args: argparse.Namespace, options: dict[str, Any], s: Any, model: torch.nn.Module,
+          heldout: bool) -> dict[str, Any]:
+    """``--method auto``: the kind of request the forget and retain sets make, the method the benches recommend for
+    it within ``--budget`` among those it can run (``heldout``: whether held-out data was given; ``args.method``
+    becomes it, its options then checked); returns the choice and why."""
+    from ..methods._recommend import recommend_details, request_kind
+
+    choice = recommend_details(request_kind(s.forget, s.retain), budget=args.budget, model=model, heldout=heldout)
+    args.method = choice.method
+    _check_method(args, options, picked=True)
+    return choice.to_dict()
+
+
+def _check_method(args: argparse.Namespace, options: dict[str, Any], picked: bool = False) -> None:
+    """The method, its options and what it needs to be told, checked before anything is read or written (for
+    ``--method auto``, the options once the method is ``picked``)."""
     from ..methods import get
 
+    if getattr(args, "budget", None) is not None and args.method != "auto" and not picked:
+        raise ConfigError("--budget: only with --method auto (it bounds the cost of the method auto picks).")
+    if args.method == "auto":
+        if args.verb != "unlearn":
+            raise ConfigError(f"--method: auto picks an unlearning method (netfix unlearn); for {args.verb}, name "
+                              "the method.")
+        if not (args.scenario or args.forget_indices):
+            raise ConfigError(f"netfix {args.verb}: needs --scenario or --forget-indices to say what to repair.")
+        return
     method = get(args.method)
     if args.verb not in method.modes:
         from ..methods import available

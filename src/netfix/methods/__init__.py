@@ -26,11 +26,12 @@ from ..data import DataLike, LabeledData, Request, as_data, check_disjoint, chec
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
 from ..training import Outcome, TrainFn, check_train_fn, describe_train_fn, model_view
 from ._guard import Guard, GuardWarning, guarded
+from ._recommend import Recommendation, recommend, recommend_details, request_kind
 
 GUARD = Guard()  # the default: every method's run is redone with a smaller step if it costs > 3 points
 
 __all__ = ["Method", "Context", "Guard", "GuardWarning", "register", "available", "get", "unlearn", "relearn",
-           "kept_data"]
+           "kept_data", "recommend", "recommend_details", "request_kind", "Recommendation"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Context:
     progress: bool
     mode: str                   # "unlearn" or "relearn"
     train_fn: "TrainFn | None" = None  # the user's own training loop, for methods that train (retrain, forget-relearn)
+    heldout: "LabeledData | None" = None  # samples the model never trained on, for methods that estimate unseen data
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Method:
     strength: str | None = None  # the option the guard scales down when a run costs too much (e.g. "lr")
     guarded: bool = True  # False: exact or reference methods (retrain, mixed-linear), never redone
     trains: bool = False  # True: the method trains on the kept data, and can do it with the user's train_fn
+    heldout: str | None = None  # what the method reads from held-out data (None: it has no use for it)
+    heldout_for: tuple[str, ...] = ()  # the requests ("random", "class", "fault") it cannot serve without it
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -75,7 +79,8 @@ _METHODS: dict[str, Method] = {}
 
 def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
              needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None,
-             strength: str | None = None, guarded: bool = True, trains: bool = False
+             strength: str | None = None, guarded: bool = True, trains: bool = False,
+             heldout: str | None = None, heldout_for: tuple[str, ...] = ("random", "class", "fault")
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
     needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
@@ -83,12 +88,15 @@ def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), sum
     ``strength``: the option the guard (:mod:`netfix.methods._guard`) scales down when a run loses too much
     retained accuracy; ``guarded=False`` for methods that are never redone (exact, or the reference).
     ``trains``: the method trains on the kept data, which a user's ``train_fn`` can then do instead of netfix's
-    loop (:func:`netfix.training.train_with`)."""
+    loop (:func:`netfix.training.train_with`). ``heldout``: what the method reads from samples the model never
+    trained on (``netfix.unlearn(..., heldout=...)``); methods without it refuse held-out data. ``heldout_for``: the
+    kinds of request (:func:`request_kind`) it cannot serve without held-out data."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
-                                needs_retain, model_type, strength, guarded, trains)
+                                needs_retain, model_type, strength, guarded, trains, heldout,
+                                heldout_for if heldout else ())
         return run
     return deco
 
@@ -120,9 +128,13 @@ def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> Labeled
 
 def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, method: str,
              seed: int, device: "torch.device | str | None", progress: bool | None,
-             options: dict[str, Any], guard: "Guard | None", train_fn: "TrainFn | None" = None) -> Outcome:
+             options: dict[str, Any], guard: "Guard | None", train_fn: "TrainFn | None" = None,
+             heldout: "DataLike | None" = None) -> Outcome:
     spec = get(method)
     check_train_fn(train_fn)
+    if heldout is not None and spec.heldout is None:
+        raise ConfigError(f"heldout: method {method!r} does not read held-out data; methods that do: "
+                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if m.heldout)}. Fix: leave heldout out.")
     if train_fn is not None and not spec.trains:
         raise ConfigError(f"train_fn: method {method!r} does not train on the kept data, so it has no use for your "
                           f"training function; methods that do: "
@@ -152,13 +164,15 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
     check_range(r, trained_on, names[1])
     if mode == "unlearn":
         check_disjoint(f, r)
+    h = _heldout(heldout, f, r, trained_on) if heldout is not None else None
     with seeded(seed, dev) as g:
         net = copy_model(model, dev)
         view, k = model_view(net, f, names[0])
         f = as_data(f, names[0], num_classes=k)
         r = as_data(r, names[1], num_classes=k, allow_empty=True)
+        h = as_data(h, "heldout", num_classes=k) if h is not None else None
         ctx = Context(device=dev, generator=g, seed=seed, progress=show_progress(progress), mode=mode,
-                      train_fn=train_fn)
+                      train_fn=train_fn, heldout=h)
         before = _state_digest(net)
         start = time.perf_counter()
         history, cfg, record = guarded(lambda c: spec.run(view, f, r, c, ctx), view, net, r, cfg, spec.strength,
@@ -176,9 +190,31 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
     config = {**dataclasses.asdict(cfg), "seed": seed, "device": str(dev), "mode": mode, "changed": changed,
               **({"guard": record} if record is not None else {}),
               **({"train_fn": describe_train_fn(train_fn)} if train_fn is not None else {}),
+              **({"n_heldout": len(h), "heldout_fingerprint": h.fingerprint()} if h is not None else {}),
               "n_" + names[0]: len(f), "n_" + names[1]: len(r),
               names[0] + "_fingerprint": f.fingerprint(), names[1] + "_fingerprint": r.fingerprint()}
     return Outcome(model=net, method=method, config=config, seconds=seconds, history=history)
+
+
+SHARED_HELDOUT = 0.01  # share of held-out samples that may also be training samples (a dataset's exact duplicates)
+
+
+def _heldout(heldout: DataLike, forget: LabeledData, retain: LabeledData, trained_on: "dict[str, Any] | None"
+             ) -> LabeledData:
+    """The held-out set, checked: a non-empty labelled set shaped like the training inputs, in their range, that
+    is not (beyond a dataset's few exact duplicates) made of the forget or retained samples."""
+    h = as_data(heldout, "heldout")
+    if h.input_shape != forget.input_shape:
+        raise DataError(f"heldout: inputs have shape {h.input_shape} but forget's have {forget.input_shape}; "
+                        "expected the same shape.")
+    check_range(h, trained_on, "heldout")
+    seen = set(forget.sample_digests()) | set(retain.sample_digests())
+    shared = sum(d in seen for d in h.sample_digests())
+    if shared > SHARED_HELDOUT * len(h):
+        raise DataError(f"heldout: {shared} of its {len(h)} samples are training samples (in forget or retain); "
+                        "held-out data must be data the model never trained on, or it teaches the method how the "
+                        "model treats training samples. Fix: pass a validation split held out from training.")
+    return h
 
 
 def _state_digest(model: nn.Module) -> str:
@@ -193,7 +229,8 @@ def _state_digest(model: nn.Module) -> str:
 def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | None" = None, method: str = "ogd", *,
             seed: int = 0,
             device: "torch.device | str | None" = None, progress: bool | None = None,
-            guard: "Guard | None" = GUARD, train_fn: "TrainFn | None" = None, **options: Any) -> Outcome:
+            guard: "Guard | None" = GUARD, train_fn: "TrainFn | None" = None, heldout: "DataLike | None" = None,
+            **options: Any) -> Outcome:
     """Remove what ``forget`` taught ``model`` while keeping what ``retain`` teaches; returns a new model.
 
     ``forget`` may be a deletion request — ``netfix.data.Request(dataset, forget_indices)`` or
@@ -207,6 +244,8 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
     trained exactly like your original, from a fresh initialisation), ``finetune`` (from the trained weights) and
     ``forget-relearn`` (each generation's relearning) — instead of netfix's loop and the model's recipe; other
     methods refuse it. It is called under the run's seed.
+    ``heldout``: samples the model never trained on (a validation split), for the methods that estimate how the
+    model treats unseen data — ``unseen`` and ``reference-guided``; other methods refuse it.
 
     Example:
         >>> out = netfix.unlearn(model, s.forget, s.retain, method="retrain", epochs=5)
@@ -221,7 +260,7 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
     f, r = request.split() if request is not None else (forget, retain)
     if isinstance(f, Request) or r is None:
         raise ConfigError("forget: a netfix.data.Request stands for both sets; leave retain out.")
-    out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard, train_fn)
+    out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard, train_fn, heldout)
     if request is not None:
         from ..ledger import indices_digest
 

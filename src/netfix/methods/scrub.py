@@ -11,7 +11,10 @@ each epoch e = 1 .. ``epochs`` does
    teacher where it should forget);
 2. one pass over ``retain`` minimising γ·CE + α·d (the "min-steps": keep the retained behaviour and labels).
 
-One optimizer carries its state across both phases. The paper's small-scale setting (our models are small) is Adam,
+One optimizer carries its state across both phases. ``stop_max=True`` (or None: for class forgetting) stops the
+max-steps for good as soon as the student no longer predicts the forget set's labels: on the MLP's validation split
+(class forgetting) that kept more retained accuracy (95.1 → 97.8 %, gap 1.5 → 0.6), but on BatchNorm networks the
+min-steps then brought most of the class back (tests/test_zoo.py), so it is off by default. The paper's small-scale setting (our models are small) is Adam,
 lr 5e-4, weight decay 0.1, T = 2, γ = 1, α = 0.5, msteps = 3, 10 epochs; netfix's defaults (stated once, on
 :class:`ScrubConfig`'s fields) follow it except where a validation split chose otherwise. The large-scale setting
 (CIFAR ResNet-18 in the paper) is ``optimizer="sgd", lr=5e-4, momentum=0.9, weight_decay=5e-4, temperature=4,
@@ -41,6 +44,7 @@ from tqdm.auto import tqdm
 
 from ..data import LabeledData
 from ..errors import ConfigError
+from ..streaming import move
 from ..training import TrainConfig, fit, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
@@ -68,6 +72,12 @@ class ScrubConfig(Options):
                           high=1e3)
     batch_size: int = option(128, "retain samples per min-step (256 at large scale)", low=1, high=MAX_BATCH)
     forget_batch_size: int = option(32, "forget samples per max-step (512 at large scale)", low=1, high=MAX_BATCH)
+    stop_max: bool | None = option(False, "stop the max-steps for good once the student's forget accuracy (eval "
+                                   "mode, up to 1024 forget samples, checked after every max-step) is 0. Off by "
+                                   "default: on the MLP's validation split it kept more retained accuracy, but on "
+                                   "BatchNorm networks (a residual net, a Hugging Face ResNet) the min-steps then "
+                                   "brought 62-66 % of a forgotten class back",
+                                   none="when every forget sample has one class and retain has none of it")
     train_mode: bool = option(False, "False: the student's BatchNorm layers normalise by their running statistics "
                               "in both phases (Dropout stays on): on BatchNorm models the batch statistics of "
                               "forget and retain batches let the student 'forget' only in train mode "
@@ -134,16 +144,39 @@ def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubCo
     def tick(m: nn.Module) -> None:
         bar.update(1)
 
+    classes = forget.y.unique()
+    single = len(classes) == 1 and not bool((retain.y == classes[0]).any())
+    watch = single if cfg.stop_max is None else cfg.stop_max
+    probe = forget.subset(torch.randperm(len(forget), generator=ctx.generator)[:1024]) if watch else None
+    stopped: list[int] = []
+
+    def forgotten(m: nn.Module, step: int) -> dict[str, Any] | None:
+        if probe is None:
+            return None
+        was = m.training
+        m.eval()
+        try:
+            with torch.no_grad():
+                hits = sum(int((m(move(X, ctx.device)).argmax(1) == y.to(ctx.device)).sum())
+                           for X, y in ((probe.X[i:i + 512], probe.y[i:i + 512]) for i in range(0, len(probe), 512)))
+        finally:
+            m.train(was)
+        if hits == 0:
+            stopped.append(step)
+            return {"stopped_max": step}
+        return None
+
     history: list[dict[str, Any]] = []
     for epoch in range(1, cfg.epochs + 1):
-        phases = [("max", forget, away, cfg.forget_batch_size)] if epoch <= cfg.msteps else []
+        phases = [("max", forget, away, cfg.forget_batch_size)] if epoch <= cfg.msteps and not stopped else []
         phases.append(("min", retain, stay, cfg.batch_size))
         for phase, data, loss_fn, size in phases:
             h = fit(model, data, cfg.recipe(size), generator=ctx.generator, device=ctx.device, loss_fn=loss_fn,
                     after_step=tick, optimizer=opt, desc=f"scrub {phase}",
+                    stop=forgotten if phase == "max" else None,
                     freeze_norm=phase == "max" or not cfg.train_mode)
             history.append({"epoch": epoch, "phase": phase, "steps": h[0]["step"], "loss": h[0]["loss"],
-                            "seconds": h[0]["seconds"]})
+                            "seconds": h[0]["seconds"], "stopped_max": phase == "max" and bool(stopped)})
             bar.set_postfix(phase=phase, loss=f"{h[0]['loss']:.4f}")
     bar.close()
     return history
