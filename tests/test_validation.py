@@ -675,3 +675,16 @@ def test_sweep_report():
             json.dump(report, fh, indent=1)
     if len(TRIED) == 5:  # the whole file ran (not a -k selection)
         assert all(RAN[f] > 0 for f in ("methods", "editors", "operators")), report
+
+
+def test_docs_methods_md_documents_every_method_and_option():
+    """docs/methods.md is the reference the code cites (methods.md §N): every registered method and every option
+    of its config has a place in it."""
+    import dataclasses
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
+    missing = [f"{name}.{f.name}" for name in netfix.methods.available()
+               for f in dataclasses.fields(netfix.methods.get(name).config) if f"`{f.name}`" not in doc]
+    missing += [name for name in netfix.methods.available() if f"`{name}`" not in doc]
+    assert not missing, f"docs/methods.md does not document: {missing}"

@@ -50,7 +50,7 @@ class RandomLabelConfig(Options):
     train_mode: bool = option(False, "False: the retain passes run in eval mode (BatchNorm normalises by its "
                               "running statistics; 14/16 vs 10/16 validation passes, benchmarks/zoo_select.py); "
                               "True: BatchNorm batch statistics and Dropout on, "
-                              "as the source trains; False: in eval mode. Forget passes always normalise by the "
+                              "as the source trains. Forget passes always normalise by the "
                               "running statistics (a forget batch's statistics are not the population's)")
 
     def recipe(self) -> TrainConfig:

@@ -56,7 +56,7 @@ class SalUnConfig(Options):
     train_mode: bool = option(False, "False: the retain passes run in eval mode (BatchNorm normalises by its "
                               "running statistics; 13/16 vs 11/16 validation passes, benchmarks/zoo_select.py); "
                               "True: BatchNorm batch statistics and Dropout on, "
-                              "as the source trains; False: in eval mode. Forget passes always normalise by the "
+                              "as the source trains. Forget passes always normalise by the "
                               "running statistics (a forget batch's statistics are not the population's); the "
                               "saliency pass is in eval mode")
 
