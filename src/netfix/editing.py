@@ -58,7 +58,7 @@ MAX_EDIT_STEPS = 10_000  # an edit that needs more steps than this is not a few-
 # 0/20 successful on a confidently trained residual BatchNorm network and cost 30 points on a small ViT.
 DEFAULT_LR = {"sgd": 3e-3, "momentum": 5e-4, "rmsprop": 1e-3, "adam": 1e-3}
 # The automatic step's first size, relative to the edited weights, and its growth: chosen on validation edits over
-# several architectures (benchmarks/edit_scale_select.py; docs/results.md).
+# several architectures (benchmarks/zoo_select.py --part edit; docs/results.md).
 AUTO_SCALE, AUTO_GROWTH, AUTO_TRIES = 3e-3, 2.0, 8
 # How netfix fine-tunes an inserted edit block (with the rest frozen): the paper's optimiser for editable models
 # (Adam 1e-3, gradient clip 10), a cosine schedule; measured in docs/results.md (issue 6).
@@ -76,7 +76,8 @@ class EditorConfig(Options):
                               none="automatic: see scale")
     scale: float = option(AUTO_SCALE, "automatic step: the first step moves the edited weights by this fraction of "
                           "their norm; an edit that misses a target within max_steps is retried from the original "
-                          "weights with a step ×growth larger, so the smallest tried step that succeeds is kept",
+                          "weights with a step ×growth larger, so the smallest tried step that succeeds is kept "
+                          "(when none does, the last, largest try)",
                           unit="relative", low=0, high=10, low_open=True)
     growth: float = option(AUTO_GROWTH, "automatic step: factor between tries", low=1, high=100, low_open=True)
     tries: int = option(AUTO_TRIES, "automatic step: tries at most (1 = no growth)", low=1, high=50)

@@ -29,8 +29,8 @@ from .._runtime import eval_mode
 from ..data import LabeledData, batches
 from ..errors import DataError
 
-__all__ = ["at_most", "heldout_outputs", "class_mean_targets", "matched_targets", "removed_label_targets", "absent_labels",
-           "Features"]
+__all__ = ["at_most", "heldout_outputs", "class_mean_targets", "matched_targets", "removed_label_targets",
+           "absent_labels", "Features", "neighbour_votes"]
 
 
 class Features:

@@ -14,7 +14,8 @@ Defaults: 2 epochs at lr 1e-3, batches of 64. On the MLP's validation split (ben
 over 10 % random and class forgetting) 2 epochs at 5e-4 scored 6.0, 1 epoch at 1e-3 9.9 and the paper's 1 epoch /
 1e-4 / 256 14.9 (on the bench's 3,600 samples that is 14 steps, which forget under half of a class); across 8
 architectures (benchmarks/zoo_select.py, class forgetting) 2 epochs at 1e-3 passed 7 of 16 runs, 2 at 5e-4 3 and 1
-at 1e-3 1, so the step stays at 1e-3 and the second epoch is what the validation split added. The loss, the mixing (forget
+at 1e-3 1, so the step stays at 1e-3 and the second epoch is what the validation split added. The loss, the mixing
+(forget
 and retain shuffled together, each sample tagged with its teacher) and the random teacher (near-uniform outputs:
 mean top probability 0.11 over 10 classes) were checked against the paper; what limits the method on random
 forgetting is that a near-uniform target rarely flips a memorised sample's argmax before retained accuracy drops.

@@ -5,7 +5,8 @@ Unlearning fine-tunes on ``retain`` (the forget set fades as the model drifts); 
 not a full retrain. With a user's ``train_fn`` (:func:`netfix.unlearn`), their own loop fine-tunes instead
 (from the trained weights; the epochs it runs are its own).
 
-The unlearning defaults (SGD, momentum 0.9, peak lr 0.1 on a cosine schedule, 8 epochs) were chosen on a validation split
+The unlearning defaults (SGD, momentum 0.9, peak lr 0.1 on a cosine schedule, 8 epochs) were chosen on a validation
+split
 (benchmarks/unlearn_select.py): a large learning rate is what makes fine-tuning forget — it knocks the model out of
 its memorising minimum, and the retained data pulls it back without the forget set (validation, class forgetting:
 gap 28 at lr 0.04 for 5 epochs, 0.7 at lr 0.1 for 6, 0.37 for 8; random forgetting 7.4 → 5.4), at 8-14 % of a

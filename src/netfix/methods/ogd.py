@@ -5,9 +5,11 @@ of output gradients at correctly handled retained samples spans the directions t
 every update is projected off that span (g − U Uᵀ g, momentum after projection), so to first order the retained
 predictions do not move.
 
-- **unlearn** (forget = the faulty samples with the labels the model learned): one of three objectives —
-  ``ascent`` (gradient ascent on CE), ``uniform`` (CE to the uniform distribution) or ``random-label`` (CE to a
-  fresh random wrong label) — until the forget-set accuracy on those labels is at or below ``stop_acc`` (chance,
+- **unlearn** (forget = the faulty samples with the labels the model learned): one of four objectives —
+  ``away`` (−log(1 − p_y): probability off the learned label, onto the model's next choices; what ``auto`` picks
+  for a forget set of one label), ``ascent`` (gradient ascent on CE), ``uniform`` (CE to the uniform
+  distribution) or ``random-label`` (CE to a fresh random wrong label; ``auto``'s pick otherwise) — until the
+  forget-set accuracy on those labels is at or below ``stop_acc`` (chance,
   100/K, by default) or ``max_epochs`` passes.
 - **relearn** (data = the corrected samples with their right labels): CE with the memory recomputed at the current
   weights on ``protect`` (OGD+ style), until the accuracy on ``data`` reaches ``target_acc`` while the accuracy on

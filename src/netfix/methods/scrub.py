@@ -14,7 +14,8 @@ each epoch e = 1 .. ``epochs`` does
 One optimizer carries its state across both phases. ``stop_max=True`` (or None: for class forgetting) stops the
 max-steps for good as soon as the student no longer predicts the forget set's labels: on the MLP's validation split
 (class forgetting) that kept more retained accuracy (95.1 → 97.8 %, gap 1.5 → 0.6), but on BatchNorm networks the
-min-steps then brought most of the class back (tests/test_zoo.py), so it is off by default. The paper's small-scale setting (our models are small) is Adam,
+min-steps then brought most of the class back (tests/test_zoo.py), so it is off by default. The paper's small-scale
+setting (our models are small) is Adam,
 lr 5e-4, weight decay 0.1, T = 2, γ = 1, α = 0.5, msteps = 3, 10 epochs; netfix's defaults (stated once, on
 :class:`ScrubConfig`'s fields) follow it except where a validation split chose otherwise. The large-scale setting
 (CIFAR ResNet-18 in the paper) is ``optimizer="sgd", lr=5e-4, momentum=0.9, weight_decay=5e-4, temperature=4,

@@ -8,7 +8,8 @@ D = retain ∪ forget and I_f on the forget set,
     θ_i ← θ_i · min(λ · I_D[i] / I_f[i], 1)    where I_f[i] > α · I_D[i]; every other weight is left exactly as is.
 
 No training: two passes of gradients, then one multiplication. α = 10 and λ = 1 are the paper's values for
-ResNets (α = 5 for ViTs). Gradients are taken in eval mode (BatchNorm running statistics, no Dropout), on
+ResNets (α = 5 for ViTs); netfix's λ default, 0.5, was chosen on a validation split (benchmarks/unlearn_select.py).
+Gradients are taken in eval mode (BatchNorm running statistics, no Dropout), on
 minibatches drawn in a random order (as from a shuffled training loader).
 """
 
