@@ -65,6 +65,14 @@ class TwoBranch(nn.Module):
         return self.head(self.drop(h)) + self.skip(x.flatten(1))
 
 
+@pytest.fixture(scope="session")
+def digits_resnet(digits):
+    """A small BatchNorm ResNet trained on digits (shared, read-only: tests must not change it)."""
+    train, _ = digits
+    model = netfix.models.build("resnet", train.input_shape, 10, depth=8, width=8, seed=0)
+    return netfix.train(model, train, epochs=4, seed=0, progress=False, **netfix.models.recipe("resnet")).model
+
+
 @pytest.fixture
 def two_branch():
     torch.manual_seed(0)

@@ -20,11 +20,8 @@ from conftest import TwoBranch, snapshot
 
 
 @pytest.fixture(scope="module")
-def resnet(digits):
-    """A small BatchNorm ResNet trained on digits."""
-    train, _ = digits
-    model = netfix.models.build("resnet", train.input_shape, 10, depth=8, width=8, seed=0)
-    return netfix.train(model, train, epochs=4, seed=0, progress=False, **netfix.models.recipe("resnet")).model
+def resnet(digits_resnet):
+    return digits_resnet
 
 
 @pytest.fixture(scope="module")
@@ -149,19 +146,30 @@ def test_bad_input_is_refused(resnet, edits, kwargs, error, match):
 def test_editable_bench_rows(tmp_path):
     path = tmp_path / "editable.json"
     doc = bench.run("editable", quick=True, data="digits", progress=False, json_path=path, editors="sgd,rmsprop",
-                    edits=8)
+                    edits=8, sequential=12)
     written = json.loads(path.read_text())
     methods = [r["method"] for r in written["rows"]]
     assert methods == ["baseline/sgd", "baseline/rmsprop", "block/sgd", "block/rmsprop", "editable/sgd",
-                       "editable/rmsprop", "finetune-on-edits", "lookup-table"]
+                       "editable/rmsprop", "finetune-on-edits", "lookup-table", "adaptor"]
+    # --sequential: every editor on every arm (Sequential Editable Training included), the table and the adaptor
+    lifelong = {r["method"]: r for r in written["lifelong"]}
+    assert set(lifelong) == {f"{arm}/{e}" for arm in ("baseline", "block", "editable", "editable-seq")
+                             for e in ("sgd", "rmsprop")} | {"lookup-table", "adaptor"}
+    curve = written["lifelong_curves"]["adaptor"]
+    assert [c["edits"] for c in curve] == [10, 12]  # every 10 and the last
+    assert lifelong["adaptor"]["held"] == 100 and lifelong["lookup-table"]["held"] == 100
+    assert lifelong["lookup-table"]["holds_noise"] <= 10  # exact-input overrides do not generalise
+    assert curve[1]["bytes"] > curve[0]["bytes"] > 0  # the codebook grows with the edits
+    assert "Edits that accumulate" in doc["table"]
     for r in written["rows"]:
         for col in ("n_edits", "success_rate", "mean_steps", "drawdown", "latency_ms", "test_acc"):
             assert r[col] is not None
         assert 0 <= r["success_rate"] <= 100
     by = {r["method"]: r for r in written["rows"]}
     assert by["lookup-table"]["drawdown"] == 0 and by["lookup-table"]["success_rate"] == 100
+    assert by["adaptor"]["success_rate"] == 100 and by["adaptor"]["mean_steps"] == 0
     assert by["baseline/sgd"]["test_acc"] == by["baseline/rmsprop"]["test_acc"]
-    assert len(written["sequential_curves"]["baseline/sgd"]) == 8 and written["n_edits"] == 8
+    assert len(written["sequential_curves"]["baseline/sgd"]) == 12 and written["n_edits"] == 12
     # the block and editable arms start from the baseline and only add fine-tuning time
     assert by["block/sgd"]["train_seconds"] > by["baseline/sgd"]["train_seconds"]
     assert written["edit_params"] == {"baseline": ["layer3", "fc"], "block": ["edit_block.out"],

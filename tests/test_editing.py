@@ -144,14 +144,14 @@ def test_editable_training_runs_the_editor_inside_the_loss_and_learns_its_step(d
 
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
-    et = EditableTraining(max_steps=3, lr=0.01)
+    et = EditableTraining(max_steps=3, lr=0.01, learn_editor_lr=True)
     out = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False, editable=et)
     plain = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False)
     assert not same_weights(out.model, plain.model)  # the extra terms changed the training
     assert out.config["editable"]["editor_lr"] != pytest.approx(0.01, abs=1e-9)  # log(lr) was trained
     assert netfix.card.of(out.model).editor["lr"] == out.config["editable"]["editor_lr"]
     again = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False, editable=EditableTraining(
-        max_steps=3, lr=0.01))
+        max_steps=3, lr=0.01, learn_editor_lr=True))
     assert same_weights(out.model, again.model)  # deterministic
 
 

@@ -687,4 +687,8 @@ def test_docs_methods_md_documents_every_method_and_option():
     missing = [f"{name}.{f.name}" for name in netfix.methods.available()
                for f in dataclasses.fields(netfix.methods.get(name).config) if f"`{f.name}`" not in doc]
     missing += [name for name in netfix.methods.available() if f"`{name}`" not in doc]
+    from netfix.editing import EditableTraining, EditorConfig
+
+    missing += [f"{cls.__name__}.{f.name}" for cls in (netfix.edits.AdaptorConfig, EditableTraining, EditorConfig)
+                for f in dataclasses.fields(cls) if f.init and f"`{f.name}`" not in doc]
     assert not missing, f"docs/methods.md does not document: {missing}"

@@ -14,7 +14,7 @@ Example:
 
 from ._version import __version__
 from . import data as datasets  # netfix.datasets.load / available
-from . import bench, card, edit_metrics, errors, evaluation, methods, mixed, models, scenarios
+from . import bench, card, edit_metrics, edits, errors, evaluation, methods, mixed, models, scenarios
 from .evaluation import Metrics, evaluate
 from .editing import EditableTraining, EditOutcome, edit
 from .io import load, save
@@ -23,7 +23,7 @@ from .training import Outcome, train
 
 __all__ = [
     "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation", "bench", "edit_metrics", "mixed",
-    "card",
+    "card", "edits",
     "train", "unlearn", "relearn", "evaluate", "edit", "EditableTraining", "save", "load", "Outcome", "EditOutcome",
     "Metrics",
 ]

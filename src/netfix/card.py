@@ -37,6 +37,7 @@ class Card:
     editor: "dict[str, Any] | None" = None        # what Editable Training learned: editor, lr, params, max_steps
     data: "dict[str, Any] | None" = None          # what it was trained on: name, fingerprint, n, shape, range
     io: "dict[str, Any] | None" = None            # how to call it: {"input": keyword or None, "output": rule}
+    edits: "dict[str, Any] | None" = None         # the edits it holds (netfix.edits): log, next id, layer, undo
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -47,9 +47,9 @@ from .training import model_view, num_outputs
 from .streaming import move as move_batch
 
 __all__ = ["ALTERNATIVES", "EditMetrics", "LookupTable", "FinetuneConfig", "measure_edits", "sequential_edits",
-           "perturbations"]
+           "lifelong_edits", "perturbations"]
 
-ALTERNATIVES = ("finetune", "lookup-table")
+ALTERNATIVES = ("finetune", "lookup-table", "adaptor")
 Perturb = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -225,13 +225,22 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
     perturb = perturbations() if perturb is None else perturb
     dev = resolve_device(device)
     cfg = None
+    acfg = None
     if editor in EDITORS:
         cfg = editor_config(model, editor, max_steps, params, options)
         params = cfg.params
+    elif editor == "adaptor":
+        from .editing import editor_spec
+
+        acfg = editor_spec(model, "adaptor", max_steps, None, options)
     elif options:
         raise unknown("option", next(iter(options)), sorted(EditorConfig.__dataclass_fields__), "measure_edits")
     with seeded(seed, dev) as g:
-        net, _ = model_view(copy_model(model, dev), test_data, "test")
+        net, k = model_view(copy_model(model, dev), test_data, "test")
+        if acfg is not None:
+            from .edits import adaptor_layer
+
+            params = [adaptor_layer(net, acfg, k)]
         with eval_mode(net):
             prep = _Editing(net, test_data, params, dev)
             perturbed = {name: fn(X, g) for name, fn in perturb.items()} if X.ndim >= 2 else {}
@@ -240,6 +249,9 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
             rows = []
             if editor == "lookup-table":
                 rows = _lookup_rows(prep, X.to(dev), y.to(dev), {k: v.to(dev) for k, v in perturbed.items()})
+            elif editor == "adaptor":
+                rows = _adaptor_rows(prep, net, X.to(dev), y.to(dev), {k: v.to(dev) for k, v in perturbed.items()},
+                                     acfg, replay, g, progress)
             else:
                 bar = _bar(len(X), f"edits ({editor})", progress)
                 for i in range(len(X)):
@@ -273,6 +285,46 @@ def _summarise(method: str, rows: list[dict[str, Any]], base_acc: float, perturb
                        drawdown=sum(r["drawdown"] for r in rows) / len(rows),
                        latency_ms=statistics.median(r["latency_ms"] for r in rows),
                        base_acc=base_acc, holds=holds, per_edit=rows)
+
+
+def _adaptor_rows(prep: _Editing, net: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                  perturbed: dict[str, torch.Tensor], cfg: Any, replay: Any, g: torch.Generator,
+                  progress: bool | None) -> list[dict[str, Any]]:
+    """Each edit = one adaptor entry on the original model (the codebook emptied between edits); its effect on
+    the drawdown set is read through the cut's tail, which calls the adapted layer and so its codebook."""
+    from . import edits as history
+    from .card import of as card_of
+    from .editing import REHEARSAL_SIZE, prepare, rehearsal_batch
+
+    layer = prep.prefixes[0]
+    rng = card_of(net).data or {}
+    value_range = (float(rng["range"][0]), float(rng["range"][1])) if rng.get("range") else None
+    job = prepare(net, net, X[:1], y[:1])
+    control = rehearsal_batch(replay, job, REHEARSAL_SIZE, 0, X.device) if replay is not None else None
+    ctrl = history.rehearsal_keys(net, job.view, layer, control) if control is not None else None
+    rows = []
+    bar = _bar(len(X), "edits (adaptor)", progress)
+    for i in range(len(X)):
+        mem = history.memory_of(net)
+        if mem is not None:
+            mem.detach(net)
+            delattr(net, history.MEMORY)
+        start = time.perf_counter()
+        _, reached = history.adapt(net, job.view, X[i:i + 1], y[i:i + 1], cfg, layer, ctrl, value_range, g, "")
+        latency = time.perf_counter() - start
+        row = {"success": bool(reached[0]) if reached is not None else prep.reached(prep.original, X[i:i + 1],
+                                                                                   y[i:i + 1]),
+               "steps": 0, "latency_ms": 1000 * latency, "drawdown": prep.base_acc - prep.accuracy(prep.original)}
+        for name, xp in perturbed.items():
+            row[f"holds_{name}"] = prep.reached(prep.original, xp[i:i + 1], y[i:i + 1])
+        rows.append(row)
+        bar.update(1)
+    bar.close()
+    mem = history.memory_of(net)
+    if mem is not None:
+        mem.detach(net)
+        delattr(net, history.MEMORY)
+    return rows
 
 
 def _lookup_rows(prep: _Editing, X: torch.Tensor, y: torch.Tensor, perturbed: dict[str, torch.Tensor]
@@ -364,6 +416,115 @@ def sequential_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike
                             "held": 100.0 * float(held.float().mean()),
                             "drawdown": prep.base_acc - prep.accuracy(current)})
                 bar.update(1)
+            bar.close()
+    return out
+
+
+def lifelong_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *, editor: str = "adaptor",
+                   every: int = 10, rehearsal: DataLike | None = None, max_steps: int = 10,
+                   params: "Sequence[str] | None" = None, perturb: "Mapping[str, Perturb] | None" = None,
+                   device: "torch.device | str | None" = None, seed: int = 0, progress: bool | None = None,
+                   **options: Any) -> list[dict[str, Any]]:
+    """Edits that accumulate: apply the edits one after another to one model and, after every ``every`` edits
+    (and the last), measure ``test_acc`` and ``drawdown`` (points lost on ``test``), ``held`` (% of the edits so
+    far still predicted as their targets), ``holds_<perturbation>`` (% of the edits so far whose perturbed input —
+    :func:`perturbations`, drawn once — is predicted as the target), ``success`` (% of this window's edits that
+    reached their target), ``latency_ms`` (median over this window), ``bytes`` (what the edits added to the
+    model: the adaptor's codebook, a gradient edit's kept weights, the lookup table's entries).
+
+    ``editor``: ``"adaptor"`` (an editing session, :class:`netfix.edits.Session`, with ``options`` its
+    :class:`~netfix.edits.AdaptorConfig`), a gradient editor (each edit from the previous one's result, fresh
+    editor state; with ``rehearsal``, a KL term keeps the original model's predictions on a rehearsal batch, as
+    :func:`netfix.edit` does) or ``"lookup-table"``. ``rehearsal``: retained data (e.g. the training set), sampled
+    down as :func:`netfix.edit` samples it. The model is never changed."""
+    from .editing import REHEARSAL_SIZE, prepare, rehearsal_batch
+    from .edits import SESSION_REHEARSAL, Session, size_bytes
+    from .validation import check_scalar
+
+    X, y, test_data = _check(model, inputs, targets, test, editor)
+    every = check_scalar(every, "every", int, low=1, high=1 << 30, default=10)
+    if editor == "finetune":
+        raise ConfigError("editor: lifelong_edits runs the editors, the adaptor and the lookup table; got "
+                          "'finetune' (one full-network fine-tune per edit: measure it with measure_edits).")
+    perturb = perturbations() if perturb is None else perturb
+    dev = resolve_device(device)
+    cfg = editor_config(model, editor, max_steps, params, options) if editor in EDITORS else None
+    if editor == "lookup-table" and options:
+        raise unknown("option", next(iter(options)), [], "lifelong_edits(editor='lookup-table')")
+    out: list[dict[str, Any]] = []
+    with seeded(seed, dev) as g:
+        Xd, yd = X.to(dev), y.to(dev)
+        perturbed = {name: fn(X, g).to(dev) for name, fn in perturb.items()} if X.ndim >= 2 else {}
+        if X.ndim < 4:
+            perturbed.pop("shift", None)
+        session = None
+        if editor == "adaptor":
+            session = Session(model, rehearsal=rehearsal, rehearsal_size=SESSION_REHEARSAL, device=dev, seed=seed,
+                              **options)
+            net, k = model_view(session.model, test_data, "test")
+            from .edits import adaptor_layer
+
+            names: "Sequence[str] | None" = [adaptor_layer(session.model, session.spec, k)]
+        else:
+            net, _ = model_view(copy_model(model, dev), test_data, "test")
+            names = cfg.params if cfg is not None else params
+        with eval_mode(net):
+            prep = _Editing(net, test_data, names, dev)
+            with torch.no_grad():
+                feats = {"held": prep.split.features(Xd), **{n: prep.split.features(v) for n, v in perturbed.items()}}
+            control_in = reference = None
+            if cfg is not None and rehearsal is not None:
+                job = prepare(net, net, X[:1], y[:1])
+                control = rehearsal_batch(rehearsal, job, REHEARSAL_SIZE, seed, dev)
+                with torch.no_grad():
+                    reference = F.log_softmax(job.view(control), 1)
+                    control_in = prep.split.features(control)
+            current = dict(prep.original)
+            table = LookupTable(net) if editor == "lookup-table" else None
+            kept = sum(v.numel() * v.element_size() for v in prep.original.values())
+            window: list[tuple[float, bool]] = []
+            bar = _bar(len(X), f"lifelong edits ({editor})", progress)
+            for i in range(len(X)):
+                x, t = X[i:i + 1], y[i:i + 1]
+                if session is not None:
+                    res = session.edit(x, t)
+                    window.append((res.seconds, bool(res.success[0])))
+                elif table is not None:
+                    start = time.perf_counter()
+                    table.add(x, t)
+                    window.append((time.perf_counter() - start, True))
+                else:
+                    assert cfg is not None
+                    start = time.perf_counter()
+                    params_ = {n: v.detach().clone().requires_grad_(True) for n, v in current.items()}
+                    with torch.no_grad():
+                        f = prep.split.features(Xd[i:i + 1])
+                    current, _, _ = run_editor(prep.split.tail, params_, f, yd[i:i + 1], cfg,
+                                               rehearsal=control_in, reference=reference)
+                    latency = time.perf_counter() - start
+                    window.append((latency, prep.reached(current, Xd[i:i + 1], yd[i:i + 1])))
+                bar.update(1)
+                if (i + 1) % every and i + 1 != len(X):
+                    continue
+                done = i + 1
+                if table is not None:
+                    with torch.no_grad():
+                        acc_logits = table.override(prep.X, prep.logits(prep.original, prep.feats))
+                        acc = 100.0 * float((acc_logits.argmax(1) == prep.y).float().mean())
+                        holds = {n: 100.0 * float((table.override(
+                            v[:done], prep.logits(prep.original, tuple(f[:done] for f in feats[n]))).argmax(1)
+                            == yd[:done]).float().mean()) for n, v in (("held", Xd), *perturbed.items())}
+                    added = 40 * len(table.table)  # a 32-byte digest and its target per entry
+                else:
+                    acc = prep.accuracy(current)
+                    holds = {n: 100.0 * float((prep.logits(current, tuple(f[:done] for f in fs)).argmax(1)
+                                               == yd[:done]).float().mean()) for n, fs in feats.items()}
+                    added = size_bytes(session.model) if session is not None else kept
+                out.append({"edits": done, "test_acc": acc, "drawdown": prep.base_acc - acc,
+                            "held": holds.pop("held"), **{f"holds_{n}": v for n, v in holds.items()},
+                            "success": 100.0 * sum(ok for _, ok in window) / len(window),
+                            "latency_ms": 1000 * statistics.median(s for s, _ in window), "bytes": added})
+                window = []
             bar.close()
     return out
 

@@ -47,10 +47,12 @@ from .models import EditBlock
 from .training import Outcome, model_view
 from .validation import Options, check_choice, check_scalar, check_seed, option
 
-__all__ = ["EDITORS", "FINETUNE_RECIPE", "EditorConfig", "editor_config", "FrozenSplit", "EditOutcome", "EditableTraining", "edit",
+__all__ = ["EDITORS", "LIFELONG", "FINETUNE_RECIPE", "EditorConfig", "editor_config", "FrozenSplit", "EditOutcome", "EditableTraining", "edit",
            "edit_loss", "default_edit_params", "add_edit_block", "editor_steps", "run_editor"]
 
 EDITORS = ("sgd", "momentum", "rmsprop", "adam")
+LIFELONG = ("adaptor",)  # editors that change no weight (netfix.edits)
+REHEARSAL_SIZE = 128     # retained inputs an edit rehearses at most (a larger set is sampled down, seeded)
 MAX_EDIT_STEPS = 10_000  # an edit that needs more steps than this is not a few-step edit
 # Fixed step sizes per editor, for Editable Training (which trains for one step size) and for callers who pass no
 # ``scale``: rmsprop's is the paper's (1e-3); the others were picked on a held-out split of mnist5k's training set
@@ -431,26 +433,77 @@ def _signature(x: Any) -> Any:
 
 def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", max_steps: int = 10,
          params: "Sequence[str] | None" = None, *, rehearsal: DataLike | None = None,
-         device: "torch.device | str | None" = None, seed: int = 0, **options: Any) -> EditOutcome:
-    """Make ``targets`` the predictions for ``inputs`` in at most ``max_steps`` editor steps, changing only the
-    parameters under the module prefixes ``params`` (None: :func:`default_edit_params`); returns a new model.
+         rehearsal_size: int = REHEARSAL_SIZE, device: "torch.device | str | None" = None, seed: int = 0,
+         **options: Any) -> EditOutcome:
+    """Make ``targets`` the predictions for ``inputs``; returns a new model (the caller's is not changed).
+
+    ``editor``: a gradient editor (``sgd``, ``momentum``, ``rmsprop``, ``adam``) takes at most ``max_steps`` steps
+    on the parameters under the module prefixes ``params`` (None: :func:`default_edit_params`); ``"adaptor"`` adds
+    one key-value entry per input at one layer and changes no weight (:mod:`netfix.edits`: edits that accumulate
+    by the thousand, each removable exactly; ``max_steps`` and ``params`` do not apply).
 
     ``inputs``: (N, *input shape), several edits at once — or, for a model taking keyword inputs (tokenized
     text), a dict of (N, ...) tensors such as ``{"input_ids": ..., "attention_mask": ...}``; ``targets``: N class
-    indices. ``rehearsal``: optional
-    control inputs (a tensor, or data whose labels are ignored) whose predictions the edit keeps close to the
-    original's (KL, weight ``c_loc``). ``options``: the other :class:`EditorConfig` fields (lr, momentum, beta,
-    betas, eps, c_loc). To edit sequentially, edit the returned model again.
+    indices. ``rehearsal``: retained data (a tensor of inputs, or data whose labels are ignored) the edit must
+    leave alone — a gradient editor keeps its predictions close to the original's (KL, weight ``c_loc``), the
+    adaptor keeps its keys clear of it; a larger set is sampled down to ``rehearsal_size`` inputs (seeded), so
+    pass the whole training set. ``options``: the other :class:`EditorConfig` fields (lr, momentum, beta, betas,
+    eps, c_loc, ...) or, for the adaptor, :class:`netfix.edits.AdaptorConfig`'s. To edit sequentially, edit the
+    returned model again; every edit is entered in the model's history (:func:`netfix.edits.list`).
 
     Example:
         >>> out = netfix.edit(model, x[None], torch.tensor([3]))
         >>> out.model(x[None]).argmax(1)
         tensor([3])
     """
-    cfg = editor_config(model, editor, max_steps, params, options)
+    spec = editor_spec(model, editor, max_steps, params, options)
     seed = check_seed(seed)
+    rehearsal_size = check_scalar(rehearsal_size, "rehearsal_size", int, low=1, high=1 << 24, default=REHEARSAL_SIZE)
     check_model(model)
     dev = resolve_device(device)
+    with seeded(seed, dev) as generator:
+        net = copy_model(model, dev)
+        job = prepare(net, model, inputs, targets)
+        control = rehearsal_batch(rehearsal, job, rehearsal_size, seed, dev)
+        return apply_edit(net, job, spec, control, generator, dev, seed)
+
+
+@dataclass
+class EditJob:
+    """Checked edit inputs for one model: the model's logits view, its classes, the inputs as data, on device."""
+
+    view: nn.Module
+    num_classes: int
+    data: Any
+    X: Any               # the inputs as given (for their digest)
+    Xd: Any              # on the device
+    yd: torch.Tensor
+
+
+def editor_spec(model: nn.Module, editor: str, max_steps: int, params: "Sequence[str] | None",
+                options: dict[str, Any]) -> Any:
+    """The checked options of an edit: an :class:`EditorConfig`, or an :class:`netfix.edits.AdaptorConfig`."""
+    from . import edits as history
+
+    if not isinstance(editor, str) or editor not in EDITORS + LIFELONG:
+        raise unknown("editor", editor, list(EDITORS + LIFELONG), "editor")
+    if editor != "adaptor":
+        return editor_config(model, editor, max_steps, params, options)
+    if params is not None:
+        raise ConfigError("params: the adaptor changes no parameter; it sits on one layer. Fix: pass "
+                          "layer='module name' instead, or leave params out.")
+    valid = {f.name for f in dataclasses.fields(history.AdaptorConfig)}
+    for key in options:
+        if key not in valid:
+            raise unknown("option", key, sorted(valid), "edit(editor='adaptor')")
+    return history.AdaptorConfig(**options)
+
+
+def prepare(net: nn.Module, model: nn.Module, inputs: Any, targets: Any,
+            known: "dict[Any, tuple[nn.Module, int]] | None" = None) -> EditJob:
+    """Check the inputs and targets against ``model`` (whose copy ``net`` is edited). ``known``: a cache of the
+    model's logits view per input shape (an editing session's: the view is probed once per shape)."""
+    dev = next(net.parameters()).device
     y = _tensor(targets, "targets")
     if y.ndim == 0:
         y = y[None]
@@ -459,49 +512,99 @@ def edit(model: nn.Module, inputs: Any, targets: Any, editor: str = "rmsprop", m
     if n != len(y):
         raise DataError(f"targets: {len(y)} targets for {n} inputs; expected one target per input "
                         "(pass inputs as a batch, e.g. x[None] for one input).")
-    with seeded(seed, dev):
-        net = copy_model(model, dev)
-        # a dict batch (tokenized text: input_ids, attention_mask, ...) goes through the same checks as a stream
-        data = as_data(DictBatch(X, y), "inputs", stream=True) if isinstance(X, dict) else as_data((X, y), "inputs")
-        check_range(data, card.of(model).data, "inputs")
+    # a dict batch (tokenized text: input_ids, attention_mask, ...) goes through the same checks as a stream
+    data = as_data(DictBatch(X, y), "inputs", stream=True) if isinstance(X, dict) else as_data((X, y), "inputs")
+    check_range(data, card.of(model).data, "inputs")
+    shape = str(_signature(data.X[:1]))
+    if known is not None and shape in known:
+        net_view, k = known[shape]
+    else:
         net_view, k = model_view(net, data, "inputs")
-        data = as_data(data, "inputs", num_classes=k)
-        if not data.streamed:
-            data = data.in_memory("inputs")
-        control = None
-        if rehearsal is not None:
-            ctrl = as_data((rehearsal, torch.zeros(len(rehearsal), dtype=torch.int64)), "rehearsal") \
-                if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal")
-            if _signature(ctrl.X[:1]) != _signature(data.X[:1]):
-                raise DataError(f"rehearsal: inputs have shape {_signature(ctrl.X[:1])} but inputs' have "
-                                f"{_signature(data.X[:1])}; expected the same shape.")
-            control = move(ctrl.X[:], dev)  # NaN/inf refused by as_data (a stream: as it is read)
-        prefixes = cfg.params if cfg.params is not None else default_edit_params(net, k)
-        names = param_names(net, prefixes)
-        start = time.perf_counter()
+        if known is not None:
+            known[shape] = (net_view, k)
+    data = as_data(data, "inputs", num_classes=k)
+    if not data.streamed:
+        data = data.in_memory("inputs")
+    return EditJob(net_view, k, data, X, move(data.X[:], dev), data.y.to(dev))
+
+
+def rehearsal_batch(rehearsal: Any, job: EditJob, size: int, seed: int, dev: torch.device) -> Any:
+    """Retained inputs, sampled down to ``size`` (seeded), on ``dev``; None without."""
+    if rehearsal is None:
+        return None
+    ctrl = as_data((rehearsal, torch.zeros(len(rehearsal), dtype=torch.int64)), "rehearsal") \
+        if isinstance(rehearsal, torch.Tensor) else as_data(rehearsal, "rehearsal")
+    if len(ctrl) == 0:
+        raise DataError("rehearsal: empty; expected retained inputs (or leave rehearsal out).")
+    if _signature(ctrl.X[:1]) != _signature(job.data.X[:1]):
+        raise DataError(f"rehearsal: inputs have shape {_signature(ctrl.X[:1])} but inputs' have "
+                        f"{_signature(job.data.X[:1])}; expected the same shape.")
+    if len(ctrl) > size:
+        pick = torch.randperm(len(ctrl), generator=torch.Generator().manual_seed(seed))[:size]
+        ctrl = ctrl.subset(pick.sort().values, "rehearsal")
+    return move(ctrl.X[:], dev)  # NaN/inf refused by as_data (a stream: as it is read)
+
+
+def apply_edit(net: nn.Module, job: EditJob, spec: Any, control: Any, generator: torch.Generator,
+               dev: torch.device, seed: int, rehearsal_keys: Any = None) -> EditOutcome:
+    """Edit ``net`` in place (the caller's copy) and wrap it as an :class:`EditOutcome`. ``rehearsal_keys``: the
+    adaptor's cached keys of ``control`` (an editing session's), else computed here."""
+    from . import edits as history
+
+    start = time.perf_counter()
+    n_control = 0 if control is None else len(next(iter(control.values())) if isinstance(control, dict)
+                                                  else control)
+    if isinstance(spec, history.AdaptorConfig):
+        rng = card.of(net).data or {}
+        value_range = (float(rng["range"][0]), float(rng["range"][1])) if rng.get("range") else None
         with eval_mode(net):
-            chosen = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if n in names}
-            Xd, yd = move(data.X[:], dev), data.y.to(dev)
-            split = FrozenSplit(net_view, names, Xd)
-            reference, control_in = None, None
-            with torch.no_grad():
-                inputs_in = split.features(Xd)
-                if control is not None:
-                    reference = F.log_softmax(net_view(control), 1)
-                    control_in = split.features(control)
-            new, steps, history = run_editor(split.tail, chosen, inputs_in, yd, cfg, rehearsal=control_in,
-                                             reference=reference)
-            with torch.no_grad():
-                for name, p in net.named_parameters():
-                    if name in new:
-                        p.copy_(new[name])
-                success = (net_view(Xd).argmax(1) == yd).tolist()
+            layer = history.adaptor_layer(net, spec, job.num_classes)
+            ctrl = rehearsal_keys
+            if ctrl is None and control is not None:
+                ctrl = history.rehearsal_keys(net, job.view, layer, control)
+            ids, reached = history.adapt(net, job.view, job.Xd, job.yd, spec, layer, ctrl, value_range, generator,
+                                         history.inputs_digest(job.X))
+            if reached is None:
+                with torch.no_grad():
+                    reached = (job.view(job.Xd).argmax(1) == job.yd).tolist()
+            success = reached
         seconds = time.perf_counter() - start
+        net.eval()
+        config = {"editor": "adaptor", **asdict(spec), "layer": layer, "device": str(dev), "seed": seed,
+                  "n_inputs": len(job.data), "edit_ids": ids, "rehearsal": n_control}
+        return EditOutcome(model=net, method="edit/adaptor", config=config, seconds=seconds, history=[],
+                           success=[bool(s) for s in success], steps=0)
+    cfg: EditorConfig = spec
+    prefixes = cfg.params if cfg.params is not None else default_edit_params(net, job.num_classes)
+    names = param_names(net, prefixes)
+    with eval_mode(net):
+        chosen = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if n in names}
+        before = {n: p.detach().clone() for n, p in chosen.items()}
+        split = FrozenSplit(job.view, names, job.Xd)
+        reference, control_in = None, None
+        with torch.no_grad():
+            inputs_in = split.features(job.Xd)
+            if control is not None:
+                reference = F.log_softmax(job.view(control), 1)
+                control_in = split.features(control)
+        new, steps, history_ = run_editor(split.tail, chosen, inputs_in, job.yd, cfg, rehearsal=control_in,
+                                          reference=reference)
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                if name in new:
+                    p.copy_(new[name])
+            success = (job.view(job.Xd).argmax(1) == job.yd).tolist()
+    seconds = time.perf_counter() - start
     net.eval()
-    used = [h["lr"] for h in history if "lr" in h]
+    used = [h["lr"] for h in history_ if "lr" in h]
+    ids = []
+    if any(not torch.equal(before[n], new[n]) for n in before):
+        ids = [history.record_weight_edit(net, before, {
+            "editor": cfg.editor, "params": prefixes, "targets": job.yd.tolist(), "n_inputs": len(job.data),
+            "inputs_sha256": history.inputs_digest(job.X), "steps": steps})]
     config = {**asdict(cfg), "params": prefixes, "lr": used[-1] if used else cfg.lr, "device": str(dev), "seed": seed,
-              "n_inputs": len(data), "edited_parameters": names}
-    return EditOutcome(model=net, method=f"edit/{cfg.editor}", config=config, seconds=seconds, history=history,
+              "n_inputs": len(job.data), "edited_parameters": names, "edit_ids": ids, "rehearsal": n_control}
+    return EditOutcome(model=net, method=f"edit/{cfg.editor}", config=config, seconds=seconds, history=history_,
                        success=[bool(s) for s in success], steps=steps)
 
 
@@ -519,8 +622,14 @@ class EditableTraining(Options):
     that fail (l_e is 0 once the target is the argmax). ``learn_editor_lr`` trains the editor's log step size with the
     model (the paper's way). Measured on Fashion-MNIST (docs/results.md, issue 6): a learned step shrank from 2e-3
     to 1.1e-3, below what edits need within 3 steps, and edits at the larger step kept most of their drawdown;
-    holding the step at the one edits will use (``learn_editor_lr=False``) cut drawdown five-fold. Either way,
-    :func:`edit` uses the step the model was trained for, unless given another.
+    holding the step at the one edits will use cut drawdown five-fold, so the step is held by default
+    (``learn_editor_lr=True`` learns it). Either way, :func:`edit` uses the step the model was trained for, unless
+    given another.
+
+    ``sequential=S`` trains for edits that accumulate: per batch, S edits are applied one after another (each
+    from the previous one's result, each on a training image with a random wrong label), the edit term is the mean
+    edit loss of all S after the last — the earlier edits must still hold — and locality compares the batch's
+    predictions after all S with those before.
 
     Pass it as ``netfix.train(..., editable=EditableTraining())``. To make a trained model editable, insert an edit
     block and fine-tune only it (and the classifier) — the paper's ImageNet recipe and netfix's measured best:
@@ -538,8 +647,13 @@ class EditableTraining(Options):
                             high=1000)
     lr: float | None = option(None, "editor step size to start from", unit="per step", low=0, high=10,
                               low_open=True, none="DEFAULT_LR[editor]")
-    learn_editor_lr: bool = option(True, "train log(lr) with the model")
+    learn_editor_lr: bool = option(False, "train log(lr) with the model (the paper's way); the default holds "
+                                   "the step: a learned step shrank below what edits need (docs/results.md)")
     first_order: bool = option(False, "True: no second-order terms through the editor (faster, cruder)")
+    sequential: int = option(1, "edits applied one after another per batch, each from the previous one's result; "
+                             "the edit loss asks all of them to still hold after the last, and locality is measured "
+                             "after the last (training for accumulated edits; 1 = the paper's one edit)",
+                             unit="edits", low=1, high=64)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -608,16 +722,20 @@ class EditableTraining(Options):
             # code: with an eval-mode reference a BatchNorm model can satisfy locality by making its eval-mode
             # outputs insensitive to everything (measured: held-out accuracy fell to 25-30 % at c_loc = 0.1)
             before = F.log_softmax(logits.detach(), 1)
-            i = int(torch.randint(len(y), (1,), generator=generator))
-            shift = int(torch.randint(1, num_classes, (1,), generator=generator))
-            x_e, t_e = tuple(t[i:i + 1] for t in inputs_eval), (y[i:i + 1] + shift) % num_classes
-            params: dict[str, torch.Tensor] = {n: p for n, p in model.named_parameters() if n in names}
+            chosen = []
+            for _ in range(self.sequential):  # the first draw is the one-edit objective's
+                i = int(torch.randint(len(y), (1,), generator=generator))
+                shift = int(torch.randint(1, num_classes, (1,), generator=generator))
+                chosen.append((tuple(t[i:i + 1] for t in inputs_eval), (y[i:i + 1] + shift) % num_classes))
+            edited: dict[str, torch.Tensor] = {n: p for n, p in model.named_parameters() if n in names}
             lr = log_lr.exp() if log_lr is not None else None
             with eval_mode(m):
-                edited, _, _ = editor_steps(net, params, x_e, t_e, cfg, create_graph=not self.first_order,
-                                            detach=False, lr=lr)
+                for x_e, t_e in chosen:  # each edit starts from the previous one's result
+                    edited, _, _ = editor_steps(net, edited, x_e, t_e, cfg, create_graph=not self.first_order,
+                                                detach=False, lr=lr)
                 after = F.log_softmax(functional_call(net, edited, inputs_eval), 1)
-                l_e = edit_loss(functional_call(net, edited, x_e), t_e).mean()
+                l_e = torch.stack([edit_loss(functional_call(net, edited, x_e), t_e).mean()
+                                   for x_e, t_e in chosen]).mean()
             kl = F.kl_div(after, before, log_target=True, reduction="batchmean")
             return base + self.c_edit * l_e + self.c_loc * kl
         return loss

@@ -267,6 +267,7 @@ def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialize
         "recipe": info.recipe,
         "editor": info.editor,  # what Editable Training learned (netfix.edit uses it)
         "io": info.io,          # how to call the model (its input keyword, where its logits are)
+        "edits": info.edits,    # the edits it holds (netfix.edits): their log; the codebook is in the tensors
         "netfix_version": __version__,
         "torch_version": torch.__version__,
         "meta": meta,
@@ -585,8 +586,16 @@ def read_model(path: "str | os.PathLike[str]", device: "torch.device | str | Non
     """:func:`load`, also returning the file's sha256 as read and its metadata (what a certificate needs)."""
     target, blob, header, side, start, legacy = _read(path)
     build, expected, flexible = _expected_state(side, target, model, trust_factory)
+    from . import edits
+
+    shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+    try:
+        memory = edits.expected_state(side.get("edits"), shapes)
+    except NotAModelError as e:
+        raise _refuse(target, str(e)) from None
     if expected:
-        _check_tensors(header, expected, flexible, target)
+        _check_tensors(header, {**{k: v for k, v in expected.items() if not k.startswith(edits.MEMORY + ".")},
+                                **memory}, flexible, target)
     # the old format hashed the whole weights file; the new one hashes the tensor data (the header holds the hash)
     weights_sha = hashlib.sha256(blob if legacy else memoryview(blob)[start:]).hexdigest()
     recorded = side.get("weights_sha256")
@@ -610,6 +619,14 @@ def read_model(path: "str | os.PathLike[str]", device: "torch.device | str | Non
     except Exception as e:  # noqa: BLE001 - the caller's factory failing on this file's arguments
         raise NotAModelError(f"path: {target}: its architecture could not be built ({type(e).__name__}: {e}).") \
             from None
+    old = edits.memory_of(net)
+    if old is not None:  # a caller's module that holds edits itself: the file's record replaces them
+        old.detach(net)
+        delattr(net, edits.MEMORY)
+    try:
+        edits.restore(net, side.get("edits"), shapes)
+    except NotAModelError as e:
+        raise _refuse(target, str(e)) from None
     if not expected:  # the architecture could not be built on the meta device: check it now
         _check_tensors(header, _shapes(net), _flexible(net), target)
     try:
@@ -624,7 +641,8 @@ def read_model(path: "str | os.PathLike[str]", device: "torch.device | str | Non
         data = {"name": side["meta"]["dataset"], "fingerprint": side.get("data_fingerprint")}
     arch = side["architecture"] if "name" in side["architecture"] else card.of(net).architecture
     card.update(net, architecture=arch, input_shape=side.get("input_shape"), num_classes=side.get("num_classes"),
-                recipe=side.get("recipe"), editor=side.get("editor"), data=data, io=side.get("io"))
+                recipe=side.get("recipe"), editor=side.get("editor"), data=data, io=side.get("io"),
+                edits=side.get("edits"))
     net.eval()
     return LoadedModel(net.to(resolve_device(device)), target, hashlib.sha256(blob).hexdigest(), weights_sha, side)
 

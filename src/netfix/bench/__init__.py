@@ -99,13 +99,16 @@ def run(name: str, *, quick: bool = False, seeds: int | None = None, data: str |
     doc["command"] = command_line(name, quick, seeds, data, device, options, json_path)
     shown = mod.display(doc["rows"]) if hasattr(mod, "display") else doc["rows"]
     doc["table"] = markdown_table(shown, mod.COLUMNS)
+    extra = doc.get("extra_tables") or []  # further tables a bench returns: [{"title", "columns", "rows"}]
+    doc["table"] += "".join(f"\n\n{t['title']}\n\n{markdown_table(t['rows'], t['columns'])}" for t in extra)
     if json_path is not None:
         atomic_write(json_path, json.dumps(doc, indent=2, default=_jsonable).encode())
     if markdown_path is not None:
-        extra = "".join(f":{v}" for v in options.values() if v is not None)
-        key = f"{name}:{doc['dataset']}{extra}{':quick' if quick else ''}{':' + dev.type if dev.type != 'cpu' else ''}"
+        tag = "".join(f":{v}" for v in options.values() if v is not None)
+        key = f"{name}:{doc['dataset']}{tag}{':quick' if quick else ''}{':' + dev.type if dev.type != 'cpu' else ''}"
         update_markdown(markdown_path, key, f"`{doc['command']}`\n\n{doc['table']}")
-    doc["text"] = text_table(shown, mod.COLUMNS)
+    doc["text"] = text_table(shown, mod.COLUMNS) + "".join(
+        f"\n\n{t['title']}\n{text_table(t['rows'], t['columns'])}" for t in extra)
     return doc
 
 

@@ -40,7 +40,7 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..edit_metrics import FinetuneConfig, LookupTable, measure_edits, sequential_edits
+from ..edit_metrics import FinetuneConfig, LookupTable, lifelong_edits, measure_edits, sequential_edits
 from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
 from ..errors import unknown
 from ..evaluation import accuracy
@@ -88,6 +88,13 @@ FINETUNE_EDITS = 100
 # edit); the grid stopped at 1e-6.
 FINETUNE_LR = 1e-6
 SEQUENTIAL = 50
+# --sequential N (issue 21): Sequential Editable Training, the arm "editable-seq": the editable arm's recipe with
+# SEQ_EDITS edits applied one after another per batch (EditableTraining(sequential=SEQ_EDITS)); its editors use
+# the editable arm's step sizes (not re-selected).
+SEQ_EDITS = 4
+EVERY = 10  # --sequential: measure after every EVERY edits
+SEQ_COLUMNS = ("method", "edits", "test_acc", "drawdown", "held", "holds_noise", "holds_shift", "latency_ms",
+               "bytes_added", "min_held", "max_drawdown")
 
 
 def _edits(test: datasets.LabeledData, n: int, d: int, seed: int = 9) -> tuple[torch.Tensor, torch.Tensor,
@@ -103,7 +110,7 @@ def _edits(test: datasets.LabeledData, n: int, d: int, seed: int = 9) -> tuple[t
 
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None,
-        editors: str | None = None, edits: int | None = None) -> dict[str, Any]:
+        editors: str | None = None, edits: int | None = None, sequential: int | None = None) -> dict[str, Any]:
     name = pick_dataset(data)
     chosen = [e.strip() for e in editors.split(",")] if editors else list(EDITORS)
     for e in chosen:
@@ -114,7 +121,15 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         train_set = train_set.subset(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
                                      [:5000], f"{name}/train[5000]")
     epochs = 3 if quick else EPOCHS.get(name, 10)
-    X, wrong, dd = _edits(test, edits or (100 if quick else 1000), 1000 if quick else 2000)
+    n_edits = max(edits or (100 if quick else 1000), sequential or 0)
+    X, wrong, dd = _edits(test, n_edits, 1000 if quick else 2000)
+    if sequential is not None and sequential > len(X):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--sequential: {sequential} edits, but {test.name} has test images for {len(X)} only "
+                          f"(half the test set). Fix: --sequential {len(X)} or fewer.")
+    curves_seq: dict[str, list[dict[str, Any]]] = {}
+    seq_rows: list[dict[str, Any]] = []
     seed_list = list(range(seeds or 1))
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[float]] = {}
@@ -126,17 +141,29 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         base = train(init, train_set, epochs=epochs, seed=seed, device=device, progress=progress, **RECIPE)
         inserted = add_edit_block(base.model, BLOCK_HIDDEN, seed=seed)
         arms = [("baseline", base, base.seconds, EDIT_PARAMS, EDIT_LR)]
-        for kind, editable in (("block", None), ("editable", EditableTraining(
-                c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR, learn_editor_lr=False, edit_params=BLOCK_PARAMS))):
+        trainings: list[tuple[str, Any]] = [("block", None), ("editable", EditableTraining(
+            c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR, learn_editor_lr=False, edit_params=BLOCK_PARAMS))]
+        if sequential:
+            trainings.append(("editable-seq", EditableTraining(c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR,
+                                                               learn_editor_lr=False, edit_params=BLOCK_PARAMS,
+                                                               sequential=SEQ_EDITS)))
+        for kind, editable in trainings:
             log.info("%s: fine-tuning edit_block + fc for %d epochs", kind, finetune_epochs)
             out = train(inserted, train_set, epochs=finetune_epochs, seed=seed, device=device, progress=progress,
                         editable=editable, params=["edit_block", "fc"], **FINETUNE)
-            if editable is not None:
+            if kind == "editable" and editable is not None:
                 learned.append(editable.editor_lr)
-            arms.append((kind, out, base.seconds + out.seconds, BLOCK_PARAMS, BLOCK_LR[kind]))
+            arms.append((kind, out, base.seconds + out.seconds, BLOCK_PARAMS,
+                         BLOCK_LR["editable" if kind == "editable-seq" else kind]))
         for kind, out, seconds, params, lrs in arms:
             test_acc = accuracy(out.model, test)
             for editor in chosen:
+                if sequential:
+                    _lifelong(seq_rows, curves_seq, f"{kind}/{editor}", out.model, X[:sequential],
+                              wrong[:sequential], dd, device, seed, progress, editor=editor, params=params,
+                              lr=lrs[editor], rehearsal=train_set)
+                if kind == "editable-seq":
+                    continue  # its single edits are not part of the issue-6 table
                 m = measure_edits(out.model, X, wrong, dd, editor=editor, params=params, device=device,
                                   seed=seed, progress=progress, lr=lrs[editor])
                 seq = sequential_edits(out.model, X[:SEQUENTIAL], wrong[:SEQUENTIAL], dd, editor=editor,
@@ -159,13 +186,30 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         rows.append({**m.row(), "method": "lookup-table", "seed": seed, "test_acc": base_acc,
                      "sequential_drawdown_50": m.base_acc - accuracy(table, dd),
                      "train_seconds": base.seconds})
+        # the lifelong editor (issue 21): one key-value entry per edit on the baseline's head, no weight changed
+        m = measure_edits(base.model, X, wrong, dd, editor="adaptor", replay=train_set, device=device, seed=seed,
+                          progress=progress)
+        seq = sequential_edits_adaptor(base.model, X[:SEQUENTIAL], wrong[:SEQUENTIAL], dd, device, seed, train_set)
+        rows.append({**m.row(), "method": "adaptor", "seed": seed, "test_acc": base_acc,
+                     "sequential_drawdown_50": seq[-1]["drawdown"], "sequential_held_50": seq[-1]["held"],
+                     "train_seconds": base.seconds})
+        if sequential:
+            _lifelong(seq_rows, curves_seq, "lookup-table", base.model, X[:sequential], wrong[:sequential], dd,
+                      device, seed, progress, editor="lookup-table")
+            _lifelong(seq_rows, curves_seq, "adaptor", base.model, X[:sequential], wrong[:sequential], dd, device,
+                      seed, progress, editor="adaptor", rehearsal=train_set)
     if len(seed_list) > 1:
         from . import summarise
 
         metrics = [c for c in COLUMNS if c not in ("method",)] + ["sequential_held_50"]
         rows = summarise(rows, ("method",), metrics)
+    extra = []
+    if sequential:
+        extra.append({"title": f"Edits that accumulate: after {sequential} sequential edits (every {EVERY} in "
+                               "lifelong_curves)", "columns": SEQ_COLUMNS, "rows": display_seq(seq_rows)})
     return {"dataset": name, "seeds": seed_list, "reference_seconds": None, "rows": rows,
-            "sequential_curves": curves,
+            "sequential_curves": curves, "lifelong": seq_rows, "lifelong_curves": curves_seq,
+            "extra_tables": extra, "sequential": sequential, "seq_edits": SEQ_EDITS,
             "editable": {"c_edit": C_EDIT, "c_loc": C_LOC, "editor": "rmsprop", "editor_lr": ET_LR,
                          "learn_editor_lr": False, "edit_params": BLOCK_PARAMS,
                          "block_hidden": BLOCK_HIDDEN, "finetune_epochs": finetune_epochs, "finetune": FINETUNE,
@@ -175,6 +219,43 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             "edit_params": {"baseline": EDIT_PARAMS, "block": BLOCK_PARAMS, "editable": BLOCK_PARAMS},
             "model": {"name": "resnet", **ARCH}, "epochs": epochs,
             "train_size": len(train_set), "n_edits": len(X), "drawdown_set": len(dd), "edit_seed": 9}
+
+
+def sequential_edits_adaptor(model: Any, X: torch.Tensor, y: torch.Tensor, dd: Any, device: torch.device, seed: int,
+                             rehearsal: Any) -> list[dict[str, Any]]:
+    """The adaptor's value of ``sequential_drawdown_50``: the issue-6 column, through :func:`lifelong_edits`."""
+    return lifelong_edits(model, X, y, dd, editor="adaptor", every=len(X), rehearsal=rehearsal, device=device,
+                          seed=seed, progress=False)
+
+
+def _lifelong(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]], method: str, model: Any,
+              X: torch.Tensor, y: torch.Tensor, dd: Any, device: torch.device, seed: int, progress: bool | None,
+              **kwargs: Any) -> None:
+    log.info("%s: %d sequential edits", method, len(X))
+    curve = lifelong_edits(model, X, y, dd, every=EVERY, device=device, seed=seed, progress=progress, **kwargs)
+    curves[method] = curve
+    last = curve[-1]
+    rows.append({"method": method, "seed": seed, "edits": last["edits"], "test_acc": last["test_acc"],
+                 "drawdown": last["drawdown"], "held": last["held"], "holds_noise": last.get("holds_noise"),
+                 "holds_shift": last.get("holds_shift"),
+                 "latency_ms": sorted(c["latency_ms"] for c in curve)[len(curve) // 2],
+                 "bytes_added": last["bytes"], "min_held": min(c["held"] for c in curve),
+                 "max_drawdown": max(c["drawdown"] for c in curve)})
+
+
+def display_seq(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        shown = dict(r)
+        for k in ("test_acc", "held", "holds_noise", "holds_shift", "min_held"):
+            if r.get(k) is not None:
+                shown[k] = f"{r[k]:.1f}"
+        for k in ("drawdown", "latency_ms", "max_drawdown"):
+            if r.get(k) is not None:
+                shown[k] = f"{r[k]:.2f}"
+        shown["bytes_added"] = f"{r['bytes_added'] / 1024:.0f} KiB"
+        out.append(shown)
+    return out
 
 
 def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

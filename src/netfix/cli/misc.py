@@ -35,7 +35,7 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
     return {"datasets": av, "text": text}
 
 
-_BENCH_OPTIONS = ("scenario", "samples", "variant", "methods", "models", "archs", "editors", "edits")
+_BENCH_OPTIONS = ("scenario", "samples", "variant", "methods", "models", "archs", "editors", "edits", "sequential")
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -157,8 +157,11 @@ def _train(sub: Any) -> None:
                    help="comma-separated module prefixes to train, the rest frozen (default: all; with --from and "
                         "--edit-block: edit_block,fc)")
     t.add_argument("--edit-lr", type=POSITIVE, default=None,
-                   help="--editable: hold the editor's step at this size (default: learn it from the editor's "
-                        "default step)")
+                   help="--editable: hold the editor's step at this size (default: the editor's default step, "
+                        "held)")
+    t.add_argument("--edit-sequential", type=COUNT, default=1, metavar="S",
+                   help="--editable: train for S edits applied one after another per batch, all of which must "
+                        "still hold after the last (default 1: one edit, as the paper)")
     _outputs(t, "model (default runs/MODEL-DATA)")
     _compute(t)
     _ledger_arg(t)
@@ -206,13 +209,34 @@ def _edit(sub: Any) -> None:
     ed.add_argument("--split", choices=("train", "test"), default="test", help="split of the inputs (default test)")
     ed.add_argument("--indices", required=True, help="comma-separated indices into the split, e.g. 3,17")
     ed.add_argument("--targets", required=True, help="comma-separated target classes, one per index, e.g. 1,5")
-    ed.add_argument("--editor", default="rmsprop", help="sgd, momentum, rmsprop or adam (default rmsprop)")
+    ed.add_argument("--editor", default="rmsprop",
+                    help="sgd, momentum, rmsprop or adam (gradient editors: change weights), or adaptor (a key-value "
+                         "entry per input that changes no weight: for edits that accumulate; see `netfix edits`) "
+                         "(default rmsprop)")
+    ed.add_argument("--no-rehearsal", action="store_true",
+                    help="do not rehearse the model's training data (default: a seeded sample of it is kept as it "
+                         "was: the gradient editors keep its predictions, the adaptor keeps its keys clear of it)")
     ed.add_argument("--max-steps", type=COUNT, default=10, help="editor steps at most (default 10)")
     ed.add_argument("--params", default=None, help="comma-separated module prefixes to edit (default: a late block)")
     ed.add_argument("--lr", type=POSITIVE, default=None, help="editor step size (default: per editor)")
     _outputs(ed, "edited model's (default: MODEL-edit beside MODEL)")
     _compute(ed)
     _ledger_arg(ed)
+    hist = _common(sub.add_parser("edits", help="list the edits a saved model holds, or revert one",
+                                  description="List the edits a saved model holds (id, kind, editor, target, when), "
+                                  "or, with --revert ID, save a copy without that edit: an adaptor entry is removed "
+                                  "exactly; a weight edit can be undone when it is the most recent one (its weights "
+                                  "are restored bit for bit). The revert is recorded in the ledger.",
+                                  epilog="examples:\n  netfix edits runs/model-edit\n"
+                                         "  netfix edits runs/model-edit --revert 3 --out runs/model-fixed",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter))
+    hist.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
+    _data_args(hist, scenario=False)
+    hist.add_argument("--revert", type=COUNT, default=None, metavar="ID", help="the edit to remove (an id the list "
+                      "shows)")
+    _outputs(hist, "reverted model's (default: MODEL-revert-ID beside MODEL)")
+    _compute(hist)
+    _ledger_arg(hist)
 
 
 def _evaluate(sub: Any) -> None:
@@ -253,6 +277,10 @@ def _bench(sub: Any) -> None:
     b.add_argument("--archs", default=None, help="unlearn, zoo: comma-separated architectures (unlearn: mlp,lenet; zoo: every zoo model)")
     b.add_argument("--editors", default=None, help="editable: comma-separated editors (default: all four)")
     b.add_argument("--edits", type=COUNT, default=None, help="editable: number of edits N (default 1000, quick 100)")
+    b.add_argument("--sequential", type=COUNT, default=None, metavar="N",
+                   help="editable: also accumulate edits 1..N on one model per editor (the adaptor, the lookup "
+                        "table, every editor on every arm, and Sequential Editable Training), measured every 10 "
+                        "(the full bench: --sequential 1000)")
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
 

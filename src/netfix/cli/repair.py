@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .._tables import text_table
-from ..errors import ConfigError, DataError, NoChangeError, NoChangeWarning
+from .. import card
+from ..errors import ConfigError, DataError, NetfixError, NoChangeError, NoChangeWarning
 from ._common import (ints, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of)
 
 COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
@@ -248,11 +249,16 @@ def edit(args: argparse.Namespace) -> dict[str, Any]:
     model = loaded.model
     options = {"lr": args.lr} if args.lr is not None else {}
     params = [p.strip() for p in args.params.split(",")] if args.params else None
+    if args.editor == "adaptor" and (args.lr is not None or params is not None):
+        raise ConfigError("--lr, --params: the adaptor takes no step size and changes no parameter; leave them out "
+                          "(or pick a gradient --editor).")
+    rehearsal = None if args.no_rehearsal else data.train
     out = edit_model(model, chosen.X, torch.as_tensor(targets), editor=args.editor, max_steps=args.max_steps,
-                     params=params, device=args.device, seed=args.seed, **options)
+                     params=params, rehearsal=rehearsal, device=args.device, seed=args.seed, **options)
     meta: dict[str, Any] = {"method": out.method, "config": out.config, "source_model": str(args.model),
                             "dataset": data.name, "edits": {"data": data.name, "split": args.split,
-                                                            "indices": indices, "targets": targets}}
+                                                            "indices": indices, "targets": targets,
+                                                            "ids": out.config.get("edit_ids", [])}}
     ser = serialize(out.model, meta)
     _unchanged(model, ser, f"edit with {out.method} (the inputs may already be predicted as their targets)")
     prev, new = predict(model, chosen).argmax(1).tolist(), predict(out.model, chosen).argmax(1).tolist()
@@ -283,6 +289,49 @@ def edit(args: argparse.Namespace) -> dict[str, Any]:
     return {"method": out.method, "success": out.success, "steps": out.steps, "seconds": out.seconds, "edits": rows,
             "corrected_to_wrong": broken, "test_acc_before": before, "test_acc_after": after,
             "model_path": str(paths["model"]), "config": out.config, **written, **proof, "text": text}
+
+
+def edits(args: argparse.Namespace) -> dict[str, Any]:
+    """``netfix edits``: the edits a saved model holds; ``--revert ID`` saves a copy without one."""
+    from .. import edits as history
+    from .. import evaluate as measure
+    from ..io import serialize
+    from ..runs import publish_recorded
+
+    source = stem_of(args.model)
+    paths = None
+    if args.revert is not None:
+        stem = stem_of(args.out) if args.out else source.with_name(f"{source.name}-revert-{args.revert}")
+        paths = outputs(args, stem, ("model",), reads=(args.model,))
+    loaded = read_model(args.model, "MODEL", args)
+    listed = history.list(loaded.model)
+    rows = [{"id": e["id"], "kind": e["kind"], "editor": e.get("editor", ""),
+             "target": e.get("target", e.get("targets", "")), "created": e.get("created", ""),
+             "undoable": "yes" if e["kind"] == "adaptor" or e.get("undoable") else "no"} for e in listed]
+    size = history.size_bytes(loaded.model)
+    table = text_table(rows, ("id", "kind", "editor", "target", "created", "undoable")) if rows else \
+        "(no edits: this model holds none)"
+    if args.revert is None:
+        return {"edits": listed, "bytes": size, "text": f"{table}\n\n{len(rows)} edit(s), {size / 1024:.1f} KiB"}
+    assert paths is not None
+    try:
+        back = history.revert(loaded.model, args.revert)
+    except NetfixError as e:
+        raise ConfigError(f"--revert: {e}") from None
+    ser = serialize(back, {"method": "revert", "source_model": str(args.model), "reverted": args.revert})
+    recorded = card.of(loaded.model).data or {}
+    acc = {}
+    if recorded.get("name"):
+        data = model_data(args, loaded)
+        acc = {"test_acc_before": measure(loaded.model, test=data.test, device=args.device)["test_acc"],
+               "test_acc_after": measure(back, test=data.test, device=args.device)["test_acc"]}
+    proof = publish_recorded("edit", {"model": (paths["model"], ser.data)}, inputs={"source": loaded.ref},
+                             ledger=args.ledger, method="revert", config={"edit_id": args.revert},
+                             edits={"reverted": args.revert}, metrics=acc)
+    text = (f"reverted edit {args.revert} of {args.model}\nsaved: {paths['model']}"
+            + (f"\ntest accuracy: {acc['test_acc_before']:.2f} -> {acc['test_acc_after']:.2f}" if acc else "")
+            + proof_text(proof))
+    return {"reverted": args.revert, "model_path": str(paths["model"]), **acc, **proof, "text": text}
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

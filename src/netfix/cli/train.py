@@ -43,7 +43,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.editable or train_params is not None:
         from ..editing import EditableTraining
 
-        editable = EditableTraining(lr=args.edit_lr, learn_editor_lr=args.edit_lr is None) if args.editable else None
+        editable = EditableTraining(lr=args.edit_lr, sequential=args.edit_sequential) if args.editable else None
         out = fit(model, trained_on, epochs=args.epochs, editable=editable, params=train_params, **common, **options)
     elif args.mixed_linear:
         out, mixed = _mixed_linear(args, model, trained_on, s, data.name, options, common)
