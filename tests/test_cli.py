@@ -14,7 +14,8 @@ import torch
 
 from netfix.cli import main
 
-VERBS = ["demo", "datasets", "train", "evaluate", "unlearn", "relearn", "bench", "edit", "report", "ledger"]
+VERBS = ["demo", "datasets", "methods", "train", "evaluate", "unlearn", "relearn", "bench", "edit", "edits", "report",
+         "ledger"]
 
 
 def run(capsys, *argv):
@@ -37,6 +38,34 @@ def test_every_verb_has_help_json_and_quiet(capsys, verb):
         main([verb, "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "--json" in out and "--quiet" in out
+
+
+def test_methods_lists_every_method_and_one_methods_options(capsys):
+    code, out, _ = run(capsys, "methods", "--json")
+    listed = json.loads(out)
+    assert code == 0 and [r["method"] for r in listed["methods"]] == netfix.methods.available()
+    assert all(r["what"] for r in listed["methods"])  # every method has its one-line summary
+    code, out, _ = run(capsys, "methods", "ogd", "--json")
+    ogd = json.loads(out)
+    assert code == 0 and "unlearn" in ogd["modes"]
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(netfix.methods.get("ogd").config) if f.init]
+    assert [o["name"] for o in ogd["options"]] == fields and all(o["help"] for o in ogd["options"])
+    code, out, _ = run(capsys, "methods", "adaptor")
+    assert code == 0 and "slack" in out and "keep_clear" in out
+    code, _, err = run(capsys, "methods", "nope")
+    assert code == 2 and "ogd" in err  # an unknown name lists the valid ones
+
+
+@pytest.mark.parametrize("argv0,expected", [("netfix", "PASSIVE"), ("my_program.py", None)])
+def test_the_command_waits_passively_for_openmp_a_library_user_keeps_its_setting(argv0, expected):
+    """OpenMP threads that spin while waiting made torch 20-70x slower under a competing load: the netfix command
+    sets passive waiting before torch loads; a program importing netfix keeps its own setting."""
+    code = ("import os, sys; os.environ.pop('OMP_WAIT_POLICY', None); sys.argv = [%r]; import netfix; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))" % argv0)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(expected)
 
 
 def test_datasets_json(capsys):

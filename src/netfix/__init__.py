@@ -12,14 +12,31 @@ Example:
     >>> netfix.evaluate(faulty, scenario=s)["fault_rate"]
 """
 
-from ._version import __version__
-from . import data as datasets  # netfix.datasets.load / available
-from . import bench, card, edit_metrics, edits, errors, evaluation, methods, mixed, models, scenarios
-from .evaluation import Metrics, evaluate
-from .editing import EditableTraining, EditOutcome, edit
-from .io import load, save
-from .methods import relearn, unlearn
-from .training import Outcome, train
+import os as _os
+import sys as _sys
+
+
+def _command_line() -> bool:
+    """Whether this process is the ``netfix`` command (the console script or ``python -m netfix``)."""
+    argv0 = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
+    orig = list(getattr(_sys, "orig_argv", []))
+    return argv0 in ("netfix", "netfix.exe") or any(a == "-m" and b == "netfix" for a, b in zip(orig, orig[1:]))
+
+
+# The command keeps its speed on a busy machine: OpenMP threads that spin while waiting made torch 20-70x slower
+# under a competing load (docs/results.md). Set before torch loads; a value the user set wins; a program that
+# imports netfix as a library keeps its own setting.
+if _command_line() and "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._version import __version__  # noqa: E402
+from . import data as datasets  # noqa: E402  # netfix.datasets.load / available
+from . import bench, card, edit_metrics, edits, errors, evaluation, methods, mixed, models, scenarios  # noqa: E402
+from .evaluation import Metrics, evaluate  # noqa: E402
+from .editing import EditableTraining, EditOutcome, edit  # noqa: E402
+from .io import load, save  # noqa: E402
+from .methods import relearn, unlearn  # noqa: E402
+from .training import Outcome, train  # noqa: E402
 
 __all__ = [
     "__version__", "datasets", "scenarios", "models", "methods", "errors", "evaluation", "bench", "edit_metrics", "mixed",

@@ -44,24 +44,31 @@ class BenchInfo:
 
 BENCHES: dict[str, BenchInfo] = {
     "ogd-debug": BenchInfo("ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune "
-                                        "and retrain (issue 4)"),
+                                        "and retrain"),
     "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop"),
-    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget (issue 5)"),
-    "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N models "
-                                              "(issue 5)"),
+    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget"),
+    "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N "
+                                              "models"),
     "editable": BenchInfo("editable", "edit single predictions of a ResNet: ordinary vs Editable Training, every "
-                                      "editor, fine-tuning and a lookup table (issue 6)"),
+                                      "editor, fine-tuning and a lookup table"),
     "mixed-linear": BenchInfo("mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the "
-                                              "linear part, with the bound (issue 7)"),
+                                              "linear part, with the bound"),
     "forget-relearn": BenchInfo("forget_relearn", "forget-and-relearn schedules vs an equal-compute long baseline "
-                                                  "on noisy labels, the forgetting analysis, repair (issue 8)"),
+                                                  "on noisy labels, the forgetting analysis, repair"),
     "scale": BenchInfo("scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, "
-                                "1 vs 2 processes (DDP; issue 10)"),
+                                "1 vs 2 processes (DDP)"),
     "memory": BenchInfo("memory", "peak memory and throughput of evaluate / ogd / salun over a disk-backed dataset "
-                                  "of 10k-200k images, streamed vs in memory (issue 19)"),
+                                  "of 10k-200k images, streamed vs in memory"),
     "zoo": BenchInfo("zoo", "netfix's defaults on models it did not build (Hugging Face ViT and ResNet, BatchNorm, "
                             "LayerNorm, keyword inputs): every method vs the user's own retraining, and edits"),
 }
+
+
+def row_text(row: dict[str, Any], keys: "Sequence[str] | None" = None) -> str:
+    """One result row as a log line: ``method rmsprop: success_rate 100.0, drawdown 0.54``."""
+    keys = list(row) if keys is None else list(keys)
+    parts = [f"{k} {row[k]:.4g}" if isinstance(row.get(k), float) else f"{k} {row.get(k)}" for k in keys]
+    return ", ".join(parts)
 
 
 def pick_dataset(data: str | None, quick: bool = False) -> str:

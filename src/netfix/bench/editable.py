@@ -45,7 +45,7 @@ from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
 from ..errors import unknown
 from ..evaluation import accuracy
 from ..training import train
-from . import pick_dataset
+from . import pick_dataset, row_text
 
 log = logging.getLogger("netfix.bench")
 
@@ -173,7 +173,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 rows.append({**m.row(), "method": method, "seed": seed, "test_acc": test_acc,
                              "sequential_drawdown_50": seq[-1]["drawdown"],
                              "sequential_held_50": seq[-1]["held"], "train_seconds": seconds})
-                log.info("%s", {k: rows[-1][k] for k in ("method", "success_rate", "mean_steps", "drawdown")})
+                log.info("%s", row_text(rows[-1], ("method", "success_rate", "mean_steps", "drawdown")))
         base_acc = accuracy(base.model, test)
         k = min(FINETUNE_EDITS, len(X)) if not quick else min(20, len(X))
         m = measure_edits(base.model, X[:k], wrong[:k], dd, editor="finetune", replay=train_set, device=device,

@@ -36,7 +36,7 @@ from .. import models
 from ..evaluation import accuracy
 from ..mixed import MixedLinear, UserTraining, core_user_split
 from ..training import train
-from . import pick_dataset
+from . import pick_dataset, row_text
 
 log = logging.getLogger("netfix.bench")
 
@@ -113,7 +113,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                      "rte": 100.0 * sgd.seconds / ref_seconds, "rte_sgd": 100.0,
                      "logit_rel_diff": float((c - b).abs().max() / b.abs().max()),
                      "cg_iterations": sgd.history[-2].get("newton_iterations")})
-        log.info("%s", {k: rows[-3][k] for k in ("request", "rte", "rte_sgd", "logit_rel_diff", "bound")})
+        log.info("%s", row_text(rows[-3], ("request", "rte", "rte_sgd", "logit_rel_diff", "bound")))
     removed = ml.remove_user_data()
     with torch.no_grad():
         exact = bool(torch.equal(removed(test_X), core.model.to(test_X.device)(test_X)))

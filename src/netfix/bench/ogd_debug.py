@@ -37,7 +37,7 @@ from ..evaluation import evaluate, predict
 from ..methods import relearn, unlearn
 from ..methods.ogd import OGDConfig
 from ..training import train
-from . import summarise
+from . import row_text, summarise
 
 log = logging.getLogger("netfix.bench")
 
@@ -98,7 +98,7 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 if history is not None:
                     r["steps"] = history
                 raw.append(r)
-                log.info("%s", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
+                log.info("%s", row_text(r))
 
             row("original", original.model, None)
             u = unlearn(original.model, s.forget, s.retain, method="ogd", **common)

@@ -20,7 +20,7 @@ from . import misc, parser, repair, train
 __all__ = ["main"]
 
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "demo": misc.demo, "datasets": misc.datasets, "train": train.train, "evaluate": repair.evaluate,
+    "demo": misc.demo, "datasets": misc.datasets, "methods": misc.methods, "train": train.train, "evaluate": repair.evaluate,
     "unlearn": repair.repair, "relearn": repair.repair, "edit": repair.edit, "edits": repair.edits,
     "bench": misc.bench,
     "report": misc.report, "ledger": misc.ledger,

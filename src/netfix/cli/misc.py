@@ -1,4 +1,5 @@
-"""The verbs that do not repair a model: ``demo``, ``datasets``, ``bench``, ``report`` and ``ledger``."""
+"""The verbs that do not repair a model: ``demo``, ``datasets``, ``methods``, ``bench``, ``report`` and
+``ledger``."""
 
 from __future__ import annotations
 
@@ -33,6 +34,52 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
     text = text_table(rows, ("name", "present", "source")) + ("\n\nto get the missing ones:\n" + "\n".join(missing)
                                                               if missing else "")
     return {"datasets": av, "text": text}
+
+
+def _configs() -> dict[str, tuple[str, type]]:
+    """The option sets ``netfix methods NAME`` shows besides the methods': the editors' and Editable Training's."""
+    from ..edits import AdaptorConfig
+    from ..editing import EditableTraining, EditorConfig
+
+    return {"edit": ("netfix.edit with a gradient editor (sgd, momentum, rmsprop, adam): a few steps on the "
+                     "classifier head (methods.md §2.1)", EditorConfig),
+            "adaptor": ("netfix.edit(..., editor='adaptor'): a key-value entry per edit, no weight changed; for "
+                        "edits that accumulate (methods.md §10)", AdaptorConfig),
+            "editable-training": ("netfix.train(..., editable=EditableTraining(...)): train a model to be cheap to "
+                                  "edit (methods.md §2.2)", EditableTraining)}
+
+
+def methods(args: argparse.Namespace) -> dict[str, Any]:
+    """``netfix methods [NAME]``: every method with its summary, or one method's options."""
+    from .. import methods as registry
+    from ..errors import unknown
+    from ..validation import describe
+
+    extra = _configs()
+    if args.name is None:
+        rows = [{"method": n, "modes": ", ".join(registry.get(n).modes), "what": registry.get(n).summary}
+                for n in registry.available()]
+        more = [{"options of": k, "what": v[0]} for k, v in extra.items()]
+        text = (text_table(rows, ("method", "modes", "what")) + "\n\n" + text_table(more, ("options of", "what"))
+                + "\n\nnetfix methods NAME lists NAME's options (type, default, unit, valid values, meaning); pass "
+                  "them as --option KEY=VALUE to unlearn / relearn.")
+        return {"methods": rows, "configs": more, "text": text}
+    if args.name in extra:
+        summary, config = extra[args.name]
+        modes: list[str] = []
+    else:
+        if args.name not in registry.available():
+            raise unknown("method", args.name, registry.available() + list(extra), "NAME")
+        method = registry.get(args.name)
+        summary, config, modes = method.summary, method.config, list(method.modes)
+    options = describe(config)
+    rows = [{"option": o["name"], "type": o["type"], "default": repr(o["default"]), "unit": o["unit"],
+             "valid": o["valid"], "meaning": o["help"] + (f". None: {o['none']}" if o["none"] else "")}
+            for o in options]
+    head = f"{args.name}: {summary}" + (f"\nmodes: {', '.join(modes)}" if modes else "")
+    text = head + "\n\n" + (text_table(rows, ("option", "type", "default", "unit", "valid", "meaning")) if rows
+                            else "(no options)")
+    return {"name": args.name, "summary": summary, "modes": modes, "options": options, "text": text}
 
 
 _BENCH_OPTIONS = ("scenario", "samples", "variant", "methods", "models", "archs", "editors", "edits", "sequential")

@@ -92,6 +92,14 @@ def build() -> argparse.ArgumentParser:
     _common(sub.add_parser("datasets", help="list the built-in datasets and whether they are present here",
                            description="List the built-in datasets, where each comes from, and whether it is on "
                            "this machine (netfix never downloads)."))
+    ms = _common(sub.add_parser("methods", help="list the repair methods, or one method's options",
+                                description="List every registered method with the modes it supports and a one-line "
+                                "summary; with NAME, every option of that method (type, default, unit, valid values, "
+                                "meaning), as --option KEY=VALUE takes them. NAME may also be edit, adaptor or "
+                                "editable-training.",
+                                epilog="examples:\n  netfix methods\n  netfix methods ogd",
+                                formatter_class=argparse.RawDescriptionHelpFormatter))
+    ms.add_argument("name", nargs="?", default=None, help="a method (or edit, adaptor, editable-training)")
     _train(sub)
     _repair(sub)
     _edit(sub)
