@@ -68,6 +68,20 @@ def test_the_command_waits_passively_for_openmp_a_library_user_keeps_its_setting
     assert out == str(expected)
 
 
+def test_evaluate_explain_defines_every_metric_and_tables_show_the_meaning(capsys, tmp_path):
+    code, out, _ = run(capsys, "evaluate", "--explain")
+    assert code == 0
+    for name in ("ua", "retain_acc", "test_acc", "mia_efficacy", "gap", "rte"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+    assert "UA" in out and "RA" in out and "TA" in out and "MIA-efficacy" in out
+    assert run(capsys, "train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "m"),
+               "--quiet")[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(tmp_path / "m"), "--quiet")
+    assert code == 0 and "TA, accuracy on the test set" in out
+    code, _, err = run(capsys, "evaluate")
+    assert code == 2 and "--explain" in err
+
+
 def test_datasets_json(capsys):
     code, out, _ = run(capsys, "datasets", "--json")
     d = json.loads(out)["datasets"]

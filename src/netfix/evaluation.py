@@ -22,10 +22,30 @@ from .adapter import as_logits
 from .training import model_view
 from .streaming import move
 
-__all__ = ["Metrics", "evaluate", "predict", "accuracy", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS"]
+__all__ = ["Metrics", "evaluate", "predict", "accuracy", "mia_efficacy", "loss_mia", "forget_score", "GAP_KEYS",
+           "LEGEND"]
 
 # The four numbers the unlearning literature's "average gap" compares with retraining.
 GAP_KEYS = ("ua", "retain_acc", "test_acc", "mia_efficacy")
+
+
+# One line per metric, for tables and `netfix evaluate --explain` (docs/methods.md §6 has the details).
+LEGEND: dict[str, str] = {
+    "forget_acc": "accuracy on the forget set (%)",
+    "ua": "UA, unlearning accuracy: 100 - forget_acc; a retrained model's UA is the target, not 100",
+    "retain_acc": "RA, accuracy on the retained training data (%)",
+    "test_acc": "TA, accuracy on the test set (%)",
+    "fault_rate": "% of the fault's test inputs predicted as the fault's label (0 when repaired)",
+    "fault_acc": "accuracy on the fault's test inputs (%)",
+    "mia_efficacy": "MIA-efficacy: % of the forget set an SVC membership attack, trained on retain vs test, calls "
+                    "non-members",
+    "mia_loss_acc": "accuracy of a loss-threshold membership attack on forget vs test (50 = cannot tell)",
+    "test_confidence": "mean top softmax probability on the test set",
+    "agreement": "% of test inputs where the model and the reference predict the same class",
+    "kl": "mean KL(reference || model) of the predicted distributions on the test set",
+    "gap": "mean |model - reference| over UA, RA, TA and MIA-efficacy, in points (0 = the reference's behaviour)",
+    "rte": "run time as a % of retraining's, measured in the same run (100 = as slow as retraining)",
+}
 
 
 class Metrics(dict):

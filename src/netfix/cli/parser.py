@@ -252,9 +252,11 @@ def _evaluate(sub: Any) -> None:
                                description="Measure a saved model on its dataset's test split, or on a scenario's "
                                "forget / retain / test sets: accuracies, fault rate, membership-inference attacks "
                                "and, with --reference, agreement, KL and the gap to the reference."))
-    e.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
+    e.add_argument("model", type=Path, nargs="?", default=None, help="saved model (NAME or NAME.safetensors)")
     _data_args(e)
     e.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained), for gap / agreement / kl")
+    e.add_argument("--explain", action="store_true", help="alone: what each metric (UA, RA, TA, MIA-efficacy, gap, "
+                   "rte, ...) means, one line each; every table shows the meaning beside the value anyway")
     _compute(e)
 
 

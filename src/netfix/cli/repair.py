@@ -337,7 +337,14 @@ def edits(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``netfix evaluate``: accuracies, fault rate, membership attacks and the gap to a reference."""
     from .. import evaluate as measure
+    from ..evaluation import LEGEND
 
+    if args.explain and args.model is None:
+        rows = [{"metric": k, "meaning": v} for k, v in LEGEND.items()]
+        return {"legend": LEGEND, "text": text_table(rows, ("metric", "meaning"))}
+    if args.model is None:
+        raise ConfigError("MODEL: expected a saved model to measure (or --explain alone for what each metric "
+                          "means).")
     loaded = read_model(args.model, "MODEL", args)
     ref = read_model(args.reference, "--reference", args) if args.reference else None
     data = model_data(args, loaded, ref)
@@ -346,7 +353,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     m = measure(loaded.model, reference=ref.model if ref else None, seed=args.seed, device=args.device, **kw)
     keys = [k for k in ("forget_acc", "ua", "retain_acc", "test_acc", "fault_rate", "fault_acc", "mia_efficacy",
                         "mia_loss_acc", "test_confidence", "agreement", "kl", "gap") if k in m]
-    text = text_table([{"metric": k, "value": m[k]} for k in keys], ("metric", "value"))
+    text = text_table([{"metric": k, "value": m[k], "meaning": LEGEND.get(k, "")} for k in keys],
+                      ("metric", "value", "meaning"))
     where = f"scenario: {s.name} {s.args} (forget {len(s.forget)}, retain {len(s.retain)}, test {len(s.test)})" \
         if s is not None else f"data: {data.name} test split ({len(data.test)} samples)"
     return {"model": str(args.model), "dataset": data.name, "scenario": s.describe() if s is not None else None,
