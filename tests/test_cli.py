@@ -82,6 +82,17 @@ def test_evaluate_explain_defines_every_metric_and_tables_show_the_meaning(capsy
     assert code == 2 and "--explain" in err
 
 
+def test_method_help_lists_its_options_and_help_groups_verbs_by_task(capsys):
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--method", "scrub", "--help"])
+    out = capsys.readouterr().out
+    assert "--method scrub" in out and "msteps" in out and "--scenario" in out  # the verb's flags and scrub's
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "verbs by task" in out and "netfix methods ogd" in out
+
+
 def test_datasets_json(capsys):
     code, out, _ = run(capsys, "datasets", "--json")
     d = json.loads(out)["datasets"]

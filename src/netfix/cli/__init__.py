@@ -27,10 +27,31 @@ _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 }
 
 
+def _method_help(p: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``netfix unlearn --method X --help``: the method's options under the verb's own flags."""
+    if not argv or argv[0] not in ("unlearn", "relearn") or not {"-h", "--help"} & set(argv):
+        return
+    name = next((a.split("=", 1)[1] for a in argv if a.startswith("--method=")), None)
+    if "--method" in argv and argv.index("--method") + 1 < len(argv):
+        name = argv[argv.index("--method") + 1]
+    if not name or name == "auto":
+        return
+    try:
+        shown = misc.methods(argparse.Namespace(name=name))["text"]
+    except NetfixError as e:
+        shown = str(e)
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    sub.epilog = f"--method {name} (pass options as --option KEY=VALUE):\n\n{shown}"
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``netfix`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.build().parse_args(argv)
+        p = parser.build()
+        _method_help(p, argv)
+        args = p.parse_args(argv)
     except SystemExit as e:  # --help / --version end the program; a usage error (printed by argparse) is status 2
         if not e.code:
             raise

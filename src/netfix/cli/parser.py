@@ -80,11 +80,27 @@ def _ledger_arg(p: argparse.ArgumentParser, default: Any = None, what: str = "th
                         "~/.netfix)")
 
 
+TASKS = """verbs by task (each takes --help):
+  start here        demo, datasets, methods
+    netfix demo --quick
+    netfix methods ogd
+  train, measure    train, evaluate
+    netfix train --model lenet --data mnist5k --out runs/lenet
+    netfix evaluate runs/lenet --explain
+  repair a model    unlearn, relearn, edit, edits
+    netfix unlearn runs/lenet --scenario class_forget:cls=3 --method ogd
+    netfix edit runs/lenet --indices 3,17 --targets 1,5 --editor adaptor
+  benchmark, prove  bench, report, ledger
+    netfix bench unlearn --quick
+    netfix ledger verify"""
+
+
 def build() -> argparse.ArgumentParser:
     from .._version import __version__
 
     p = argparse.ArgumentParser(prog="netfix", description="Repair trained PyTorch classifiers without retraining "
-                                "them from scratch, and measure the repair against a retrained reference.")
+                                "them from scratch, and measure the repair against a retrained reference.",
+                                epilog=TASKS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"netfix {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
@@ -123,7 +139,15 @@ def _demo(sub: Any) -> None:
 def _train(sub: Any) -> None:
     t = _common(sub.add_parser("train", help="train a reference model and save it",
                                description="Train a model from netfix.models on a built-in dataset (optionally on a "
-                               "scenario's faulty training set or its retain set) and save it."))
+                               "scenario's faulty training set or its retain set) and save it. Without flags, the "
+                               "model's own recipe (optimizer, step size, schedule) is used.",
+                               epilog="examples:\n"
+                                      "  netfix train --model lenet --data mnist5k --out runs/lenet\n"
+                                      "  netfix train --data mnist5k --scenario mislabel:source=7,target=1 "
+                                      "--out runs/faulty      # a model with a fault to repair\n"
+                                      "  netfix train --data mnist5k --scenario mislabel:source=7,target=1 "
+                                      "--subset retain --out runs/retrained   # the reference",
+                               formatter_class=argparse.RawDescriptionHelpFormatter))
     t.add_argument("--model", default="mlp", help="an architecture of netfix.models (default mlp)")
     t.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. hidden=512,512 or depth=20 (repeatable)")
