@@ -162,6 +162,34 @@ def test_a_file_whose_edit_record_does_not_fit_its_tensors_is_refused(resnet, wr
         netfix.load(tmp_path / "bad", allow_unhashed=True)
 
 
+def test_an_undo_record_naming_another_parameter_is_refused(resnet, wrong, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    X, t, _ = wrong
+    path = netfix.save(netfix.edit(resnet, X[:1], t[:1], editor="sgd").model, tmp_path / "edited")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    side = json.loads(meta["netfix"])
+    side["edits"]["undo"]["params"] = ["conv1.weight"] * len(side["edits"]["undo"]["params"])  # not what it holds
+    side.pop("weights_sha256")
+    save_file(load_file(str(path)), str(tmp_path / "bad.safetensors"), metadata={**meta, "netfix": json.dumps(side)})
+    with pytest.raises(NotAModelError, match="undo"):
+        netfix.load(tmp_path / "bad", allow_unhashed=True)
+
+
+def test_an_adaptor_at_a_hidden_layer_trains_its_value_and_reverts_exactly(resnet, wrong):
+    X, t, rest = wrong
+    out = netfix.edit(resnet, X[:2], t[:2], editor="adaptor", layer="layer3")
+    assert out.success == [True, True] and out.config["layer"] == "layer3"
+    assert (logits(out.model, X[:2]).argmax(1) == t[:2]).all()
+    probe = torch.cat([rest.X[:], X[:2]])
+    assert torch.equal(logits(netfix.edits.revert(netfix.edits.revert(out.model, 2), 1), probe),
+                       logits(resnet, probe))
+
+
 def test_a_session_edits_in_place_and_matches_one_off_edits(resnet, wrong, digits):
     X, t, rest = wrong
     train, _ = digits

@@ -104,3 +104,18 @@ def test_an_edit_on_tokenized_inputs_holds_and_keeps_the_rest(text):
     assert netfix.evaluate(out.model, test=test)["test_acc"] >= before - 6
     with pytest.raises(netfix.errors.DataError, match="batches of one length"):
         netfix.edit(model, {"input_ids": x["input_ids"], "attention_mask": x["attention_mask"][:2]}, wrong)
+
+
+def test_the_adaptor_edits_a_hugging_face_model_on_dict_inputs_with_streamed_rehearsal(text):
+    model, train, test = text
+    x = test.X[[0, 1, 2]]
+    wrong = (test.y[:3] + 1) % 3
+    out = netfix.edit(model, x, wrong, editor="adaptor", rehearsal=train)  # a streamed Dataset, sampled down
+    assert out.success == [True, True, True] and out.config["layer"] == "classifier"
+    assert all(p is not q for p, q in zip(model.parameters(), out.model.parameters()))
+    others = test.subset(range(3, len(test)))
+    assert torch.equal(netfix.evaluation.predict(out.model, others).argmax(1),
+                       netfix.evaluation.predict(model, others).argmax(1))  # token keys reach no other sentence
+    back = netfix.edits.revert(out.model, 3)
+    third = test.subset([2])
+    assert torch.equal(netfix.evaluation.predict(back, third), netfix.evaluation.predict(model, third))

@@ -222,19 +222,13 @@ def list(model: nn.Module) -> builtins.list[dict[str, Any]]:  # noqa: A001 - the
     return [{**e, "undoable": e["id"] == undo.get("id")} if e["kind"] == "weights" else dict(e) for e in rec["log"]]
 
 
-def _check_model_memory(model: nn.Module) -> None:
-    from ._runtime import check_model
-
-    check_model(model)
-
-
 def revert(model: nn.Module, edit_id: int) -> nn.Module:
     """A copy of ``model`` without the edit ``edit_id`` (see :func:`list`). An adaptor entry is removed exactly:
     the copy predicts what the model would without that edit, whatever came after it. A weight edit can be undone
     only when it is the most recent one; its weights are restored bit for bit."""
-    from ._runtime import copy_model
+    from ._runtime import check_model, copy_model
 
-    _check_model_memory(model)
+    check_model(model)
     if isinstance(edit_id, bool) or not isinstance(edit_id, int):
         raise ConfigError(f"edit_id: expected an int (an id from netfix.edits.list); got {type(edit_id).__name__}.")
     rec = _record(model)
@@ -604,9 +598,14 @@ def restore(net: nn.Module, side_edits: Any, header_shapes: Mapping[str, Sequenc
         return
     p = MEMORY + "."
     layer = side_edits.get("layer") or ""
-    if layer and layer not in dict(net.named_modules()):
+    if not isinstance(layer, str) or layer and layer not in dict(net.named_modules()):
         raise NotAModelError(f"its edits sit on layer {layer!r}, which the architecture does not have")
-    n_undo = len((side_edits.get("undo") or {}).get("params") or [])
+    undo = (side_edits.get("undo") or {}).get("params") or []
+    params = {n: tuple(q.shape) for n, q in net.named_parameters()}
+    for i, name in enumerate(undo):
+        if not isinstance(name, str) or params.get(name) != tuple(shapes[f"{p}undo_{i}"]):
+            raise NotAModelError(f"its undo record names {name!r}, which is not a parameter of that shape")
+    n_undo = len(undo)
     mem = EditMemory(layer, shapes[p + "keys"][1], shapes[p + "values"][1:], shapes[p + "keys"][0],
                      shapes[p + "values"][0], [shapes[f"{p}undo_{i}"] for i in range(n_undo)])
     mem.attach(net)
