@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch is pinned so pip takes the CPU build that lies on disk instead of a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: install install-dev demo test typecheck clean
+.PHONY: install install-dev demo test readme-full typecheck clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Every block of README.md exactly as written, the lines marked [full] included (make test runs them small).
+readme-full: install-dev
+	mkdir -p runs
+	NETFIX_README_FULL=1 NETFIX_README_TIMES=$(CURDIR)/runs/readme_full_times.json $(PY) -m pytest -q -p no:cacheprovider --durations=0 tests/test_readme.py
 
 typecheck: install-dev
 	$(VENV)/bin/mypy src/netfix --ignore-missing-imports

@@ -93,6 +93,18 @@ def test_method_help_lists_its_options_and_help_groups_verbs_by_task(capsys):
     assert "verbs by task" in out and "netfix methods ogd" in out
 
 
+def test_bench_help_and_list_say_how_long_each_bench_takes(capsys):
+    from netfix.bench import BENCHES
+
+    with pytest.raises(SystemExit):
+        main(["bench", "editable", "--help"])
+    out = capsys.readouterr().out
+    assert "bench editable:" in out and f"--quick: {BENCHES['editable'].quick}" in out and "--sequential" in out
+    code, out, _ = run(capsys, "bench", "list")
+    assert code == 0 and all(out.count(f"{name} ") >= 1 for name in BENCHES)
+    assert out.count("--quick: ") == len(BENCHES) and max(map(len, out.splitlines())) <= 100
+
+
 def test_datasets_json(capsys):
     code, out, _ = run(capsys, "datasets", "--json")
     d = json.loads(out)["datasets"]

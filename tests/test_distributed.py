@@ -3,6 +3,7 @@ weights one process gets with the same global batches."""
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -89,3 +90,5 @@ def test_scale_bench_measures_one_point_in_two_processes():
     assert all(r["seconds"] > 0 and r["peak_mb"] >= 0 for r in res.values())
     assert all(0 < r["method_seconds"] <= r["seconds"] for r in res.values())  # the method's part of the call
     assert all(r["steps"] >= 1 and r["ms_per_step"] > 0 for r in res.values())
+    # retrain: epochs × ⌈retained / global batch⌉ steps in each process (each takes half of every global batch)
+    assert res["retrain"]["steps"] == scale.RETRAIN_EPOCHS * math.ceil((640 - 64) / scale.BATCH)

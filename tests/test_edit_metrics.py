@@ -4,6 +4,7 @@ sequential edits, the FrozenSplit cut, and bad input."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -170,8 +171,12 @@ def test_editable_bench_rows(tmp_path):
     assert by["adaptor"]["success_rate"] == 100 and by["adaptor"]["mean_steps"] == 0
     assert by["baseline/sgd"]["test_acc"] == by["baseline/rmsprop"]["test_acc"]
     assert len(written["sequential_curves"]["baseline/sgd"]) == 12 and written["n_edits"] == 12
-    # the block and editable arms start from the baseline and only add fine-tuning time
+    # the block and editable arms start from the baseline and only add fine-tuning time, and steps
     assert by["block/sgd"]["train_seconds"] > by["baseline/sgd"]["train_seconds"]
+    base_steps = written["epochs"] * math.ceil(written["train_size"] / 128)  # epochs × ⌈N / batch⌉
+    assert by["baseline/sgd"]["train_steps"] == by["lookup-table"]["train_steps"] == base_steps
+    assert by["editable/sgd"]["train_steps"] == by["block/sgd"]["train_steps"] > base_steps
+    assert "| train_steps |" in doc["table"].splitlines()[0]
     assert written["edit_params"] == {"baseline": ["layer3", "fc"], "block": ["edit_block.out"],
                                       "editable": ["edit_block.out"]}
     assert len(written["editable"]["learned_editor_lr"]) == 1

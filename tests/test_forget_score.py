@@ -210,4 +210,10 @@ def test_bench_document_rows_and_a_failing_method(tmp_path, monkeypatch):
         assert r["rte"] == pytest.approx(100.0 * r["seconds"] / doc["reference_seconds"])
         assert len(doc["epsilons"][r["method"]]) == doc["scenario"]["forget"]
     assert retrain["seeds"] == [3, 4, 5] and finetune["seeds"] == [0, 1, 2]  # retrain's row: disjoint seeds
+    # work beside seconds: a retrain takes epochs × ⌈retained / batch⌉ optimizer steps
+    batch = netfix.models.recipe("mlp")["batch_size"]
+    assert doc["reference_steps"] == 30 * math.ceil(doc["scenario"]["retain"] / batch)
+    assert retrain["steps"] == doc["reference_steps"] and retrain["steps_pct"] == 100.0
+    assert 0 < finetune["steps"] and finetune["steps_pct"] == pytest.approx(100.0 * finetune["steps"]
+                                                                             / doc["reference_steps"])
     assert failed == {"method": "neggrad", "n": 3, "error": "RuntimeError: boom"}

@@ -180,7 +180,7 @@ def test_relearn_forget_relearn_repairs_noisy_training(digits):
     train, test = digits
     s = netfix.scenarios.label_noise(train, test, fraction=0.4, seed=0)
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(128,), seed=0)
-    noisy_model = netfix.train(model, s.train, epochs=60, lr=3e-3, seed=0, progress=False)
+    noisy_model = netfix.train(model, s.train, epochs=60, lr=3e-3, lr_schedule="constant", seed=0, progress=False)
     out = netfix.relearn(noisy_model.model, s.train, method="forget-relearn", operator="shrink-perturb",
                          generations=1, epochs_per_generation=3, seed=0, progress=False)
     acc = netfix.evaluation.accuracy

@@ -230,11 +230,11 @@ def test_bad_input_is_refused_before_any_work(resnet, wrong, call, error, match)
 def test_sequential_editable_training_trains_for_accumulated_edits(digits):
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
-    one = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False,
+    one = netfix.train(model, train, epochs=2, lr=3e-3, lr_schedule="constant", seed=0, progress=False,
                        editable=EditableTraining(max_steps=3, lr=0.01))
-    seq = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False,
+    seq = netfix.train(model, train, epochs=2, lr=3e-3, lr_schedule="constant", seed=0, progress=False,
                        editable=EditableTraining(max_steps=3, lr=0.01, sequential=3))
-    again = netfix.train(model, train, epochs=2, lr=3e-3, seed=0, progress=False,
+    again = netfix.train(model, train, epochs=2, lr=3e-3, lr_schedule="constant", seed=0, progress=False,
                          editable=EditableTraining(max_steps=3, lr=0.01, sequential=3))
     assert not same_weights(one.model, seq.model) and same_weights(seq.model, again.model)
     assert seq.config["editable"]["sequential"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -210,14 +211,21 @@ def test_benches_run_mixed_linear_rows():
     assert by["mixed-linear (ref)"]["gap"] == 0 and by["mixed-linear"]["gap"] < 1.0
     assert [r["reference"] for r in doc["raw"] if r["method"] == "mixed-linear"] == ["retrain-linear"]
     assert by["mixed-linear"]["rte_network"] > 0
+    assert by["mixed-linear"]["steps"] == 0 and by["mixed-linear (ref)"]["steps"] is not None
+    assert by["retrain"]["steps"] > 0 and by["retrain"]["steps_pct"] == 100.0
     doc = bench.run("mixed-linear", quick=True, data="digits", progress=False)
     methods = [(r["request"], r["method"]) for r in doc["rows"]]
     assert methods[:3] == [("", "core"), ("", "finetune-train"), ("", "mixed-linear-train")]
+    core = doc["rows"][0]  # 10 epochs (quick) on the core tenth, the MLP recipe's batches
+    assert core["steps"] == 10 * math.ceil(doc["core_size"] / netfix.models.recipe("mlp")["batch_size"])
     assert {m for m in methods[3:]} == {(q, m) for q in ("1%", "10%", "class")
                                         for m in ("mixed-linear-forget", "retrain-linear", "retrain-linear-sgd")}
     for r in doc["rows"]:
         if r["method"] == "mixed-linear-forget":
             assert r["logit_rel_diff"] < 1e-2 and r["bound"] > 0 and r["rte_sgd"] > 0
+            assert r["steps"] == 0  # a Newton step: its work is cg_iterations
+        if r["method"] == "retrain-linear-sgd":  # 5 SGD epochs (quick) before the Newton step
+            assert r["steps"] >= 5
         if r["method"] == "retrain-linear-sgd":  # the paper's SGD recipe ends at the same optimum
             assert r["logit_rel_diff"] < 1e-2
     assert doc["remove_user_data_exact"] is True

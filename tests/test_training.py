@@ -15,10 +15,26 @@ from conftest import same_weights, snapshot
 
 def test_train_learns_digits(digits, mlp):
     train, test = digits
-    out = netfix.train(mlp, train, epochs=10, lr=3e-3, seed=0, progress=False)
+    out = netfix.train(mlp, train, epochs=10, lr=3e-3, lr_schedule="constant", seed=0, progress=False)
     assert evaluate(out.model, test=test)["test_acc"] > 90
     assert out.history[-1]["loss"] < out.history[0]["loss"]
     assert [h["epoch"] for h in out.history] == list(range(1, 11))
+
+
+def test_train_defaults_to_the_models_recipe_as_the_cli_does(digits, mlp, two_branch):
+    """netfix.train and `netfix train` use the same recipe for the same model: the architecture's (netfix's own
+    models), then the one a trained model carries; explicit arguments override single fields; a foreign model
+    gets TrainConfig's defaults."""
+    train = digits[0]
+    fields = netfix.training.RECIPE_FIELDS
+    out = netfix.train(mlp, train, epochs=1, seed=0, progress=False)
+    mlp_recipe = netfix.models.recipe("mlp")
+    assert {k: out.config[k] for k in mlp_recipe} == mlp_recipe
+    again = netfix.train(out.model, train, epochs=1, lr=5e-4, seed=0, progress=False)
+    assert again.config["lr"] == 5e-4 and again.config["lr_schedule"] == mlp_recipe["lr_schedule"]
+    foreign = netfix.train(two_branch, train, epochs=1, seed=0, progress=False)
+    base = netfix.training.TrainConfig()
+    assert {k: foreign.config[k] for k in fields} == {k: getattr(base, k) for k in fields}
 
 
 def test_train_returns_new_model_and_leaves_callers_untouched(digits, mlp):

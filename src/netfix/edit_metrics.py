@@ -1,4 +1,4 @@
-"""How good are edits? Success rate, steps, drawdown, sequential drawdown and latency (methods.md §2).
+"""How good are edits? Success rate, steps, drawdown, sequential drawdown and latency (docs/methods.md §2).
 
 - **success rate**: % of edits whose target became the argmax within ``max_steps``;
 - **mean steps**: editor steps per edit;

@@ -1,4 +1,4 @@
-"""Editing single predictions in a few gradient steps (Editable Neural Networks, Sinitsin et al. 2020; methods.md §2).
+"""Editing single predictions in a few gradient steps (Editable Neural Networks, Sinitsin et al. 2020; docs/methods.md §2).
 
 An edit changes what a model predicts for specific inputs — ``targets`` become the argmax — by a few steps of an
 *editor* on a chosen subset of parameters, and stops as soon as every target is reached. The edit loss is the margin
@@ -610,7 +610,7 @@ def apply_edit(net: nn.Module, job: EditJob, spec: Any, control: Any, generator:
 
 @dataclass
 class EditableTraining(Options):
-    """Editable Training (methods.md §2): train so that later edits are cheap and local. Each batch adds
+    """Editable Training (docs/methods.md §2): train so that later edits are cheap and local. Each batch adds
 
         c_edit · l_e(θ̂) + c_loc · KL(p(·|x, θ) ‖ p(·|x, θ̂)),   θ̂ = Edit^k(θ) on one training image with a random
                                                                    wrong label,

@@ -1,4 +1,4 @@
-"""Metrics: accuracies, fault rate, membership-inference attacks and the gap to a reference (methods.md §6).
+"""Metrics: accuracies, fault rate, membership-inference attacks and the gap to a reference (docs/methods.md §6).
 
 The attack functions are pure (arrays in, a number out) so they can be tested and reused; :func:`evaluate`
 runs a model once per split and assembles a :class:`Metrics` mapping. Accuracies are in percent.

@@ -1,4 +1,4 @@
-"""The NeurIPS 2023 unlearning challenge's forgetting score (methods.md §6, "DeepMind forget score").
+"""The NeurIPS 2023 unlearning challenge's forgetting score (docs/methods.md §6, "DeepMind forget score").
 
 An unlearning method forgets well when, on every forget example, the confidences of N models it produced cannot be
 told apart from those of N models retrained from scratch without the forget set. Per example the score estimates the

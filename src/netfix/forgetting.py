@@ -1,4 +1,4 @@
-"""Forget-and-relearn (Zhou et al., "Fortuitous Forgetting in Connectionist Networks", ICLR 2022; methods.md §3).
+"""Forget-and-relearn (Zhou et al., "Fortuitous Forgetting in Connectionist Networks", ICLR 2022; docs/methods.md §3).
 
 Forgetting is a tool: a *forgetting operator* perturbs a trained network so that it loses undesirable information
 (memorised noisy labels, atypical examples) disproportionately; *relearning* on the same data, with a restarted

@@ -1,6 +1,6 @@
 """The gradient engine: per-sample gradients of model outputs, orthonormal bases, projections.
 
-OGD (methods.md §1) protects what a model does on memory points by keeping updates orthogonal to the gradients of
+OGD (docs/methods.md §1) protects what a model does on memory points by keeping updates orthogonal to the gradients of
 their logits. This module computes those gradients for a batch of samples at once with ``torch.func`` (``vmap``
 over ``grad`` / ``jacrev`` of a ``functional_call``), in eval mode (BatchNorm uses its running statistics, Dropout
 is off), chunked to bound memory, for any parameter subset. Variants (one row per sample unless noted):

@@ -1,4 +1,4 @@
-"""Mixed-privacy forgetting (Golatkar et al., CVPR 2021; methods.md §4): a mixed-linear model whose user data can be
+"""Mixed-privacy forgetting (Golatkar et al., CVPR 2021; docs/methods.md §4): a mixed-linear model whose user data can be
 deleted exactly and fast, with a computable bound on what remains.
 
 A *core* network f(·; w_c), trained on data that never needs forgetting, is frozen (BatchNorm in eval mode). User
@@ -60,7 +60,7 @@ __all__ = ["MixedLinear", "UserTraining", "FitOutcome", "ForgetOutcome", "conjug
 @dataclass
 class UserTraining(Options):
     """How the user weights are trained: SGD with momentum on the MSE + L2 loss, lr × 0.1 at epochs 24 and 39 of
-    50 (methods.md §4), then — since the loss is quadratic — a Newton step to its exact optimum (``polish``), so
+    50 (docs/methods.md §4), then — since the loss is quadratic — a Newton step to its exact optimum (``polish``), so
     that the trained weights are the optimum every bound and every forget is measured against. The Newton step is
     taken ``polish_rounds`` times, each from the true gradient where the last ended: from w_u = 0 one step leaves
     ‖∇L‖ ≈ polish_tol·‖∇L(0)‖ (3e-4 on Fashion-MNIST, a distance of up to 0.6 from the optimum), the second takes it

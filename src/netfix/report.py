@@ -2,11 +2,17 @@
 
 A report is one HTML file with no network access needed: plots are embedded as base64 PNG (matplotlib, Agg
 backend), styles are inline. It opens with the headline — the before / after / reference table of the run — and
-then the plots the run's data supports:
+then the plots the run's data supports, each the content column's full width:
 
-- accuracy per split (forget / retain / test / fault test) for every model of the run;
-- per-class test accuracy change against the first model (the one before the repair);
-- the confusion-matrix change (after − before, test split);
+- for class forgetting, first of all the headline: the forgotten class's test accuracy before → after (and the
+  reference's), e.g. ``forgotten class 0: 97.1 % → 0.0 % (reference 0.0 %)``;
+- accuracy per split (forget / retain / test / fault test) for every model of the run, each bar's value written
+  (a bar at 0, e.g. the reference's forget accuracy, still shows);
+- per-class test accuracy for every model, and its change from the first model (the one before the repair); for
+  class forgetting the forgotten class is included (from its own test samples, which the scenario's test split
+  leaves out) and shaded;
+- the first model's test confusion matrix and each later model's change from it (the reference's too), the
+  forgotten class's row outlined;
 - the membership-inference picture: histograms of true-class confidence on the forget set vs the test set, per
   model (a forgotten set should look like unseen data);
 - for edits: success, steps and drawdown; for benches: their table and, where rows have ``gap`` and ``rte``, the
@@ -28,7 +34,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,59 +52,77 @@ __all__ = ["panel", "render", "write", "collect"]
 
 _SPLITS = ("forget", "retain", "test", "fault_test")
 _BINS = 20
+_WIDTH = 10.5  # inches: every figure, shown at the content column's full width (about 1,100 px)
+_DPI = 130     # 1,365 px wide: sharp when the browser scales it to the column
+_MAX_ANNOTATED = 20  # confusion matrices with more classes get no numbers in their cells
 
 
 def panel(models: "dict[str, nn.Module]", sets: "dict[str, LabeledData | None]", num_classes: int,
-          max_samples: int = 5000) -> dict[str, Any]:
+          max_samples: int = 5000, forgotten: int | None = None) -> dict[str, Any]:
     """What the plots need, per model: accuracy on each split in ``sets`` (``forget``, ``retain``, ``test``,
     ``fault_test``; None entries skipped), per-class test accuracy, the test confusion matrix (rows: true class)
     and histograms (``_BINS`` bins on [0, 1]) of the true-class confidence on forget and test. Splits are capped at
-    ``max_samples`` samples (the first ones) to keep reports fast on big sets."""
+    ``max_samples`` samples (the first ones) to keep reports fast on big sets.
+
+    ``forgotten``: for a class-forgetting request, the class forgotten. Its test samples are ``fault_test`` (the
+    scenario's ``test`` leaves them out, see :func:`netfix.scenarios.class_forget`); the per-class accuracy and the
+    confusion matrix then count them too, so the plots show the class, and the panel records ``forgotten`` for the
+    report's headline. The per-split accuracies stay those of the scenario's sets."""
     out: dict[str, Any] = {"num_classes": num_classes, "models": {}}
-    edges = np.linspace(0.0, 1.0, _BINS + 1)
+    counted = ("test", "fault_test") if forgotten is not None else ("test",)
+    if forgotten is not None:
+        out["forgotten"] = int(forgotten)
     for name, model in models.items():
-        entry: dict[str, Any] = {"acc": {}, "confidence_hist": {}}
-        for split, data in sets.items():
-            if data is None or len(data) == 0:
-                continue
-            d = data if len(data) <= max_samples else data.subset(torch.arange(max_samples), data.name)
-            logits = predict(model, d).cpu()
-            pred = logits.argmax(1)
-            entry["acc"][split] = float(100.0 * (pred == d.y).float().mean())
-            if split in ("forget", "test"):
-                conf = F.softmax(logits, 1).gather(1, d.y[:, None]).squeeze(1).numpy()
-                entry["confidence_hist"][split] = np.histogram(conf, bins=edges)[0].tolist()
-            if split == "test":
-                cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
-                cm.index_put_((d.y, pred), torch.ones(len(d.y), dtype=torch.long), accumulate=True)
-                entry["confusion"] = cm.tolist()
-                entry["per_class_acc"] = [float(100.0 * cm[c, c] / max(1, int(cm[c].sum())))
-                                          for c in range(num_classes)]
-        out["models"][name] = entry
+        out["models"][name] = _model_panel(model, sets, num_classes, max_samples, counted)
     return out
+
+
+def _model_panel(model: nn.Module, sets: "dict[str, LabeledData | None]", num_classes: int, max_samples: int,
+                 counted: Sequence[str]) -> dict[str, Any]:
+    """One model's entry of :func:`panel`; the confusion matrix sums the splits named in ``counted``."""
+    entry: dict[str, Any] = {"acc": {}, "confidence_hist": {}}
+    edges = np.linspace(0.0, 1.0, _BINS + 1)
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for split, data in sets.items():
+        if data is None or len(data) == 0:
+            continue
+        d = data if len(data) <= max_samples else data.subset(torch.arange(max_samples), data.name)
+        logits = predict(model, d).cpu()
+        pred = logits.argmax(1)
+        entry["acc"][split] = float(100.0 * (pred == d.y).float().mean())
+        if split in ("forget", "test"):
+            conf = F.softmax(logits, 1).gather(1, d.y[:, None]).squeeze(1).numpy()
+            entry["confidence_hist"][split] = np.histogram(conf, bins=edges)[0].tolist()
+        if split in counted:
+            cm.index_put_((d.y, pred), torch.ones(len(d.y), dtype=torch.long), accumulate=True)
+    if int(cm.sum()):
+        entry["confusion"] = cm.tolist()
+        entry["per_class_acc"] = [float(100.0 * cm[c, c] / max(1, int(cm[c].sum()))) for c in range(num_classes)]
+    return entry
 
 
 # -- rendering --------------------------------------------------------------------------------------------------
 def _png(fig: Any) -> str:
+    """``fig`` as an embeddable PNG (the figure's full size, so every plot scales alike to the column)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=_DPI)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _figure(w: float = 6.4, h: float = 3.4, cols: int = 1) -> tuple[Any, Any]:
-    """A matplotlib figure on the Agg backend (no display): one axis, or a row of ``cols`` axes."""
+def _figure(h: float, cols: int = 1, rows: int = 1, **kw: Any) -> tuple[Any, list[Any]]:
+    """A full-width matplotlib figure on the Agg backend (no display), ``h`` inches tall, with a grid of
+    ``rows`` x ``cols`` axes (returned as a flat list) laid out by matplotlib's constrained layout, which keeps
+    titles, the figure's suptitle, labels and legends from overlapping; ``kw`` goes to ``plt.subplots``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if cols == 1:
-        return plt.subplots(figsize=(w, h))
-    fig, axes = plt.subplots(1, cols, figsize=(w, h), squeeze=False)
-    return fig, list(axes[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(_WIDTH, h), squeeze=False, layout="constrained", **kw)
+    return fig, list(axes.flat)
 
 
 def _fmt(v: Any) -> str:
@@ -127,62 +151,129 @@ def _table(rows: Sequence[dict[str, Any]], columns: "Sequence[str] | None" = Non
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _bar_values(ax: Any, xs: Iterable[float], values: Iterable[float], fontsize: float = 8) -> None:
+    """Write each bar's value above it (so a bar at 0 still shows: the model is there, at 0); NaN: nothing."""
+    for x, v in zip(xs, values):
+        if not math.isnan(v):
+            ax.annotate(f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=fontsize, xytext=(0, 1),
+                        textcoords="offset points")
+
+
+def _spread(ax: Any, groups: int, middle: float, least: int = 3) -> None:
+    """Room on the x axis for at least ``least`` groups of bars around ``middle``, so that one or two groups do not
+    stretch into bars the page's width."""
+    half = max(groups, least) / 2
+    ax.set_xlim(middle - half, middle + half)
+
+
 def _accuracy_plot(data: dict[str, Any]) -> str:
     models = list(data["models"])
     splits = [s for s in _SPLITS if any(s in data["models"][m]["acc"] for m in models)]
-    fig, ax = _figure()
+    fig, (ax,) = _figure(3.8)
     width = 0.8 / max(1, len(models))
     for i, m in enumerate(models):
-        vals = [data["models"][m]["acc"].get(s, np.nan) for s in splits]
-        ax.bar(np.arange(len(splits)) + i * width, vals, width, label=m)
+        vals = [float(data["models"][m]["acc"].get(s, np.nan)) for s in splits]
+        xs = np.arange(len(splits)) + i * width
+        ax.bar(xs, vals, width, label=m)
+        _bar_values(ax, xs, vals)
     ax.set_xticks(np.arange(len(splits)) + width * (len(models) - 1) / 2, splits)
+    _spread(ax, len(splits), (len(splits) - 1) / 2 + width * (len(models) - 1) / 2)
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Accuracy per split")
+    ax.set_ylim(0, 112)
+    fig.legend(loc="outside upper center", ncols=len(models))
     return _png(fig)
 
 
 def _per_class_plot(data: dict[str, Any]) -> str | None:
+    """Top: each model's accuracy per class; bottom: each later model's change from the first. The forgotten class
+    (if any) is shaded and its bars labelled; its change, which dwarfs the others, is clipped and written out."""
     models = [m for m in data["models"] if "per_class_acc" in data["models"][m]]
     if len(models) < 2:
         return None
-    base = np.array(data["models"][models[0]]["per_class_acc"])
-    fig, ax = _figure()
-    width = 0.8 / (len(models) - 1)
-    for i, m in enumerate(models[1:]):
-        ax.bar(np.arange(len(base)) + i * width, np.array(data["models"][m]["per_class_acc"]) - base, width,
-               label=f"{m} − {models[0]}")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(np.arange(len(base)) + width * (len(models) - 2) / 2, [str(c) for c in range(len(base))])
-    ax.set_xlabel("class")
-    ax.set_ylabel("test accuracy change (points)")
-    ax.legend(fontsize=8)
-    ax.set_title("Per-class accuracy change")
+    acc = np.array([data["models"][m]["per_class_acc"] for m in models], dtype=float)
+    forgotten = data.get("forgotten")
+    x, width = np.arange(acc.shape[1]), 0.8 / len(models)
+    fig, (top, bottom) = _figure(6.0, rows=2, sharex=True)
+    for i, m in enumerate(models):
+        top.bar(x + i * width, acc[i], width, label=m, color=f"C{i}")
+        if forgotten is not None:
+            _bar_values(top, [x[forgotten] + i * width], [acc[i, forgotten]])
+    delta = acc[1:] - acc[0]
+    others = np.delete(delta, forgotten, axis=1) if forgotten is not None else delta
+    lim = max(2.0, 1.25 * float(np.abs(others).max(initial=0.0)))
+    for i, row in enumerate(delta, 1):
+        bottom.bar(x + i * width, np.clip(row, -lim, lim), width, color=f"C{i}")
+        for c in np.flatnonzero(np.abs(row) > lim):  # clipped: the true change written inside the bar, upright
+            down = row[c] < 0
+            bottom.annotate(f"{row[c]:+.1f}", (x[c] + i * width, -lim if down else lim), ha="center",
+                            va="bottom" if down else "top", rotation=90, fontsize=8, color="white",
+                            fontweight="bold", xytext=(0, 3 if down else -3), textcoords="offset points")
+    bottom.axhline(0, color="black", lw=0.8)
+    bottom.set_ylim(-1.15 * lim, 1.15 * lim)
+    centers = x + width * (len(models) - 1) / 2
+    labels = [f"{c}\nforgotten" if c == forgotten else str(c) for c in x]
+    bottom.set_xticks(centers, labels)
+    if forgotten is not None:
+        for ax in (top, bottom):
+            ax.axvspan(centers[forgotten] - 0.5, centers[forgotten] + 0.5, color="gold", alpha=0.25, lw=0,
+                       zorder=0)
+    top.set_ylim(0, 112)
+    top.set_ylabel("test accuracy (%)")
+    bottom.set_ylabel(f"change from {models[0]}\n(points)")
+    bottom.set_xlabel("class")
+    fig.legend(loc="outside upper center", ncols=len(models))
     return _png(fig)
 
 
+def _cells(ax: Any, values: np.ndarray, signed: bool) -> None:
+    """Write each non-zero cell's count in it (white on dark cells); none past ``_MAX_ANNOTATED`` classes."""
+    if len(values) > _MAX_ANNOTATED:
+        return
+    top = max(1.0, float(np.abs(values).max()))
+    for i, j in zip(*np.nonzero(values)):
+        v = int(values[i, j])
+        ax.text(j, i, f"{v:+d}" if signed else str(v), ha="center", va="center", fontsize=6.5,
+                color="white" if abs(v) > 0.6 * top else "black")
+
+
+def _class_axes(ax: Any, k: int, forgotten: int | None) -> None:
+    """Class ticks on both axes of a confusion matrix; the forgotten class's row outlined, its ticks bold."""
+    from matplotlib.patches import Rectangle
+
+    ticks = range(k) if k <= _MAX_ANNOTATED else range(0, k, max(1, k // 10))
+    ax.set_xticks(list(ticks))
+    ax.set_yticks(list(ticks))
+    ax.set_xlabel("predicted")
+    if forgotten is not None:
+        ax.add_patch(Rectangle((-0.5, forgotten - 0.5), k, 1, fill=False, ec="darkorange", lw=2))
+        for label in (*ax.get_xticklabels(), *ax.get_yticklabels()):
+            if label.get_text() == str(forgotten):
+                label.set_fontweight("bold")
+                label.set_color("darkorange")
+
+
 def _confusion_plot(data: dict[str, Any]) -> str | None:
+    """The first model's confusion matrix (counts), then each later model's change from it, on one colour
+    scale."""
     models = [m for m in data["models"] if "confusion" in data["models"][m]]
     if len(models) < 2:
         return None
-    before = np.array(data["models"][models[0]]["confusion"], dtype=float)
-    after = np.array(data["models"][models[1]]["confusion"], dtype=float)
-    delta = after - before
-    fig, ax = _figure(4.6, 4.0)
-    lim = max(1.0, float(np.abs(delta).max()))
-    im = ax.imshow(delta, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    k = len(delta)
-    for i in range(k):
-        for j in range(k):
-            if delta[i, j]:
-                ax.text(j, i, f"{int(delta[i, j]):+d}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"Confusion change: {models[1]} − {models[0]} (test)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    base = np.array(data["models"][models[0]]["confusion"], dtype=float)
+    deltas = [np.array(data["models"][m]["confusion"], dtype=float) - base for m in models[1:]]
+    fig, axes = _figure(3.9, cols=len(models))
+    im = axes[0].imshow(base, cmap="Blues")
+    _cells(axes[0], base, signed=False)
+    axes[0].set_title(f"{models[0]} (counts)", fontsize=10)
+    axes[0].set_ylabel("true")
+    fig.colorbar(im, ax=axes[0], shrink=0.85)
+    lim = max(1.0, max(float(np.abs(d).max()) for d in deltas))
+    for ax, m, d in zip(axes[1:], models[1:], deltas):
+        im = ax.imshow(d, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        _cells(ax, d, signed=True)
+        ax.set_title(f"{m} − {models[0]}", fontsize=10)
+    fig.colorbar(im, ax=axes[1:], shrink=0.85)
+    for ax in axes:
+        _class_axes(ax, len(base), data.get("forgotten"))
     return _png(fig)
 
 
@@ -190,17 +281,17 @@ def _mia_plot(data: dict[str, Any]) -> str | None:
     models = [m for m in data["models"] if {"forget", "test"} <= set(data["models"][m]["confidence_hist"])]
     if not models:
         return None
-    fig, axes = _figure(3.2 * len(models), 2.8, cols=len(models))
+    fig, axes = _figure(3.4, cols=len(models), sharey=True)
     centers = (np.arange(_BINS) + 0.5) / _BINS
     for ax, m in zip(axes, models):
         for split, color in (("forget", "tab:red"), ("test", "tab:blue")):
             counts = np.array(data["models"][m]["confidence_hist"][split], dtype=float)
             ax.step(centers, counts / max(1.0, counts.sum()), where="mid", color=color, label=split)
-        ax.set_title(m, fontsize=9)
+        ax.set_title(m, fontsize=10)
         ax.set_xlabel("true-class confidence")
     axes[0].set_ylabel("share of samples")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Membership signal: forget vs unseen test data", fontsize=10)
+    axes[0].legend(fontsize=9, loc="upper center")  # the curves sit at the edges: the middle stays clear
+    fig.suptitle("Membership signal: forget vs unseen test data", fontsize=11)
     return _png(fig)
 
 
@@ -208,11 +299,11 @@ def _tradeoff_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     pts = [r for r in rows if isinstance(r.get("gap"), (int, float)) and isinstance(r.get("rte"), (int, float))]
     if not pts:
         return None
-    fig, ax = _figure()
+    fig, (ax,) = _figure(4.4)
     for r in pts:
         label = " ".join(str(r[k]) for k in ("method", "scenario", "model") if r.get(k) is not None)
         ax.scatter(r["rte"], r["gap"], s=18)
-        ax.annotate(label, (r["rte"], r["gap"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        ax.annotate(label, (r["rte"], r["gap"]), fontsize=7, xytext=(3, 2), textcoords="offset points")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("rte (% of retrain's seconds)")
     ax.set_ylabel("gap to retrain (points)")
@@ -229,7 +320,7 @@ def _front_plot(request: str, entry: dict[str, Any]) -> str | None:
     table = [r for r in entry.get("table", []) if r.get("gap") is not None and r.get("rte") is not None]
     if not table:
         return None
-    fig, ax = _figure(6.4, 3.8)
+    fig, (ax,) = _figure(4.6)
     for r in table:
         on = r.get("on_front")
         ax.scatter(r["rte"], r["gap"], s=30 if on else 18, color="tab:red" if on else "none",
@@ -293,19 +384,60 @@ def _edit_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     if not pts:
         return None
     names = [str(r.get("method", r.get("model", i))) for i, r in enumerate(pts)]
-    fig, axes = _figure(11, 3.2, cols=3)
+    fig, axes = _figure(3.8, cols=3)
     for ax, key, label in zip(axes, ("success_rate", "mean_steps", "drawdown"),
                               ("success rate (%)", "mean steps", "drawdown (points)")):
         ax.bar(range(len(pts)), [float(r.get(key) or 0) for r in pts])
-        ax.set_xticks(range(len(pts)), names, rotation=60, ha="right", fontsize=7)
-        ax.set_title(label, fontsize=9)
+        ax.set_xticks(range(len(pts)), names, rotation=60, ha="right", fontsize=8)
+        _spread(ax, len(pts), (len(pts) - 1) / 2)
+        ax.set_title(label, fontsize=10)
     return _png(fig)
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px auto;padding:0 24px;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:8px 0 18px}th,td{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}h1{font-size:22px}
-h2{font-size:17px;margin-top:26px}.meta{color:#666;font-size:12px}img{max-width:100%;margin:6px 0}"""
+h2{font-size:17px;margin-top:26px}.meta{color:#666;font-size:12px}.note{color:#444;font-size:13px;margin:2px 0}
+.headline{font-size:18px;background:#fff4d6;border-left:4px solid #e0a800;padding:8px 12px;margin:12px 0}
+img{display:block;width:100%;height:auto;margin:6px 0}"""
+
+
+def _forgotten_line(data: "dict[str, Any] | None") -> str:
+    """For a class-forgetting run, the headline: the forgotten class's test accuracy from the first model to the
+    second, the others in brackets, e.g. ``forgotten class 0: 97.1 % → 0.0 % (reference 0.0 %)``; else ''."""
+    data = data or {}
+    forgotten = data.get("forgotten")
+    if forgotten is None:
+        return ""
+    accs = [(m, e["per_class_acc"][forgotten]) for m, e in data["models"].items()
+            if len(e.get("per_class_acc", ())) > forgotten]
+    if not accs:
+        return ""
+    line = f"forgotten class {forgotten}: " + " → ".join(f"{a:.1f} %" for _, a in accs[:2])
+    if accs[2:]:
+        line += " (" + ", ".join(f"{m} {a:.1f} %" for m, a in accs[2:]) + ")"
+    said = " → ".join(m for m, _ in accs[:2])
+    return (f"<p class='headline'><b>{html.escape(line)}</b> <span class='meta'>test accuracy on the class, "
+            f"{html.escape(said)}</span></p>")
+
+
+def _plots(doc: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(heading, note, image or None) for every plot the document supports, in page order."""
+    data = doc.get("report")
+    plots: list[tuple[str, str, str | None]] = []
+    if data:
+        f = data.get("forgotten")
+        shaded = f"; the forgotten class {f} (shaded) counted from its own test samples" if f is not None else ""
+        outlined = f"; the forgotten class {f}'s row is outlined" if f is not None else ""
+        plots += [("Accuracy per split", "", _accuracy_plot(data)),
+                  ("Per-class accuracy", f"Test accuracy per class, and its change from the first model{shaded}.",
+                   _per_class_plot(data)),
+                  ("Confusion matrix and its change", f"Rows: true class; columns: predicted{outlined}.",
+                   _confusion_plot(data)),
+                  ("Membership-inference confidence: forget vs test", "A forgotten set should look like unseen data.",
+                   _mia_plot(data))]
+    return plots + [("Edits: success, steps, drawdown", "", _edit_plot(doc["rows"])),
+                    ("Trade-off: gap vs rte", "", _tradeoff_plot(doc["rows"]))]
 
 
 def render(doc: dict[str, Any], title: str | None = None) -> str:
@@ -313,23 +445,17 @@ def render(doc: dict[str, Any], title: str | None = None) -> str:
     if not isinstance(doc, dict) or "rows" not in doc:
         raise DataError("doc: expected a netfix run document with 'rows' (a command's or a bench's JSON result).")
     name = title or doc.get("title") or doc.get("bench") or doc.get("method") or "netfix run"
-    parts = [f"<h1>netfix report: {html.escape(str(name))}</h1>"]
+    parts = [f"<h1>netfix report: {html.escape(str(name))}</h1>", _forgotten_line(doc.get("report"))]
     what = doc.get("headline") or doc.get("scenario")
     if what:
         parts.append(f"<p>{html.escape(json.dumps(what) if not isinstance(what, str) else what)}</p>")
     parts.append("<h2>Before / after / reference</h2>" if doc.get("report") else "<h2>Results</h2>")
     parts.append(_table(doc["rows"], doc.get("columns")))
-    data = doc.get("report")
-    images: list[tuple[str, str | None]] = []
-    if data:
-        images += [("Accuracy per split", _accuracy_plot(data)), ("Per-class accuracy change", _per_class_plot(data)),
-                   ("Confusion-matrix change", _confusion_plot(data)),
-                   ("Membership-inference confidence: forget vs test", _mia_plot(data))]
-    images += [("Edits: success, steps, drawdown", _edit_plot(doc["rows"])),
-               ("Trade-off: gap vs rte", _tradeoff_plot(doc["rows"]))]
-    for heading, img in images:
+    for heading, note, img in _plots(doc):
         if img:
-            parts.append(f"<h2>{html.escape(heading)}</h2><img alt='{html.escape(heading)}' src='{img}'>")
+            parts.append(f"<h2>{html.escape(heading)}</h2>" + (f"<p class='note'>{html.escape(note)}</p>" if note
+                                                                else "")
+                         + f"<img alt='{html.escape(heading)}' src='{img}'>")
     parts.append(_fronts_html(_fronts_of(doc)))
     env = doc.get("env") or {}
     meta = {k: doc.get(k) for k in ("command", "dataset", "created", "seeds") if doc.get(k) is not None}

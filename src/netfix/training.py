@@ -67,6 +67,23 @@ class TrainConfig(Options):
                             "on CPU or CUDA; weights, gradients and the optimizer stay fp32)", choices=("fp32", "bf16"))
 
 
+RECIPE_FIELDS = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "lr_schedule")
+
+
+def default_recipe(model: nn.Module) -> dict[str, Any]:
+    """The recipe :func:`train` uses for the fields its caller leaves unset — the same one ``netfix train`` uses:
+    the recipe the model was last trained with (its card), else its architecture's (:func:`netfix.models.recipe`,
+    for netfix's architectures and those registered with one), else :class:`TrainConfig`'s defaults (Adam 1e-3,
+    constant, batches of 128)."""
+    from . import models
+
+    info = card.of(model)
+    name = (info.architecture or {}).get("name")
+    known = info.recipe or (models.recipe(name) if isinstance(name, str) and models.has_recipe(name) else {})
+    base = TrainConfig()
+    return {f: known.get(f, getattr(base, f)) for f in RECIPE_FIELDS}
+
+
 _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
     "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
@@ -246,9 +263,9 @@ def train_with(train_fn: Callable[..., Any], model: nn.Module, data: LabeledData
              "desc": desc}]
 
 
-def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float = 1e-3, batch_size: int = 128,
-          optimizer: str = "adam", *, momentum: float = 0.9, weight_decay: float = 0.0,
-          lr_schedule: str = "constant", label_smoothing: float = 0.0, grad_clip: float | None = None,
+def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float | None = None,
+          batch_size: int | None = None, optimizer: str | None = None, *, momentum: float | None = None,
+          weight_decay: float | None = None, lr_schedule: str | None = None, label_smoothing: float = 0.0, grad_clip: float | None = None,
           precision: str = "fp32", augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
           progress: bool | None = None, editable: Any = None, schedule: Any = None,
@@ -256,7 +273,9 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
     The returned model's card (:mod:`netfix.card`) records its recipe, which the retrain reference repeats, and
-    the data it was trained on.
+    the data it was trained on. ``lr``, ``batch_size``, ``optimizer``, ``momentum``, ``weight_decay`` and
+    ``lr_schedule`` left unset come from the model's recipe (:func:`default_recipe`: for a model built by
+    :func:`netfix.models.build`, its architecture's, as ``netfix train`` does).
     ``epochs`` defaults to 10. ``precision="bf16"``: mixed precision (``torch.autocast`` with bfloat16, on CPU or
     CUDA), recorded in the recipe so the retrain reference repeats it. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
     epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
@@ -286,10 +305,12 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
                               f"{schedule.epochs_per_generation} epochs; leave epochs unset with a schedule.")
         epochs = schedule.epochs
     epochs = 10 if epochs is None else epochs
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                      weight_decay=weight_decay, lr_schedule=lr_schedule, label_smoothing=label_smoothing,
-                      grad_clip=grad_clip, precision=precision)
     check_model(model)
+    given = {"lr": lr, "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum,
+             "weight_decay": weight_decay, "lr_schedule": lr_schedule}
+    recipe = {**default_recipe(model), **{k: v for k, v in given.items() if v is not None}}
+    cfg = TrainConfig(epochs=epochs, label_smoothing=label_smoothing, grad_clip=grad_clip, precision=precision,
+                      **recipe)
     trained = None if params is None else param_names(model, params)
     dev = resolve_device(device)
     ds = as_data(data, "data")

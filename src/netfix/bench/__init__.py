@@ -11,57 +11,166 @@ dataset, scenario and seed): machines are noisy, ratios within one run are not. 
 table replaces the block between ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` in that file (appended when
 absent), so docs/results.md always shows what the command printed.
 
+Work beside seconds: rows that time an operation also report its ``steps`` — the optimizer steps it took, counted
+by :func:`count_steps` (every ``torch.optim`` step inside the call, a guard's retries included; an operation with no
+optimizer, such as ``ssd`` or a Newton step, takes 0) — and, where a retrain reference runs, ``steps_pct`` (% of
+that retrain's steps, :func:`percent`). A from-scratch retrain of E epochs over N samples in batches of B takes
+E × ⌈N / B⌉ steps (BatchNorm models skip a final batch of one sample).
+
 Adding a bench = one module with ``run(...) -> dict`` and ``COLUMNS``, listed in :data:`BENCHES`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import re
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .._runtime import env_info, resolve_device
 from .._tables import markdown_table, text_table
 from ..errors import unknown
 from ..io import atomic_write
 
-__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std", "pick_dataset"]
+__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std", "pick_dataset", "StepCount",
+           "count_steps", "counted", "percent", "memory_grads", "show_work", "WORK_COLUMNS"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class BenchInfo:
+    """A bench: its module, a one-line summary, and how long it takes on one CPU core (``OMP_NUM_THREADS=1``) —
+    ``quick`` measured with ``--quick`` on a 2-core machine shared with other work, ``full`` the default run's
+    wall time as recorded in docs/bench/*.json (runs with 1–2 threads), or an estimate from its recorded parts."""
+
     module: str
     summary: str
+    quick: str
+    full: str
+
+    def describe(self) -> str:
+        """The summary and the durations on one line (:func:`available`)."""
+        return f"{self.summary}. --quick: {self.quick}; full: {self.full}"
+
+    def help(self, width: int = 100) -> str:
+        """The bench's name, its summary wrapped and how long it takes, as ``netfix bench list`` and ``netfix bench
+        NAME --help`` show it."""
+        name = next(k for k, v in BENCHES.items() if v is self)
+        lines = textwrap.wrap(f"{self.summary}.", width, initial_indent=f"{name:<15} ", subsequent_indent=" " * 16)
+        lines += textwrap.wrap(f"--quick: {self.quick}; full: {self.full}", width, initial_indent=" " * 16,
+                               subsequent_indent=" " * 16)
+        return "\n".join(lines)
 
 
 BENCHES: dict[str, BenchInfo] = {
     "ogd-debug": BenchInfo("ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune "
-                                        "and retrain"),
-    "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop"),
-    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget"),
+                                        "and retrain", "~20 s on one CPU core", "~1 min on mnist5k, 3 seeds"),
+    "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop",
+                             "~10 s on one CPU core", "~15 s"),
+    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget",
+                         "~35 s on one CPU core", "about 2 h on Fashion-MNIST: the MLP 14 min for 3 "
+                                                  "seeds, LeNet 25 min a seed, mixed-linear 19 min"),
     "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N "
-                                              "models"),
+                                              "models", "~40 s on one CPU core",
+                              "~5 min with 16 models, 2.6 min with 8"),
     "editable": BenchInfo("editable", "edit single predictions of a ResNet: ordinary vs Editable Training, every "
-                                      "editor, fine-tuning and a lookup table"),
+                                      "editor, fine-tuning and a lookup table", "~4.5 min on one CPU core",
+                          "~21 min on Fashion-MNIST, 66 min with --sequential 1000"),
     "mixed-linear": BenchInfo("mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the "
-                                              "linear part, with the bound"),
+                                              "linear part, with the bound", "~1.5 min on one CPU core",
+                              "~8 min on Fashion-MNIST"),
     "forget-relearn": BenchInfo("forget_relearn", "forget-and-relearn schedules vs an equal-compute long baseline "
-                                                  "on noisy labels, the forgetting analysis, repair"),
+                                                  "on noisy labels, the forgetting analysis, repair",
+                                "~40 s on one CPU core", "~6 min on Fashion-MNIST"),
     "scale": BenchInfo("scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, "
-                                "1 vs 2 processes (DDP)"),
+                                "1 vs 2 processes (DDP)", "~3 min on one CPU core", "~7 min on Fashion-MNIST"),
     "memory": BenchInfo("memory", "peak memory and throughput of evaluate / ogd / salun over a disk-backed dataset "
-                                  "of 10k-200k images, streamed vs in memory"),
+                                  "of 10k-200k images, streamed vs in memory", "~1 min on one CPU core",
+                        "~10 min"),
     "zoo": BenchInfo("zoo", "netfix's defaults on models it did not build (Hugging Face ViT and ResNet, BatchNorm, "
-                            "LayerNorm, keyword inputs): every method vs the user's own retraining, and edits"),
+                            "LayerNorm, keyword inputs): every method vs the user's own retraining, and edits",
+                     "~1 min on one CPU core", "many hours: 19-78 min an architecture for 5 methods"),
 }
+
+
+@dataclass
+class StepCount:
+    """Optimizer steps taken while :func:`count_steps` counted."""
+
+    steps: int = 0
+
+
+@contextlib.contextmanager
+def count_steps() -> Iterator[StepCount]:
+    """Count every ``torch.optim`` optimizer step taken inside the block (in this process, by any optimizer: a
+    method's own, a guard's retries, a user's training loop)::
+
+        with count_steps() as work:
+            out = netfix.unlearn(...)
+        work.steps
+
+    Counting the steps themselves, not reading them off ``Outcome.history``: some methods log per phase or per
+    group (``scrub``, ``rum``) and a guarded method keeps only its last try's history."""
+    count = StepCount()
+
+    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        count.steps += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield count
+    finally:
+        handle.remove()
+
+
+def counted(fn: Callable[[], T]) -> tuple[T, int]:
+    """``(fn(), the optimizer steps it took)`` (:func:`count_steps`)."""
+    with count_steps() as work:
+        result = fn()
+    return result, work.steps
+
+
+def percent(value: "float | None", reference: "float | None") -> float | None:
+    """``value`` as a % of ``reference`` (rte for seconds, steps_pct for steps); None when either is missing or the
+    reference is 0."""
+    if value is None or not reference:
+        return None
+    return 100.0 * value / reference
+
+
+def memory_grads(history: Sequence[dict[str, Any]]) -> int:
+    """OGD's other work besides its steps: the output gradients its memory holds (the memory basis's rank — one
+    per retained sample for the default ``gtl`` variant), summed over the phases in ``history`` (an unlearn and a
+    relearn each build one); 0 for a history without an OGD memory."""
+    return sum(int(h.get("memory_rank", 0)) for h in history)
+
+
+WORK_COLUMNS = ("steps", "steps_pct")  # the work columns a timed row shows beside its seconds (and rte)
+
+
+def show_work(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for a table with the work cells readable: ``steps``, ``train_steps`` and ``memory_grads`` whole (means
+    over seeds rounded), ``steps_pct`` to one decimal; cells that are not numbers (missing, or already text) stay."""
+    out = []
+    for r in rows:
+        shown = dict(r)
+        for key, digits in (("steps", 0), ("train_steps", 0), ("memory_grads", 0), ("steps_pct", 1)):
+            v = r.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                shown[key] = f"{v:.{digits}f}"
+        out.append(shown)
+    return out
 
 
 def row_text(row: dict[str, Any], keys: "Sequence[str] | None" = None) -> str:
@@ -84,8 +193,8 @@ def pick_dataset(data: str | None, quick: bool = False) -> str:
 
 
 def available() -> dict[str, str]:
-    """Bench name -> one-line summary."""
-    return {k: v.summary for k, v in BENCHES.items()}
+    """Bench name -> one-line summary with how long it takes (:meth:`BenchInfo.describe`)."""
+    return {k: v.describe() for k, v in BENCHES.items()}
 
 
 def run(name: str, *, quick: bool = False, seeds: int | None = None, data: str | None = None,

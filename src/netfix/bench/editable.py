@@ -1,5 +1,5 @@
 """``netfix bench editable``: edit single predictions of a ResNet with BatchNorm, trained the ordinary way and with
-Editable Training (methods.md §2; issue 6).
+Editable Training (docs/methods.md §2; issue 6).
 
 Data: Fashion-MNIST when installed, else mnist5k (``--data`` picks). Model: the CIFAR-style ResNet-8 (width 16;
 BatchNorm), trained once the ordinary way (:data:`RECIPE`; ``baseline``). Editable Training follows the paper's
@@ -28,7 +28,9 @@ after another. Rows ``method``:
 Columns: ``n_edits``, ``success_rate`` (%), ``mean_steps``, ``drawdown`` (points), ``latency_ms`` (median),
 ``test_acc`` (the unedited model on the whole test set), ``sequential_drawdown_50`` (points after 50 accumulated
 edits), ``holds_noise`` / ``holds_shift`` (% of successful edits still predicted when the input gets Gaussian noise
-of std 0.05 / moves one pixel), ``train_seconds`` (training plus fine-tuning).
+of std 0.05 / moves one pixel), ``train_seconds`` (training plus fine-tuning) and ``train_steps`` (their optimizer
+steps: epochs × ⌈N / 128⌉ for the baseline — less a last batch of one sample, which BatchNorm skips — plus the
+fine-tuning's).
 """
 
 from __future__ import annotations
@@ -44,13 +46,13 @@ from ..edit_metrics import FinetuneConfig, LookupTable, lifelong_edits, measure_
 from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
 from ..errors import unknown
 from ..evaluation import accuracy
-from ..training import train
-from . import pick_dataset, row_text
+from ..training import Outcome, train
+from . import counted, pick_dataset, row_text, show_work
 
 log = logging.getLogger("netfix.bench")
 
 COLUMNS = ("method", "n_edits", "success_rate", "mean_steps", "drawdown", "latency_ms", "test_acc",
-           "sequential_drawdown_50", "holds_noise", "holds_shift", "train_seconds")
+           "sequential_drawdown_50", "holds_noise", "holds_shift", "train_seconds", "train_steps")
 EDIT_PARAMS = ["layer3", "fc"]
 ARCH = {"depth": 8, "width": 16}
 EPOCHS = {"fashion-mnist": 5, "mnist5k": 15, "mnist": 15}
@@ -63,7 +65,7 @@ C_EDIT, C_LOC = 0.01, 0.01
 # The paper's CIFAR recipe for Editable Training (Adam 1e-3, gradient clip 10), used for both trainings: with
 # second-order terms, SGD at lr 0.1 (the ResNet's default recipe) diverged on the validation split.
 RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine", "batch_size": 128, "grad_clip": 10.0}
-# The edit-block recipe (Sinitsin et al.'s ImageNet one, methods.md §2): an EditBlock of BLOCK_HIDDEN units
+# The edit-block recipe (Sinitsin et al.'s ImageNet one, docs/methods.md §2): an EditBlock of BLOCK_HIDDEN units
 # inserted before fc of the trained baseline, then edit_block + fc fine-tuned for FINETUNE_EPOCHS with the rest
 # frozen: plainly (rows "block/<editor>", the control) and with Editable Training (rows "editable/<editor>").
 # Edits change edit_block.out only.
@@ -136,26 +138,10 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     learned: list[float] = []
     finetune_epochs = 2 if quick else FINETUNE_EPOCHS
     for seed in seed_list:
-        init = models.build("resnet", train_set.input_shape, train_set.num_classes, seed=seed, **ARCH)
-        log.info("baseline: training %d epochs", epochs)
-        base = train(init, train_set, epochs=epochs, seed=seed, device=device, progress=progress, **RECIPE)
-        inserted = add_edit_block(base.model, BLOCK_HIDDEN, seed=seed)
-        arms = [("baseline", base, base.seconds, EDIT_PARAMS, EDIT_LR)]
-        trainings: list[tuple[str, Any]] = [("block", None), ("editable", EditableTraining(
-            c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR, learn_editor_lr=False, edit_params=BLOCK_PARAMS))]
-        if sequential:
-            trainings.append(("editable-seq", EditableTraining(c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR,
-                                                               learn_editor_lr=False, edit_params=BLOCK_PARAMS,
-                                                               sequential=SEQ_EDITS)))
-        for kind, editable in trainings:
-            log.info("%s: fine-tuning edit_block + fc for %d epochs", kind, finetune_epochs)
-            out = train(inserted, train_set, epochs=finetune_epochs, seed=seed, device=device, progress=progress,
-                        editable=editable, params=["edit_block", "fc"], **FINETUNE)
-            if kind == "editable" and editable is not None:
-                learned.append(editable.editor_lr)
-            arms.append((kind, out, base.seconds + out.seconds, BLOCK_PARAMS,
-                         BLOCK_LR["editable" if kind == "editable-seq" else kind]))
-        for kind, out, seconds, params, lrs in arms:
+        base, base_steps, arms, learned_lr = _train_arms(train_set, epochs, finetune_epochs, seed, device, progress,
+                                                         sequential)
+        learned += learned_lr
+        for kind, out, seconds, steps, params, lrs in arms:
             test_acc = accuracy(out.model, test)
             for editor in chosen:
                 if sequential:
@@ -172,27 +158,9 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 curves[method] = [s["drawdown"] for s in seq]
                 rows.append({**m.row(), "method": method, "seed": seed, "test_acc": test_acc,
                              "sequential_drawdown_50": seq[-1]["drawdown"],
-                             "sequential_held_50": seq[-1]["held"], "train_seconds": seconds})
+                             "sequential_held_50": seq[-1]["held"], "train_seconds": seconds, "train_steps": steps})
                 log.info("%s", row_text(rows[-1], ("method", "success_rate", "mean_steps", "drawdown")))
-        base_acc = accuracy(base.model, test)
-        k = min(FINETUNE_EDITS, len(X)) if not quick else min(20, len(X))
-        m = measure_edits(base.model, X[:k], wrong[:k], dd, editor="finetune", replay=train_set, device=device,
-                          seed=seed, progress=progress, finetune=FinetuneConfig(lr=FINETUNE_LR))
-        rows.append({**m.row(), "method": "finetune-on-edits", "seed": seed, "test_acc": base_acc,
-                     "sequential_drawdown_50": None, "train_seconds": base.seconds})
-        m = measure_edits(base.model, X, wrong, dd, editor="lookup-table", device=device, seed=seed,
-                          progress=progress)
-        table = LookupTable(base.model).add(X[:SEQUENTIAL].to(device), wrong[:SEQUENTIAL].to(device))
-        rows.append({**m.row(), "method": "lookup-table", "seed": seed, "test_acc": base_acc,
-                     "sequential_drawdown_50": m.base_acc - accuracy(table, dd),
-                     "train_seconds": base.seconds})
-        # the lifelong editor (issue 21): one key-value entry per edit on the baseline's head, no weight changed
-        m = measure_edits(base.model, X, wrong, dd, editor="adaptor", replay=train_set, device=device, seed=seed,
-                          progress=progress)
-        seq = sequential_edits_adaptor(base.model, X[:SEQUENTIAL], wrong[:SEQUENTIAL], dd, device, seed, train_set)
-        rows.append({**m.row(), "method": "adaptor", "seed": seed, "test_acc": base_acc,
-                     "sequential_drawdown_50": seq[-1]["drawdown"], "sequential_held_50": seq[-1]["held"],
-                     "train_seconds": base.seconds})
+        rows += _baseline_rows(base, base_steps, X, wrong, dd, train_set, test, device, seed, progress, quick)
         if sequential:
             _lifelong(seq_rows, curves_seq, "lookup-table", base.model, X[:sequential], wrong[:sequential], dd,
                       device, seed, progress, editor="lookup-table")
@@ -219,6 +187,64 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             "edit_params": {"baseline": EDIT_PARAMS, "block": BLOCK_PARAMS, "editable": BLOCK_PARAMS},
             "model": {"name": "resnet", **ARCH}, "epochs": epochs,
             "train_size": len(train_set), "n_edits": len(X), "drawdown_set": len(dd), "edit_seed": 9}
+
+
+Arm = tuple[str, Outcome, float, int, list[str], dict[str, float]]  # kind, trained, seconds, steps, params, lrs
+
+
+def _train_arms(train_set: datasets.LabeledData, epochs: int, finetune_epochs: int, seed: int,
+                device: torch.device, progress: bool | None, sequential: int | None
+                ) -> tuple[Outcome, int, list[Arm], list[float]]:
+    """The baseline (and its optimizer steps), every arm to edit — the baseline, the plainly fine-tuned edit block,
+    Editable Training (and with ``sequential``, Sequential Editable Training) — with its training seconds and
+    steps, baseline included, and the editor step sizes Editable Training learned."""
+    init = models.build("resnet", train_set.input_shape, train_set.num_classes, seed=seed, **ARCH)
+    log.info("baseline: training %d epochs", epochs)
+    base, base_steps = counted(lambda: train(init, train_set, epochs=epochs, seed=seed, device=device,
+                                             progress=progress, **RECIPE))
+    inserted = add_edit_block(base.model, BLOCK_HIDDEN, seed=seed)
+    arms: list[Arm] = [("baseline", base, base.seconds, base_steps, EDIT_PARAMS, EDIT_LR)]
+    learned: list[float] = []
+    trainings: list[tuple[str, Any]] = [("block", None), ("editable", EditableTraining(
+        c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR, learn_editor_lr=False, edit_params=BLOCK_PARAMS))]
+    if sequential:
+        trainings.append(("editable-seq", EditableTraining(c_edit=C_EDIT, c_loc=C_LOC, lr=ET_LR,
+                                                           learn_editor_lr=False, edit_params=BLOCK_PARAMS,
+                                                           sequential=SEQ_EDITS)))
+    for kind, editable in trainings:
+        log.info("%s: fine-tuning edit_block + fc for %d epochs", kind, finetune_epochs)
+        out, steps = counted(lambda: train(inserted, train_set, epochs=finetune_epochs, seed=seed, device=device,
+                                           progress=progress, editable=editable, params=["edit_block", "fc"],
+                                           **FINETUNE))
+        if kind == "editable" and editable is not None:
+            learned.append(editable.editor_lr)
+        arms.append((kind, out, base.seconds + out.seconds, base_steps + steps, BLOCK_PARAMS,
+                     BLOCK_LR["editable" if kind == "editable-seq" else kind]))
+    return base, base_steps, arms, learned
+
+
+def _baseline_rows(base: Outcome, base_steps: int, X: torch.Tensor, wrong: torch.Tensor, dd: Any,
+                   train_set: datasets.LabeledData, test: datasets.LabeledData, device: torch.device, seed: int,
+                   progress: bool | None, quick: bool) -> list[dict[str, Any]]:
+    """The rows on the baseline that need no editor step size: fine-tuning on the edits, the lookup table and the
+    adaptor (issue 21: one key-value entry per edit on the baseline's head, no weight changed)."""
+    base_acc = accuracy(base.model, test)
+    trained = {"seed": seed, "test_acc": base_acc, "train_seconds": base.seconds, "train_steps": base_steps}
+    k = min(FINETUNE_EDITS, len(X)) if not quick else min(20, len(X))
+    m = measure_edits(base.model, X[:k], wrong[:k], dd, editor="finetune", replay=train_set, device=device,
+                      seed=seed, progress=progress, finetune=FinetuneConfig(lr=FINETUNE_LR))
+    rows = [{**m.row(), "method": "finetune-on-edits", **trained, "sequential_drawdown_50": None}]
+    m = measure_edits(base.model, X, wrong, dd, editor="lookup-table", device=device, seed=seed,
+                      progress=progress)
+    table = LookupTable(base.model).add(X[:SEQUENTIAL].to(device), wrong[:SEQUENTIAL].to(device))
+    rows.append({**m.row(), "method": "lookup-table", **trained,
+                 "sequential_drawdown_50": m.base_acc - accuracy(table, dd)})
+    m = measure_edits(base.model, X, wrong, dd, editor="adaptor", replay=train_set, device=device, seed=seed,
+                      progress=progress)
+    seq = sequential_edits_adaptor(base.model, X[:SEQUENTIAL], wrong[:SEQUENTIAL], dd, device, seed, train_set)
+    rows.append({**m.row(), "method": "adaptor", **trained, "sequential_drawdown_50": seq[-1]["drawdown"],
+                 "sequential_held_50": seq[-1]["held"]})
+    return rows
 
 
 def sequential_edits_adaptor(model: Any, X: torch.Tensor, y: torch.Tensor, dd: Any, device: torch.device, seed: int,
@@ -269,4 +295,4 @@ def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if r.get(k) is not None:
                 shown[k] = f"{r[k]:.2f}"
         out.append(shown)
-    return out
+    return show_work(out)

@@ -1,5 +1,5 @@
 """``netfix bench forget-relearn``: forget-and-relearn schedules against an equal-compute long baseline on small,
-noisy data (issue 8; methods.md §3).
+noisy data (issue 8; docs/methods.md §3).
 
 Data: 2,000 training images of Fashion-MNIST (fallback mnist5k), drawn per seed, with symmetric label noise 0, 0.2
 and 0.4 (:func:`netfix.scenarios.label_noise`); the test split is clean. Model: netfix's MLP (784-256-256-10),
@@ -12,16 +12,18 @@ trained with :data:`RECIPE`. Every method gets the same number of epochs (:data:
 
 The operators' settings were chosen on a clean validation split of 2,000 other training images (seed 100, never the
 test set; ``benchmarks/forget_relearn_select.py``). Rows: ``method``, ``noise``, ``test_acc`` (mean over seeds),
-``test_acc_std``, ``delta`` (points over ``long-baseline`` at the same noise), ``seconds``.
+``test_acc_std``, ``delta`` (points over ``long-baseline`` at the same noise), ``seconds``, ``steps`` (optimizer
+steps: the same for every method, generations × epochs per generation × ⌈N / 128⌉ — equal compute).
 
 Also in the JSON: ``analysis`` — the disproportionate-forgetting analysis (each operator applied without relearning
 at checkpoints of a noise-0.2 run, at its relearning setting and at its :data:`ANALYSIS_OPERATORS` setting; R =
 accuracy drop on noisy-label examples ÷ drop on clean ones; ``noisy_to_clean_forgetting`` is the largest R, named in
-``best_operator``, and ``best_schedule_ratio`` the R of the best schedule's operator), and ``repair`` — a 40 %-noise long-baseline model repaired with
-``netfix.relearn(method="forget-relearn")`` for one generation, its test accuracy before and after and its seconds
-as a share of the from-scratch run's; ``controls`` — the same schedule with an identity operator
-(``restarts-only``: is the gain the forgetting, or only the restarted learning rate?) and one generation's epochs
-without the rest (``short-baseline``: an early-stopped run, which a noisy-label practitioner would also try).
+``best_operator``, and ``best_schedule_ratio`` the R of the best schedule's operator), and ``repair`` — a 40 %-noise
+long-baseline model repaired with ``netfix.relearn(method="forget-relearn")`` for one generation, its test accuracy
+before and after and its seconds and optimizer steps as shares of the from-scratch run's (``time_share``,
+``step_share``); ``controls`` — the same schedule with an identity operator (``restarts-only``: is the gain the
+forgetting, or only the restarted learning rate?) and one generation's epochs without the rest (``short-baseline``:
+an early-stopped run, which a noisy-label practitioner would also try).
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ from ..evaluation import accuracy
 from ..forgetting import ForgetRelearn, disproportionate_forgetting, operator
 from ..methods import relearn
 from ..training import train
-from . import pick_dataset, summarise, with_std
+from . import counted, pick_dataset, show_work, summarise, with_std
 
 log = logging.getLogger("netfix.bench")
 
-COLUMNS = ("method", "noise", "test_acc", "delta", "seconds")
+COLUMNS = ("method", "noise", "test_acc", "delta", "seconds", "steps")
 NOISES = (0.0, 0.2, 0.4)
 TRAIN_SIZE = 2000
 GENERATIONS = 6
@@ -109,20 +111,21 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         for noise in NOISES:
             noisy = scenarios.label_noise(small, test, fraction=noise, seed=seed).train if noise else small
             for method, spec in [("long-baseline", None), *OPERATORS.items()]:
-                out = run_schedule(method, spec, noisy, seed, device, progress, gens, epg)
+                out, steps = counted(lambda: run_schedule(method, spec, noisy, seed, device, progress, gens, epg))
                 acc = accuracy(out.model, test)
                 raw.append({"method": method, "noise": noise, "seed": seed, "test_acc": acc,
-                            "seconds": out.seconds})
-                log.info("seed %d noise %.1f %s: %.2f%% (%.1f s)", seed, noise, method, acc, out.seconds)
+                            "seconds": out.seconds, "steps": steps})
+                log.info("seed %d noise %.1f %s: %.2f%% (%.1f s, %d steps)", seed, noise, method, acc, out.seconds,
+                         steps)
                 if method == "long-baseline" and noise == max(NOISES):
-                    keep[(noise, seed)] = (out, noisy)
+                    keep[(noise, seed)] = (out, noisy, steps)
             # controls: is it the forgetting, or only the restarted schedule / the shorter fit?
             for control, spec, g_, e_ in (("restarts-only", RESTARTS_ONLY, gens, epg),
                                           ("short-baseline", None, 1, epg)):
-                out = run_schedule(control, spec, noisy, seed, device, progress, g_, e_)
+                out, steps = counted(lambda: run_schedule(control, spec, noisy, seed, device, progress, g_, e_))
                 controls.append({"method": control, "noise": noise, "seed": seed,
-                                 "test_acc": accuracy(out.model, test), "seconds": out.seconds})
-    rows = summarise(raw, ("method", "noise"), ("test_acc", "seconds"))
+                                 "test_acc": accuracy(out.model, test), "seconds": out.seconds, "steps": steps})
+    rows = summarise(raw, ("method", "noise"), ("test_acc", "seconds", "steps"))
     base = {r["noise"]: r["test_acc"] for r in rows if r["method"] == "long-baseline"}
     for r in rows:
         r["delta"] = r["test_acc"] - base[r["noise"]]
@@ -131,9 +134,21 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                      for noise in NOISES}
     noisy_best = max(OPERATORS, key=lambda m: sum(r["test_acc"] for r in schedules
                                                   if r["method"] == m and r["noise"] > 0))
-
-    # the disproportionate-forgetting analysis, seed 0, noise ANALYSIS_NOISE
     small = train_set.subset(small_split(train_set, size, 0), f"{name}/small")
+    analysis = _analysis(small, test, gens, epg, noisy_best, device, progress)
+    repair = _repair(keep, OPERATORS[noisy_best], epg if quick else REPAIR_EPOCHS, test, device, progress)
+    return {"dataset": name, "seeds": list(range(n_seeds)), "reference_seconds": None, "rows": rows,
+            "train_size": size, "generations": gens, "epochs_per_generation": epg, "recipe": RECIPE,
+            "operators": OPERATORS, "best_by_noise": {str(k): v["method"] for k, v in best_by_noise.items()},
+            "analysis": analysis, "repair": repair, "raw": raw,
+            "controls": summarise(controls, ("method", "noise"), ("test_acc", "seconds", "steps")),
+            "controls_raw": controls}
+
+
+def _analysis(small: datasets.LabeledData, test: datasets.LabeledData, gens: int, epg: int, noisy_best: str,
+              device: torch.device, progress: bool | None) -> dict[str, Any]:
+    """The disproportionate-forgetting analysis on ``small`` (seed 0) at noise :data:`ANALYSIS_NOISE`: every
+    operator at its relearning and at its analysis setting; ``noisy_best`` is the best schedule's operator."""
     s = scenarios.label_noise(small, test, fraction=ANALYSIS_NOISE, seed=0)
     mask = torch.zeros(len(s.train), dtype=torch.bool)
     mask[torch.as_tensor(s.forget_indices)] = True
@@ -146,34 +161,34 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         by_operator[method] = res
         log.info("analysis %s: R = %s", method, res["ratio"])
     best_op = max(by_operator, key=lambda m: by_operator[m]["ratio"] or 0.0)
-    analysis = {"noise": ANALYSIS_NOISE, "best_operator": best_op,
-                "best_operator_spec": by_operator[best_op]["operator"],
-                "noisy_to_clean_forgetting": by_operator[best_op]["ratio"],
-                "low_margin_to_clean_forgetting": by_operator[best_op]["low_margin_ratio"],
-                "best_schedule": noisy_best,
-                "best_schedule_ratio": by_operator[noisy_best]["ratio"],
-                "ratio_by_operator": {m: r["ratio"] for m, r in by_operator.items()},
-                "low_margin_ratio_by_operator": {m: r["low_margin_ratio"] for m, r in by_operator.items()},
-                "operators": {m: r["operator"] for m, r in by_operator.items()},
-                "checkpoints": {m: r["checkpoints"] for m, r in by_operator.items()}}
+    return {"noise": ANALYSIS_NOISE, "best_operator": best_op,
+            "best_operator_spec": by_operator[best_op]["operator"],
+            "noisy_to_clean_forgetting": by_operator[best_op]["ratio"],
+            "low_margin_to_clean_forgetting": by_operator[best_op]["low_margin_ratio"],
+            "best_schedule": noisy_best,
+            "best_schedule_ratio": by_operator[noisy_best]["ratio"],
+            "ratio_by_operator": {m: r["ratio"] for m, r in by_operator.items()},
+            "low_margin_ratio_by_operator": {m: r["low_margin_ratio"] for m, r in by_operator.items()},
+            "operators": {m: r["operator"] for m, r in by_operator.items()},
+            "checkpoints": {m: r["checkpoints"] for m, r in by_operator.items()}}
 
-    # repair mode: the 40 %-noise long-baseline models, one generation of forget-relearn with the best operator
+
+def _repair(keep: dict[tuple[float, int], Any], spec: str, epochs: int, test: datasets.LabeledData,
+            device: torch.device, progress: bool | None) -> dict[str, Any]:
+    """Repair mode: each kept 40 %-noise long-baseline model given one generation of forget-relearn with operator
+    ``spec``; its seconds and steps as shares of the from-scratch run's."""
     repairs = []
-    for (noise, seed), (out, noisy) in sorted(keep.items()):
-        fixed = relearn(out.model, noisy, method="forget-relearn", operator=OPERATORS[noisy_best], generations=1,
-                        epochs_per_generation=epg if quick else REPAIR_EPOCHS, seed=seed, device=device,
-                        progress=progress, **{k: RECIPE[k] for k in ("optimizer", "lr", "batch_size")})
+    for (noise, seed), (out, noisy, scratch_steps) in sorted(keep.items()):
+        fixed, steps = counted(lambda: relearn(out.model, noisy, method="forget-relearn", operator=spec,
+                                               generations=1, epochs_per_generation=epochs, seed=seed,
+                                               device=device, progress=progress,
+                                               **{k: RECIPE[k] for k in ("optimizer", "lr", "batch_size")}))
         repairs.append({"seed": seed, "noise": noise, "before": accuracy(out.model, test),
                         "after": accuracy(fixed.model, test), "seconds": fixed.seconds,
-                        "scratch_seconds": out.seconds, "time_share": fixed.seconds / out.seconds})
-    repair = {"operator": OPERATORS[noisy_best], "generations": 1,
-              "epochs": epg if quick else REPAIR_EPOCHS, "runs": repairs,
-              **{k: sum(r[k] for r in repairs) / len(repairs) for k in ("before", "after", "time_share")}}
-    return {"dataset": name, "seeds": list(range(n_seeds)), "reference_seconds": None, "rows": rows,
-            "train_size": size, "generations": gens, "epochs_per_generation": epg, "recipe": RECIPE,
-            "operators": OPERATORS, "best_by_noise": {str(k): v["method"] for k, v in best_by_noise.items()},
-            "analysis": analysis, "repair": repair, "raw": raw,
-            "controls": summarise(controls, ("method", "noise"), ("test_acc", "seconds")), "controls_raw": controls}
+                        "scratch_seconds": out.seconds, "time_share": fixed.seconds / out.seconds,
+                        "steps": steps, "scratch_steps": scratch_steps, "step_share": steps / scratch_steps})
+    return {"operator": spec, "generations": 1, "epochs": epochs, "runs": repairs,
+            **{k: sum(r[k] for r in repairs) / len(repairs) for k in ("before", "after", "time_share", "step_share")}}
 
 
 def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -185,4 +200,4 @@ def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         o["seconds"] = f"{r['seconds']:.1f}"
         if r.get("n", 1) <= 1:
             o["test_acc"] = f"{r['test_acc']:.2f}"
-    return out
+    return show_work(out)

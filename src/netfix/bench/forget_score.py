@@ -1,4 +1,4 @@
-"""``netfix bench forget-score``: the NeurIPS 2023 unlearning challenge's forgetting score (methods.md §6) of every
+"""``netfix bench forget-score``: the NeurIPS 2023 unlearning challenge's forgetting score (docs/methods.md §6) of every
 unlearning method, each run N times against N models retrained from scratch.
 
 Setup: ``--data`` (mnist5k by default); a stratified tenth of its training split held out as a validation set
@@ -17,7 +17,9 @@ its training set (≥ 99 % train accuracy; the run records ``train_acc`` and war
 Columns: ``method``; ``F`` (mean points over the forget set, 1 = indistinguishable); ``final`` (F × RA_U/RA_R ×
 TA_U/TA_R); ``RA``, ``TA``, ``UA`` (retain accuracy, test accuracy, 100 − forget accuracy; % averaged over the N
 unlearned models); ``separable`` (% of forget examples at ε = 50: perfectly separable, or the range rule fired);
-``seconds`` (mean per model); ``rte`` (% of the mean reference retrain's seconds, same run); ``n`` (N). Defaults:
+``seconds`` (mean per model); ``rte`` (% of the mean reference retrain's seconds, same run); ``steps`` (optimizer
+steps, mean per model; a retrain's: epochs × ⌈N / batch⌉); ``steps_pct`` (% of the mean reference retrain's steps);
+``n`` (N). Defaults:
 N = 16 and every registered unlearning method; ``--quick``: N = 4 and :data:`QUICK_METHODS`. A method whose output
 does not depend on the seed would give N identical models, so every example would hit the range rule and F = 0: the
 score asks for unlearning as random as retraining (and a method far less random than retraining, such as a few
@@ -43,10 +45,11 @@ from ..methods import get as get_method
 from ..methods import unlearn
 from ..models import build, recipe
 from ..training import Outcome, train
+from . import WORK_COLUMNS, counted, percent, show_work
 
 log = logging.getLogger("netfix.bench")
 
-COLUMNS = ("method", "F", "final", "RA", "TA", "UA", "separable", "seconds", "rte", "n", "error")
+COLUMNS = ("method", "F", "final", "RA", "TA", "UA", "separable", "seconds", "rte", *WORK_COLUMNS, "n", "error")
 EPOCHS = {"mnist5k": 40, "digits": 80, "fashion-mnist": 40, "mnist": 40}  # enough to memorise (≥ 99 % train acc)
 HIDDEN = (128,)
 FRACTION = 0.1                       # share of the training set to forget
@@ -101,7 +104,8 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     if train_acc < 99.0:
         log.warning("original: train accuracy %.2f %% < 99 %%: the forget set is barely memorised", train_acc)
 
-    def make(method: str, seed_list: range) -> list[Outcome]:
+    def make(method: str, seed_list: range) -> list[tuple[Outcome, int]]:
+        """N models of ``method``, each with the optimizer steps it took."""
         out = []
         options: dict[str, Any] = {}
         if method == "ogd":  # a random-forget request: unlearn to the held-out accuracy, as bench unlearn does
@@ -109,15 +113,16 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         if get_method(method).heldout:
             options["heldout"] = val_set
         for i in seed_list:
-            out.append(unlearn(original.model, s.forget, s.retain, method=method, seed=i, device=device,
-                               progress=progress, **options))
-            log.info("%s seed %d: %.2f s", method, i, out[-1].seconds)
+            out.append(counted(lambda: unlearn(original.model, s.forget, s.retain, method=method, seed=i,
+                                               device=device, progress=progress, **options)))
+            log.info("%s seed %d: %.2f s, %d steps", method, i, out[-1][0].seconds, out[-1][1])
         return out
 
     log.info("training %d reference models (retrain, seeds 0..%d)", n, n - 1)
     reference = make("retrain", range(n))
-    ref_models = [o.model for o in reference]
-    ref_seconds = float(np.mean([o.seconds for o in reference]))
+    ref_models = [o.model for o, _ in reference]
+    ref_seconds = float(np.mean([o.seconds for o, _ in reference]))
+    ref_steps = float(np.mean([steps for _, steps in reference]))
     rows: list[dict[str, Any]] = []
     epsilons: dict[str, list[float]] = {}
     reference_acc: dict[str, float] = {}  # the reference models' mean accuracies (from any score)
@@ -125,25 +130,33 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         seed_list = range(n, 2 * n) if method == "retrain" else range(n)
         try:
             outcomes = make(method, seed_list)
-            score = forget_score([o.model for o in outcomes], ref_models, s.forget, s.retain, s.test, device=device)
+            score = forget_score([o.model for o, _ in outcomes], ref_models, s.forget, s.retain, s.test, device=device)
         except Exception as e:  # one failing method must not sink the others' measurements
             log.warning("%s failed: %s: %s", method, type(e).__name__, e)
             rows.append({"method": method, "n": n, "error": f"{type(e).__name__}: {e}"})
             continue
         eps = np.asarray(score["epsilons"])
-        seconds = float(np.mean([o.seconds for o in outcomes]))
+        seconds = float(np.mean([o.seconds for o, _ in outcomes]))
+        steps = float(np.mean([st for _, st in outcomes]))
         rows.append({"method": method, "F": score["F"], "final": score["final"], "RA": score["retain_acc"],
                      "TA": score["test_acc"], "UA": 100.0 - score["forget_acc"],
                      "separable": float(100.0 * np.mean(eps >= 50.0)), "eps_median": float(np.median(eps)),
-                     "seconds": seconds, "rte": 100.0 * seconds / ref_seconds, "n": n,
+                     "seconds": seconds, "rte": 100.0 * seconds / ref_seconds, "steps": steps,
+                     "steps_pct": percent(steps, ref_steps), "n": n,
                      "seeds": list(seed_list), "retain_ratio": score["retain_ratio"],
                      "test_ratio": score["test_ratio"]})
         epsilons[method] = [round(float(v), 4) for v in eps]
         reference_acc = {"RA": score["retain_acc_retrained"], "TA": score["test_acc_retrained"],
                          "UA": 100.0 - score["forget_acc_retrained"]}
         log.info("%s: F %.3f, final %.3f", method, score["F"], score["final"])
-    return {"dataset": name, "seeds": list(range(n)), "reference_seconds": ref_seconds, "rows": rows,
+    return {"dataset": name, "seeds": list(range(n)), "reference_seconds": ref_seconds, "reference_steps": ref_steps,
+            "rows": rows,
             "models": n, "methods": wanted, "scenario": s.describe(), "model": {"arch": "mlp", "hidden": list(HIDDEN)},
             "epochs": epochs, "recipe": recipe("mlp"), "train_acc": train_acc, "val_acc": val_acc,
             "validation_size": len(val_set),
             "original_test_acc": test_acc, "reference": reference_acc, "epsilons": epsilons}
+
+
+def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table cells: the work columns readable (:func:`netfix.bench.show_work`)."""
+    return show_work(rows)

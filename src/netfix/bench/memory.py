@@ -8,7 +8,8 @@ throughput comparison). Model: netfix's MLP (256 hidden units), trained for one 
 Operations, each in a fresh process (``multiprocessing`` spawn) so that one's memory does not hide another's:
 ``evaluate`` (test accuracy over all N images), ``ogd`` (``netfix.unlearn`` of a deletion request of the first 500
 images, ``netfix.data.Request``: the retain set is the other N − 500) and ``salun`` (the same request, one round).
-Rows: ``n``, ``op``, ``mode``, ``seconds`` (the whole call), ``samples_per_s`` (N / seconds), ``peak_mb`` (the peak
+Rows: ``n``, ``op``, ``mode``, ``seconds`` (the whole call), ``steps`` (the optimizer steps it took; 0 for
+``evaluate``), ``samples_per_s`` (N / seconds), ``peak_mb`` (the peak
 *anonymous* resident memory the call added — ``RssAnon`` sampled every 5 ms: what the process allocates; the
 memmap's file pages are the kernel's reclaimable page cache, not the process's) and ``growth`` (peak_mb relative to
 the same op's at the smallest N).
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-COLUMNS = ("n", "op", "mode", "seconds", "samples_per_s", "peak_mb", "growth")
+COLUMNS = ("n", "op", "mode", "seconds", "steps", "samples_per_s", "peak_mb", "growth")
 SIZES = (10_000, 50_000, 200_000)
 QUICK_SIZES = (2_000, 10_000)
 FORGET = 500
@@ -63,10 +64,12 @@ def _anon_mb() -> float:
 
 
 def _measure(args: tuple[str, str, str, str, int]) -> dict[str, Any]:
-    """In a fresh process: run ``op`` over the dataset at the paths, return seconds and peak anonymous memory."""
+    """In a fresh process: run ``op`` over the dataset at the paths, return seconds, optimizer steps and peak
+    anonymous memory."""
     op, mode, x_path, y_path, _ = args
     torch.set_num_threads(1)
     import netfix
+    from netfix.bench import count_steps
     from netfix.formats import ArrayDataset
 
     ds = ArrayDataset(x_path, y_path, transform=_scale)
@@ -84,17 +87,19 @@ def _measure(args: tuple[str, str, str, str, int]) -> dict[str, Any]:
     watcher.start()
     start = time.perf_counter()
     data = netfix.data.as_data(ds, "data", stream=mode == "stream")
-    if op == "evaluate":
-        netfix.evaluate(model, test=data)
-    else:
-        opts: dict[str, Any] = {"epochs": 1} if op == "salun" else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            netfix.unlearn(model, netfix.data.Request(data, np.arange(FORGET)), method=op, progress=False, **opts)
+    with count_steps() as work:
+        if op == "evaluate":
+            netfix.evaluate(model, test=data)
+        else:
+            opts: dict[str, Any] = {"epochs": 1} if op == "salun" else {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                netfix.unlearn(model, netfix.data.Request(data, np.arange(FORGET)), method=op, progress=False,
+                               **opts)
     seconds = time.perf_counter() - start
     done.set()
     watcher.join()
-    return {"seconds": seconds, "peak_mb": max(peak[0], _anon_mb()) - base}
+    return {"seconds": seconds, "steps": work.steps, "peak_mb": max(peak[0], _anon_mb()) - base}
 
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None

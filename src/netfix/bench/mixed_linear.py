@@ -9,7 +9,7 @@ recipe; then:
 - ``mixed-linear-train``: :class:`~netfix.mixed.MixedLinear` around the core, linearising :data:`LINEARIZE`, its
   conjugate-gradient solves preconditioned with the top :data:`RANK` eigenpairs of the Gauss–Newton matrix over
   the *core* data (no user information; built once, its seconds reported apart), its user weights trained on the
-  user data (methods.md §4 recipe, then a Newton step to the optimum);
+  user data (docs/methods.md §4 recipe, then a Newton step to the optimum);
 - per request (``1%`` and ``10%`` of the user data, drawn with the seed; ``class``: every user sample of class 0):
   ``mixed-linear-forget`` (one Newton step on the remaining user data, CG, library defaults),
   ``retrain-linear`` (the user weights retrained from 0 to the optimum on the remaining user data, the fastest
@@ -20,7 +20,8 @@ Columns: ``test_acc``, ``forget_acc`` (accuracy on the forgotten samples), ``sec
 request's ``retrain-linear`` seconds), ``rte_sgd`` (% of ``retrain-linear-sgd``'s), ``logit_rel_diff`` (max |logit
 difference| to ``retrain-linear`` over the test set ÷ max |logit| of ``retrain-linear``), ``bound``
 (‖∇L_r(w_u')‖/λ, a bound on the distance from the forgotten user weights to the retrained optimum),
-``cg_iterations``.
+``cg_iterations`` and ``steps`` (optimizer steps: SGD epochs × ⌈N / batch⌉ for the trainings; 0 for a Newton step,
+whose work is its ``cg_iterations``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from .. import models
 from ..evaluation import accuracy
 from ..mixed import MixedLinear, UserTraining, core_user_split
 from ..training import train
-from . import pick_dataset, row_text
+from . import counted, pick_dataset, row_text, show_work
 
 log = logging.getLogger("netfix.bench")
 
 COLUMNS = ("request", "method", "test_acc", "forget_acc", "seconds", "rte", "rte_sgd", "logit_rel_diff", "bound",
-           "cg_iterations")
+           "cg_iterations", "steps")
 LINEARIZE = ["body.3", "fc"]           # the MLP's last hidden layer and its classifier
 RANK = 1024                            # eigenpairs of the core data's Gauss–Newton matrix preconditioning CG
 LANCZOS_STEPS = 1280                   # Lanczos iterations that find them (reported apart: built once)
@@ -60,68 +61,75 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     user_cfg = UserTraining()
     sgd_cfg = UserTraining(epochs=50) if not quick else UserTraining(epochs=5, polish_max_iter=200)
     recipe = models.recipe("mlp")
-    core = train(models.build("mlp", train_set.input_shape, train_set.num_classes, seed=seed), core_data,
-                 epochs=core_epochs, seed=seed, device=device, progress=progress, **recipe)
+    core, core_steps = counted(lambda: train(models.build("mlp", train_set.input_shape, train_set.num_classes,
+                                                          seed=seed), core_data, epochs=core_epochs, seed=seed,
+                                             device=device, progress=progress, **recipe))
     rows: list[dict[str, Any]] = [{"request": "", "method": "core", "test_acc": accuracy(core.model, test),
-                                   "seconds": core.seconds}]
-    ft = train(core.model, train_set, epochs=FINETUNE_EPOCHS.get(name, 10) if not quick else 3, seed=seed,
-               device=device, progress=progress, **recipe)
+                                   "seconds": core.seconds, "steps": core_steps}]
+    ft, ft_steps = counted(lambda: train(core.model, train_set, epochs=FINETUNE_EPOCHS.get(name, 10) if not quick
+                                         else 3, seed=seed, device=device, progress=progress, **recipe))
     rows.append({"request": "", "method": "finetune-train", "test_acc": accuracy(ft.model, test),
-                 "seconds": ft.seconds})
+                 "seconds": ft.seconds, "steps": ft_steps})
     start = time.perf_counter()
     fresh = MixedLinear(core.model, LINEARIZE).with_preconditioner(
         core_data, rank=RANK if not quick else 64, steps=LANCZOS_STEPS if not quick else None, seed=seed)
     precond_seconds = time.perf_counter() - start
-    trained = fresh.fit_user(user, user_cfg, seed=seed, progress=progress)
+    trained, trained_steps = counted(lambda: fresh.fit_user(user, user_cfg, seed=seed, progress=progress))
     ml = trained.model
     rows.append({"request": "", "method": "mixed-linear-train", "test_acc": accuracy(ml, test),
-                 "seconds": trained.seconds, "user_parameters": ml.num_user_parameters,
+                 "seconds": trained.seconds, "steps": trained_steps, "user_parameters": ml.num_user_parameters,
                  "preconditioner_seconds": precond_seconds, "grad_norm": trained.history[-1]["grad_norm"],
                  "newton_iterations": trained.history[-2].get("newton_iterations")})
     g = torch.Generator().manual_seed(seed)
     requests = {"1%": torch.randperm(len(user), generator=g)[:len(user) // 100],
                 "10%": torch.randperm(len(user), generator=g)[:len(user) // 10],
                 "class": torch.nonzero(user.y == 0).squeeze(1)}
-    with torch.no_grad():
-        test_X = test.tensor.to(next(ml.parameters()).device)
     for request, idx in requests.items():
-        keep = torch.ones(len(user), dtype=torch.bool)
-        keep[idx] = False
-        forget, retain = user.subset(idx, f"user/forget-{request}"), user.subset(torch.nonzero(keep).squeeze(1))
-        log.info("request %s: forgetting %d of %d user samples", request, len(forget), len(user))
-        out = ml.forget(forget, retain)
-        start = time.perf_counter()
-        ref = fresh.fit_user(retain, user_cfg, seed=seed, progress=progress)
-        ref_seconds = time.perf_counter() - start
-        sgd = fresh.fit_user(retain, sgd_cfg, seed=seed, progress=progress)
-        with torch.no_grad():
-            a, b = out.model(test_X), ref.model(test_X)
-        rel = float((a - b).abs().max() / b.abs().max())
-        rows.append({"request": request, "method": "mixed-linear-forget", "test_acc": accuracy(out.model, test),
-                     "forget_acc": accuracy(out.model, forget), "seconds": out.seconds,
-                     "rte": 100.0 * out.seconds / ref_seconds, "rte_sgd": 100.0 * out.seconds / sgd.seconds,
-                     "logit_rel_diff": rel, "bound": out.distance_bound,
-                     "cg_iterations": out.cg_iterations, "forget": out.report()})
-        rows.append({"request": request, "method": "retrain-linear", "test_acc": accuracy(ref.model, test),
-                     "forget_acc": accuracy(ref.model, forget), "seconds": ref_seconds, "rte": 100.0,
-                     "rte_sgd": 100.0 * ref_seconds / sgd.seconds, "logit_rel_diff": 0.0,
-                     "cg_iterations": ref.history[-2].get("newton_iterations")})
-        with torch.no_grad():
-            c = sgd.model(test_X)
-        rows.append({"request": request, "method": "retrain-linear-sgd", "test_acc": accuracy(sgd.model, test),
-                     "forget_acc": accuracy(sgd.model, forget), "seconds": sgd.seconds,
-                     "rte": 100.0 * sgd.seconds / ref_seconds, "rte_sgd": 100.0,
-                     "logit_rel_diff": float((c - b).abs().max() / b.abs().max()),
-                     "cg_iterations": sgd.history[-2].get("newton_iterations")})
-        log.info("%s", row_text(rows[-3], ("request", "rte", "rte_sgd", "logit_rel_diff", "bound")))
+        rows += _request_rows(request, idx, user, ml, fresh, test, user_cfg, sgd_cfg, seed, progress)
     removed = ml.remove_user_data()
     with torch.no_grad():
+        test_X = test.tensor.to(next(ml.parameters()).device)
         exact = bool(torch.equal(removed(test_X), core.model.to(test_X.device)(test_X)))
     return {"dataset": name, "seeds": [seed], "reference_seconds": None, "rows": rows,
             "core_size": len(core_data), "user_size": len(user), "linearize": LINEARIZE,
             "user_training": user_cfg.__dict__, "sgd_training": sgd_cfg.__dict__, "rank": RANK,
             "lanczos_steps": LANCZOS_STEPS, "remove_user_data_exact": exact,
             "ratio_to_finetune": rows[2]["test_acc"] / rows[1]["test_acc"]}
+
+
+def _request_rows(request: str, idx: torch.Tensor, user: datasets.LabeledData, ml: MixedLinear, fresh: MixedLinear,
+                  test: datasets.LabeledData, user_cfg: UserTraining, sgd_cfg: UserTraining, seed: int,
+                  progress: bool | None) -> list[dict[str, Any]]:
+    """One forget request ``idx`` of the user data: the Newton-step forget, the exact retrain of the linear part
+    (the reference for rte) and the same optimum reached by SGD first (rte_sgd's reference)."""
+    keep = torch.ones(len(user), dtype=torch.bool)
+    keep[idx] = False
+    forget, retain = user.subset(idx, f"user/forget-{request}"), user.subset(torch.nonzero(keep).squeeze(1))
+    log.info("request %s: forgetting %d of %d user samples", request, len(forget), len(user))
+    out, out_steps = counted(lambda: ml.forget(forget, retain))
+    start = time.perf_counter()
+    ref, ref_steps = counted(lambda: fresh.fit_user(retain, user_cfg, seed=seed, progress=progress))
+    ref_seconds = time.perf_counter() - start
+    sgd, sgd_steps = counted(lambda: fresh.fit_user(retain, sgd_cfg, seed=seed, progress=progress))
+    with torch.no_grad():
+        test_X = test.tensor.to(next(ml.parameters()).device)
+        a, b, c = out.model(test_X), ref.model(test_X), sgd.model(test_X)
+    rows = [{"request": request, "method": "mixed-linear-forget", "test_acc": accuracy(out.model, test),
+             "forget_acc": accuracy(out.model, forget), "seconds": out.seconds,
+             "rte": 100.0 * out.seconds / ref_seconds, "rte_sgd": 100.0 * out.seconds / sgd.seconds,
+             "logit_rel_diff": float((a - b).abs().max() / b.abs().max()), "bound": out.distance_bound,
+             "cg_iterations": out.cg_iterations, "steps": out_steps, "forget": out.report()},
+            {"request": request, "method": "retrain-linear", "test_acc": accuracy(ref.model, test),
+             "forget_acc": accuracy(ref.model, forget), "seconds": ref_seconds, "rte": 100.0,
+             "rte_sgd": 100.0 * ref_seconds / sgd.seconds, "logit_rel_diff": 0.0,
+             "cg_iterations": ref.history[-2].get("newton_iterations"), "steps": ref_steps},
+            {"request": request, "method": "retrain-linear-sgd", "test_acc": accuracy(sgd.model, test),
+             "forget_acc": accuracy(sgd.model, forget), "seconds": sgd.seconds,
+             "rte": 100.0 * sgd.seconds / ref_seconds, "rte_sgd": 100.0,
+             "logit_rel_diff": float((c - b).abs().max() / b.abs().max()),
+             "cg_iterations": sgd.history[-2].get("newton_iterations"), "steps": sgd_steps}]
+    log.info("%s", row_text(rows[0], ("request", "rte", "rte_sgd", "logit_rel_diff", "bound")))
+    return rows
 
 
 def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,4 +145,4 @@ def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if isinstance(r.get("seconds"), float):
             shown["seconds"] = f"{r['seconds']:.1f}"
         out.append(shown)
-    return out
+    return show_work(out)

@@ -1,4 +1,4 @@
-"""``netfix bench ogd-debug``: the OGD debugging paper's two experiments (methods.md §1.2), measured against
+"""``netfix bench ogd-debug``: the OGD debugging paper's two experiments (docs/methods.md §1.2), measured against
 retraining in the same run.
 
 Scenarios (on ``--data``, mnist5k by default, or fashion-mnist):
@@ -17,7 +17,9 @@ Columns: ``test_acc`` (clean test accuracy), ``fault_rate`` (% of fault inputs g
 ``affected_class_acc`` (accuracy on the fault inputs with their true labels: test 7s, or triggered test images),
 ``other_classes_acc`` (clean test accuracy over the classes the fault does not involve: all but the mislabelled
 source class, or all but the backdoor's target class), ``mean_confidence`` (mean max-softmax on the clean test set,
-%), ``seconds`` (the repair's wall time; for ``ogd-unlearn-relearn`` both phases), ``rte`` (% of retrain's seconds).
+%), ``seconds`` (the repair's wall time; for ``ogd-unlearn-relearn`` both phases), ``rte`` (% of retrain's seconds),
+``steps`` (optimizer steps taken, both phases; retrain's: epochs × ⌈N / 128⌉), ``steps_pct`` (% of retrain's steps)
+and ``memory_grads`` (OGD rows: the retained samples' output gradients in its memories, one memory per phase).
 
 The full run adds ablations of the ``ogd-unlearn-relearn`` row on seed 0: memory variant GTL / AVE / ALL and
 memory size 50 / 300 / 1000 (column ``ablation``).
@@ -36,14 +38,15 @@ from .. import models, scenarios
 from ..evaluation import evaluate, predict
 from ..methods import relearn, unlearn
 from ..methods.ogd import OGDConfig
-from ..training import train
-from . import row_text, summarise
+from ..training import Outcome, train
+from . import WORK_COLUMNS, counted, memory_grads, percent, row_text, show_work, summarise
 
 log = logging.getLogger("netfix.bench")
 
 COLUMNS = ("scenario", "method", "ablation", "test_acc", "fault_rate", "affected_class_acc", "other_classes_acc",
-           "mean_confidence", "seconds", "rte", "n")
-METRICS = ("test_acc", "fault_rate", "affected_class_acc", "other_classes_acc", "mean_confidence", "seconds", "rte")
+           "mean_confidence", "seconds", "rte", *WORK_COLUMNS, "memory_grads", "n")
+METRICS = ("test_acc", "fault_rate", "affected_class_acc", "other_classes_acc", "mean_confidence", "seconds", "rte",
+           "steps", "steps_pct", "memory_grads")
 EPOCHS = {"mnist5k": (30, 8), "fashion-mnist": (20, 3), "mnist": (20, 3), "digits": (30, 10)}  # (full, quick)
 ABLATIONS: list[dict[str, Any]] = [{"variant": "ave"}, {"variant": "all", "memory_size": 100}, {"variant": "all"},
              {"memory_size": 50}, {"memory_size": 1000}]
@@ -76,53 +79,72 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     wanted = [scenario] if scenario else ["mislabel", "backdoor"]
     defaults = OGDConfig()
     raw: list[dict[str, Any]] = []
-    references: list[float] = []
     for sc in wanted:
         for seed in seed_list:
             s = _scenario(sc, train_set, test_set, seed)
-            assert s.corrected is not None
             log.info("%s / %s / seed %d: training the faulty model (%d epochs)", name, sc, seed, epochs)
             model = models.build("mlp", train_set.input_shape, train_set.num_classes, seed=seed)
             original = train(model, s.train, epochs=epochs, seed=seed, device=device, progress=progress,
                              **models.recipe("mlp"))
-            common: dict[str, Any] = {"seed": seed, "device": device, "progress": progress}
-            retrain = relearn(original.model, s.corrected, protect=s.retain, method="retrain", **common)
-            ref = retrain.seconds
-            references.append(ref)
-
-            def row(method: str, model: torch.nn.Module, seconds: float | None, ablation: str = "",
-                    history: Any = None) -> None:
-                r = {"scenario": sc, "method": method, "ablation": ablation, "seed": seed,
-                     **_measure(model, s, device), "seconds": seconds,
-                     "rte": None if seconds is None else 100.0 * seconds / ref, "reference_seconds": ref}
-                if history is not None:
-                    r["steps"] = history
-                raw.append(r)
-                log.info("%s", row_text(r))
-
-            row("original", original.model, None)
-            u = unlearn(original.model, s.forget, s.retain, method="ogd", **common)
-            row("ogd-unlearn", u.model, u.seconds, history=_steps(u.history))
-            r = relearn(u.model, s.corrected, protect=s.retain, method="ogd", **common)
-            row("ogd-unlearn-relearn", r.model, u.seconds + r.seconds, history=_steps(u.history) + _steps(r.history))
-            pu = unlearn(original.model, s.forget, s.retain, method="ogd", project=False, **common)
-            pr = relearn(pu.model, s.corrected, protect=s.retain, method="ogd", project=False, **common)
-            row("unprojected-unlearn-relearn", pr.model, pu.seconds + pr.seconds)
-            ft = relearn(original.model, s.corrected, protect=s.retain, method="finetune", **common)
-            row("finetune", ft.model, ft.seconds)
-            row("retrain", retrain.model, ref)
-            if not quick and seed == seed_list[0]:
-                for ab in ABLATIONS:
-                    label = ", ".join(f"{k}={v}" for k, v in ab.items())
-                    log.info("ablation: %s", label)
-                    au = unlearn(original.model, s.forget, s.retain, method="ogd", **common, **ab)
-                    ar = relearn(au.model, s.corrected, protect=s.retain, method="ogd", **common, **ab)
-                    row("ogd-unlearn-relearn", ar.model, au.seconds + ar.seconds, ablation=label)
+            raw += _seed_rows(s, original.model, seed, device, progress,
+                              ablations=not quick and seed == seed_list[0])
     rows = summarise(raw, ("scenario", "method", "ablation"), METRICS)
+    references = [r["seconds"] for r in raw if r["method"] == "retrain"]
     return {"dataset": name, "seeds": seed_list, "reference_seconds": float(np.mean(references)), "rows": rows,
             "raw": raw, "epochs": epochs, "model": "mlp", "recipe": models.recipe("mlp"),
             "ogd_defaults": {k: getattr(defaults, k) for k in defaults.__dataclass_fields__}}
 
 
-def _steps(history: list[dict[str, Any]]) -> int:
-    return max((int(h.get("step", 0)) for h in history), default=0)
+def _seed_rows(s: scenarios.Scenario, original: torch.nn.Module, seed: int, device: torch.device,
+               progress: bool | None, ablations: bool) -> list[dict[str, Any]]:
+    """One scenario and seed: the original, every repair and the retrain reference, each with its seconds and
+    optimizer steps (rte and steps_pct against this retrain); with ``ablations``, the OGD ablation rows too."""
+    assert s.corrected is not None
+    corrected = s.corrected
+    common: dict[str, Any] = {"seed": seed, "device": device, "progress": progress}
+    retrain, ref_steps = counted(lambda: relearn(original, corrected, protect=s.retain, method="retrain", **common))
+    ref = retrain.seconds
+    rows: list[dict[str, Any]] = []
+
+    def row(method: str, model: torch.nn.Module, outcomes: "list[Outcome] | None", steps: int | None = None,
+            ablation: str = "") -> None:
+        seconds = None if outcomes is None else sum(o.seconds for o in outcomes)
+        r = {"scenario": s.name, "method": method, "ablation": ablation, "seed": seed, **_measure(model, s, device),
+             "seconds": seconds, "rte": percent(seconds, ref), "reference_seconds": ref, "steps": steps,
+             "steps_pct": percent(steps, ref_steps) if outcomes is not None else None}
+        if outcomes is not None and all(o.method == "ogd" for o in outcomes):
+            r["memory_grads"] = sum(memory_grads(o.history) for o in outcomes)
+        rows.append(r)
+        log.info("%s", row_text(r))
+
+    row("original", original, None)
+    u, u_steps, r, r_steps = _ogd_repair(original, s, common)
+    row("ogd-unlearn", u.model, [u], u_steps)
+    row("ogd-unlearn-relearn", r.model, [u, r], u_steps + r_steps)
+    pu, pu_steps, pr, pr_steps = _ogd_repair(original, s, common, project=False)
+    row("unprojected-unlearn-relearn", pr.model, [pu, pr], pu_steps + pr_steps)
+    ft, steps = counted(lambda: relearn(original, corrected, protect=s.retain, method="finetune", **common))
+    row("finetune", ft.model, [ft], steps)
+    row("retrain", retrain.model, [retrain], ref_steps)
+    for ab in ABLATIONS if ablations else []:
+        label = ", ".join(f"{k}={v}" for k, v in ab.items())
+        log.info("ablation: %s", label)
+        au, au_steps, ar, ar_steps = _ogd_repair(original, s, common, **ab)
+        row("ogd-unlearn-relearn", ar.model, [au, ar], au_steps + ar_steps, ablation=label)
+    return rows
+
+
+def _ogd_repair(original: torch.nn.Module, s: scenarios.Scenario, common: dict[str, Any], **options: Any
+                ) -> tuple[Outcome, int, Outcome, int]:
+    """OGD's two phases, each with its optimizer steps: unlearn the forget set, then relearn the corrected labels
+    (memory recomputed)."""
+    corrected = s.corrected
+    assert corrected is not None
+    u, u_steps = counted(lambda: unlearn(original, s.forget, s.retain, method="ogd", **common, **options))
+    r, r_steps = counted(lambda: relearn(u.model, corrected, protect=s.retain, method="ogd", **common, **options))
+    return u, u_steps, r, r_steps
+
+
+def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table cells: the work columns readable (:func:`netfix.bench.show_work`)."""
+    return show_work(rows)

@@ -17,8 +17,9 @@ operation added (Linux ``VmHWM``, reset before it; the largest over the processe
 GPU memory. Rows: ``sweep``, ``n_train``, ``n_forget``, ``memory``, ``processes``, ``method``, ``seconds``, ``peak_mb``,
 ``rte`` (% of the same point's retrain seconds). ``seconds`` is the whole ``netfix.unlearn`` call, input checks and
 data fingerprints included (what a user waits for); ``method_seconds`` the method's own part (``Outcome.seconds``);
-``steps`` the optimiser steps it took (OGD stops when the forget set's accuracy reaches the held-out one, so its
-steps depend on the model; retrain's are epochs × N / batch) and ``ms_per_step`` = method_seconds / steps.
+``steps`` the optimiser steps it took (:func:`netfix.bench.count_steps`; OGD stops when the forget set's accuracy
+reaches the held-out one, so its steps depend on the model; retrain's are epochs × ⌈N / batch⌉, N the retained
+samples), ``steps_pct`` = % of the same point's retrain steps, and ``ms_per_step`` = method_seconds / steps.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from typing import Any
 
 import torch
 
-from . import pick_dataset
+from . import count_steps, percent, pick_dataset, show_work
 
 COLUMNS = ("sweep", "n_train", "n_forget", "memory", "processes", "method", "seconds", "method_seconds", "steps",
-           "ms_per_step", "rte", "peak_mb")
+           "ms_per_step", "rte", "steps_pct", "peak_mb")
 TRAIN_SIZES = (5_000, 20_000, 60_000)
 FORGET_SIZES = (100, 1_000, 6_000)
 FIXED_FORGET = 1_000
@@ -99,8 +100,8 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
     train = full.subset(idx, "train")
     s = netfix.scenarios.random_forget(train, test, fraction=spec["n_forget"] / len(train), seed=0)
     model = netfix.models.build("mlp", train.input_shape, train.num_classes, seed=0)
-    original = netfix.train(model, s.train, epochs=ORIGINAL_EPOCHS, lr=2e-3, batch_size=BATCH, seed=0,
-                            device=device, progress=False).model
+    original = netfix.train(model, s.train, epochs=ORIGINAL_EPOCHS, lr=2e-3, lr_schedule="constant",
+                            batch_size=BATCH, seed=0, device=device, progress=False).model
     held_out = netfix.evaluation.accuracy(original, test)
     results = {}
     memory = spec.get("memory", MEMORY)
@@ -114,10 +115,11 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
         base = _rss_mb()
         _peak_reset(device)
         start = time.perf_counter()
-        outcome = netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device,
-                                 progress=False, **options)
+        with count_steps() as work:
+            outcome = netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device,
+                                     progress=False, **options)
         seconds = time.perf_counter() - start
-        steps = max([int(h.get("step", 0)) for h in outcome.history] + [0])
+        steps = work.steps
         peak = torch.tensor([_peak_mb(device, base), seconds, outcome.seconds, float(steps)])
         if world > 1:
             parts = [torch.zeros(4) for _ in range(world)]
@@ -169,7 +171,8 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             for method in ("ogd", "ogd-fixed", "retrain"):
                 rows.append({"sweep": sweep, "n_train": n, "n_forget": f, "memory": mem, "processes": p,
                              "method": method,
-                             **res[method], "rte": 100.0 * res[method]["seconds"] / res["retrain"]["seconds"]})
+                             **res[method], "rte": 100.0 * res[method]["seconds"] / res["retrain"]["seconds"],
+                             "steps_pct": percent(res[method]["steps"], res["retrain"]["steps"])})
             log.info("%s n=%d f=%d m=%d p=%d: ogd %.1f s, retrain %.1f s", sweep, n, f, mem, p,
                      res["ogd"]["seconds"], res["retrain"]["seconds"])
     return {"dataset": name, "seeds": [0], "reference_seconds": None, "rows": rows, "memory": MEMORY,
@@ -189,4 +192,4 @@ def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         o["rte"] = f"{r['rte']:.1f}"
         o["peak_mb"] = f"{r['peak_mb']:.0f}"
         out.append(o)
-    return out
+    return show_work(out)

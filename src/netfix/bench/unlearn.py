@@ -1,5 +1,5 @@
 """``netfix bench unlearn``: every registered unlearning method against retraining, measured the same way in the
-same run (methods.md §5–6).
+same run (docs/methods.md §5–6).
 
 Data: Fashion-MNIST when installed, else mnist5k (``--data`` picks). A stratified tenth of the training split is
 held out as a **validation** set: the models never train on it, the test set is never used for a decision, and
@@ -13,10 +13,12 @@ train accuracy: membership signals are real) in minutes on a CPU.
 Scenarios: ``random_forget`` (10 % of the training set) and ``class_forget`` (class 0). Models: the MLP and LeNet
 (``--archs``), each trained with its default recipe for the epochs in :data:`EPOCHS`; the ``original`` row records
 its train accuracy. Rows (mean and ``*_std`` over seeds): ``method``, ``scenario``, ``model``, ``UA`` (100 − forget
-accuracy), ``RA`` (retain accuracy), ``TA`` (test accuracy), ``MIA`` (MIA-efficacy, SVC on true-class
-confidence), ``mia_loss_acc`` (loss-threshold attack accuracy, 50 = ideal), ``seconds``, ``rte`` (% of retrain's
-seconds, same seed, same run), ``gap`` (mean |difference| to that seed's retrain over UA, RA, TA, MIA; retrain's
-is 0 by construction). A method that fails gets a row with its ``error`` instead of stopping the run.
+accuracy), ``RA`` (retain accuracy), ``TA`` (test accuracy), ``MIA`` (MIA-efficacy, SVC on true-class confidence),
+``mia_loss_acc`` (loss-threshold attack accuracy, 50 = ideal), ``seconds``, ``rte`` (% of retrain's seconds, same
+seed, same run), ``steps`` (optimizer steps taken, a guard's retries included; retrain's: epochs × ⌈N / batch⌉ of
+the model's recipe), ``steps_pct`` (% of retrain's steps), ``gap`` (mean |difference| to that seed's retrain over
+UA, RA, TA, MIA; retrain's is 0 by construction). A method that fails gets a row with its ``error`` instead of
+stopping the run.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from ..methods import get as get_method
 from ..methods import unlearn
 from ..mixed import MixedLinear, core_user_split
 from ..training import train
-from . import pareto, pick_dataset, summarise, with_std
+from . import WORK_COLUMNS, counted, pareto, percent, pick_dataset, show_work, summarise, with_std
 
 log = logging.getLogger("netfix.bench")
 
-COLUMNS = ("scenario", "model", "method", "UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "seconds", "rte", "n")
-METRICS = ("UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "seconds", "rte", "rte_network")
+COLUMNS = ("scenario", "model", "method", "UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "seconds", "rte",
+           *WORK_COLUMNS, "n")
+METRICS = ("UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "seconds", "rte", "rte_network", "steps", "steps_pct")
 EPOCHS = {("mlp", "fashion-mnist"): 60, ("lenet", "fashion-mnist"): 30, ("mlp", "mnist5k"): 30,
           ("lenet", "mnist5k"): 20, ("mlp", "digits"): 30, ("lenet", "digits"): 20}
 QUICK_METHODS = ("finetune", "neggrad", "random-label", "ogd", "ssd", "unseen")
@@ -114,25 +117,8 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             for sc in scenario_list:
                 s = (scenarios.random_forget(train_set, test_set, fraction=0.1, seed=seed) if sc == "random_forget"
                      else scenarios.class_forget(train_set, test_set, cls=0))
-                outcomes: dict[str, Any] = {}
-                for method in wanted:
-                    if method == "mixed-linear":  # its own model and reference: see _mixed_linear
-                        continue
-                    options: dict[str, Any] = dict(BENCH_OPTIONS.get(method, {}))
-                    if method == "ogd":  # what "forgotten" means is the request's, not the method's:
-                        # random samples -> classified like unseen ones; a class -> never predicted
-                        options["stop_acc"] = val_acc if sc == "random_forget" else 0.0
-                    if get_method(method).heldout:  # the validation split: never trained on, never the test set
-                        options["heldout"] = val_set
-                    start = time.perf_counter()
-                    try:
-                        outcomes[method] = unlearn(original.model, s.forget, s.retain, method=method, seed=seed,
-                                                   device=device, progress=progress, **options)
-                    except Exception as e:  # one failing method must not sink the others' measurements
-                        log.warning("%s failed: %s: %s", method, type(e).__name__, e)
-                        outcomes[method] = e
-                    log.info("%s: %.2f s", method, time.perf_counter() - start)
-                ref = outcomes["retrain"]
+                outcomes = _unlearn_all(wanted, original.model, s, val_acc, val_set, seed, device, progress)
+                ref, ref_steps = outcomes["retrain"]
                 if isinstance(ref, Exception):
                     raise ref
                 references.append(ref.seconds)
@@ -151,12 +137,13 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
                 for method in wanted:
                     if method == "mixed-linear":
                         continue
-                    out = outcomes[method]
+                    out, steps = outcomes[method]
                     if isinstance(out, Exception):
                         raw.append({**base, "method": method, "error": f"{type(out).__name__}: {out}"})
                         continue
                     raw.append({**base, "method": method, **measure(out.model), "seconds": out.seconds,
-                                "rte": 100.0 * out.seconds / ref.seconds, "options": out.config})
+                                "rte": 100.0 * out.seconds / ref.seconds, "steps": steps,
+                                "steps_pct": percent(steps, ref_steps), "options": out.config})
                 log.info("%s", [(r["method"], round(r.get("gap") or 0, 2)) for r in raw[-len(wanted) - 1:]])
     rows = summarise(raw, ("scenario", "model", "method"), METRICS)
     for r in rows:  # say plainly where a method failed
@@ -170,6 +157,32 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
             "validation_size": len(val_set), "mia_samples": MIA_SAMPLES,
             "epochs": {a: EPOCHS.get((a, name), 20) if not quick else max(5, EPOCHS.get((a, name), 20) // 3)
                        for a in arch_list}}
+
+
+def _unlearn_all(wanted: list[str], original: torch.nn.Module, s: scenarios.Scenario, val_acc: float,
+                 val_set: datasets.LabeledData, seed: int, device: torch.device, progress: bool | None
+                 ) -> dict[str, tuple[Any, int]]:
+    """Every wanted method (``mixed-linear`` aside: see :func:`_mixed_linear`) on the request ``s``: method ->
+    (its Outcome, or the exception it raised; the optimizer steps it took)."""
+    outcomes: dict[str, tuple[Any, int]] = {}
+    for method in wanted:
+        if method == "mixed-linear":  # its own model and reference: see _mixed_linear
+            continue
+        options: dict[str, Any] = dict(BENCH_OPTIONS.get(method, {}))
+        if method == "ogd":  # what "forgotten" means is the request's, not the method's:
+            # random samples -> classified like unseen ones; a class -> never predicted
+            options["stop_acc"] = val_acc if s.name == "random_forget" else 0.0
+        if get_method(method).heldout:  # the validation split: never trained on, never the test set
+            options["heldout"] = val_set
+        start = time.perf_counter()
+        try:
+            outcomes[method] = counted(lambda: unlearn(original, s.forget, s.retain, method=method, seed=seed,
+                                                       device=device, progress=progress, **options))
+        except Exception as e:  # one failing method must not sink the others' measurements
+            log.warning("%s failed: %s: %s", method, type(e).__name__, e)
+            outcomes[method] = (e, 0)
+        log.info("%s: %.2f s, %d steps", method, time.perf_counter() - start, outcomes[method][1])
+    return outcomes
 
 
 def _mixed_linear(arch: str, epochs: int, s: scenarios.Scenario, seed: int, device: torch.device,
@@ -187,21 +200,23 @@ def _mixed_linear(arch: str, epochs: int, s: scenarios.Scenario, seed: int, devi
                  epochs=epochs, seed=seed, device=device, progress=progress, **models.recipe(arch))
     fresh = MixedLinear(core.model, MIXED_LINEARIZE[arch]).with_preconditioner(core_data, seed=seed)
     trained = fresh.fit_user(user, seed=seed, progress=progress).model
-    out = unlearn(trained, s.forget, user_keep, method="mixed-linear", seed=seed, device=device, progress=progress)
-    ref = fresh.fit_user(user_keep, seed=seed, progress=progress)
+    out, out_steps = counted(lambda: unlearn(trained, s.forget, user_keep, method="mixed-linear", seed=seed,
+                                             device=device, progress=progress))
+    ref, ref_steps = counted(lambda: fresh.fit_user(user_keep, seed=seed, progress=progress))
     rows = []
-    for method, model, seconds in (("mixed-linear (original)", trained, None),
-                                   ("mixed-linear", out.model, out.seconds),
-                                   ("mixed-linear (ref)", ref.model, ref.seconds)):
+    for method, model, seconds, steps in (("mixed-linear (original)", trained, None, None),
+                                          ("mixed-linear", out.model, out.seconds, out_steps),
+                                          ("mixed-linear (ref)", ref.model, ref.seconds, ref_steps)):
         e = evaluate(model, scenario=s, reference=ref.model, seed=seed, device=device, mia_samples=MIA_SAMPLES)
         rows.append({**base, "method": method, "UA": e["ua"], "RA": e["retain_acc"], "TA": e["test_acc"],
                      "MIA": e["mia_efficacy"], "mia_loss_acc": e["mia_loss_acc"], "gap": e["gap"],
                      "seconds": seconds, "rte": 100.0 * seconds / ref.seconds if seconds is not None else None,
                      "rte_network": 100.0 * seconds / retrain_seconds if seconds is not None else None,
+                     "steps": steps, "steps_pct": percent(steps, ref_steps) if steps is not None else None,
                      "reference": "retrain-linear"})
     return rows
 
 
 def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Table cells: mean ± std over seeds."""
-    return with_std(rows, ("UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "rte"), digits=2)
+    """Table cells: mean ± std over seeds; the work columns readable."""
+    return show_work(with_std(rows, ("UA", "RA", "TA", "MIA", "mia_loss_acc", "gap", "rte"), digits=2))

@@ -18,10 +18,12 @@ corrected labels, rows ``METHOD+relearn``). Every method runs with its library d
 
 Rows: ``arch``, ``scenario``, ``method``, ``UA``, ``RA``, ``TA``, ``MIA`` (MIA-efficacy), ``ASR`` (backdoor: % of
 triggered test images predicted as the attacker's class), ``gap`` (mean |difference| to the reference over UA,
-RA, TA, MIA), ``seconds``, ``rte`` (% of the reference's training seconds, same run); and per architecture an
-``edits`` row: 100 single corrections (test images the original gets wrong, edited to their true label, each on
-the original model) with ``edit_success`` (%), ``drawdown`` (test-accuracy points lost per edit, measured on the
-rest of the test set), ``steps`` and ``latency_ms``.
+RA, TA, MIA), ``seconds``, ``rte`` (% of the reference's training seconds, same run), ``steps`` (optimizer steps:
+the reference's are epochs × ⌈N / 64⌉ of the plain loop, less batches of one sample) and ``steps_pct`` (% of the
+reference's steps); and per architecture an ``edits`` row: 100 single corrections (test images the original gets
+wrong, edited to their true label, each on the original model) with ``edit_success`` (%), ``drawdown``
+(test-accuracy points lost per edit, measured on the rest of the test set), ``mean_steps`` (editor steps per edit)
+and ``latency_ms``.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ from ..evaluation import evaluate, predict
 from ..methods import available as available_methods
 from ..methods import get as get_method
 from ..methods import relearn, unlearn
-from . import pick_dataset
+from . import WORK_COLUMNS, counted, percent, pick_dataset, show_work
 from .zoo_models import FULL_SIZE, ZOO, build, train_plain
 
 log = logging.getLogger("netfix.bench")
 
-COLUMNS = ("arch", "scenario", "method", "UA", "RA", "TA", "MIA", "ASR", "gap", "seconds", "rte", "edit_success",
-           "drawdown", "steps")
+COLUMNS = ("arch", "scenario", "method", "UA", "RA", "TA", "MIA", "ASR", "gap", "seconds", "rte", *WORK_COLUMNS,
+           "edit_success", "drawdown", "mean_steps")
 SUBSET = 5_000  # Fashion-MNIST training images (stratified): five architectures x every request fit a CPU
 HELDOUT = 2_000  # training images left out of the subset: held-out data for the methods that read it
 EPOCHS = {"digits": 30, "mnist5k": 15, "fashion-mnist": 10}
@@ -81,18 +83,20 @@ def _data(name: str) -> tuple[Any, Any, Any]:
     return full.subset(idx, f"{name}/train"), full.subset(held, f"{name}/heldout"), test
 
 
-def _fit(arch: str, data: Any, epochs: int, seed: int, device: torch.device) -> tuple[torch.nn.Module, float]:
+def _fit(arch: str, data: Any, epochs: int, seed: int, device: torch.device) -> tuple[torch.nn.Module, float, int]:
+    """A zoo model trained by the plain loop: (model, seconds, optimizer steps)."""
     start = time.perf_counter()
-    model = train_plain(build(arch, data.input_shape, data.num_classes, seed=seed), data, epochs=epochs,
-                        seed=seed, keyword=KEYWORD.get(arch), device=device)
-    return model, time.perf_counter() - start
+    model, steps = counted(lambda: train_plain(build(arch, data.input_shape, data.num_classes, seed=seed), data,
+                                               epochs=epochs, seed=seed, keyword=KEYWORD.get(arch), device=device))
+    return model, time.perf_counter() - start, steps
 
 
-def _row(m: Any, ref: Any, arch: str, scenario: str, method: str, seconds: float, ref_seconds: float
-         ) -> dict[str, Any]:
+def _row(m: Any, ref: Any, arch: str, scenario: str, method: str, seconds: float, ref_seconds: float,
+         steps: int, ref_steps: int) -> dict[str, Any]:
     row = {"arch": arch, "scenario": scenario, "method": method, "UA": m.get("ua"), "RA": m.get("retain_acc"),
            "TA": m.get("test_acc"), "MIA": m.get("mia_efficacy"), "ASR": m.get("fault_rate"),
-           "seconds": seconds, "rte": 100.0 * seconds / ref_seconds if ref_seconds else None}
+           "seconds": seconds, "rte": percent(seconds, ref_seconds), "steps": steps,
+           "steps_pct": percent(steps, ref_steps)}
     keys = [k for k in ("UA", "RA", "TA", "MIA") if row[k] is not None and ref.get(k) is not None]
     row["gap"] = float(np.mean([abs(row[k] - ref[k]) for k in keys])) if keys else None
     return row
@@ -114,7 +118,7 @@ def _edits(model: torch.nn.Module, test: Any, n: int, seed: int) -> dict[str, An
     chosen = wrong[torch.randperm(len(wrong), generator=torch.Generator().manual_seed(seed))[:n]]
     rest = test.subset(np.setdiff1d(np.arange(len(test)), chosen.numpy()), "drawdown")
     m = measure_edits(model, test.X[chosen], test.y[chosen], rest, editor="rmsprop", seed=seed, progress=False)
-    return {"edit_success": m.success_rate, "drawdown": m.drawdown, "steps": m.mean_steps,
+    return {"edit_success": m.success_rate, "drawdown": m.drawdown, "mean_steps": m.mean_steps,
             "latency_ms": m.latency_ms, "edits": m.n_edits}
 
 
@@ -142,46 +146,48 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     reference_seconds: list[float] = []
     for arch in arch_list:
         log.info("%s: training the original (%d epochs, %d images)", arch, epochs, len(train))
-        clean, clean_seconds = _fit(arch, train, epochs, 0, device)
+        clean, clean_seconds, clean_steps = _fit(arch, train, epochs, 0, device)
         rows.append({"arch": arch, "scenario": "-", "method": "original", **_accuracies(clean, test),
-                     "seconds": clean_seconds})
+                     "seconds": clean_seconds, "steps": clean_steps})
         for request in requests:
             s = _scenario(request, train, test, 0)
             original = clean if request != "backdoor" else _fit(arch, s.train, epochs, 0, device)[0]
             log.info("%s / %s: the reference (the same loop on what remains)", arch, request)
-            reference, ref_seconds = _fit(arch, s.retain, epochs, 1, device)
+            reference, ref_seconds, ref_steps = _fit(arch, s.retain, epochs, 1, device)
             reference_seconds.append(ref_seconds)
             ref_m = evaluate(reference, scenario=s)
             ref = {"UA": ref_m.get("ua"), "RA": ref_m.get("retain_acc"), "TA": ref_m.get("test_acc"),
-                   "MIA": ref_m.get("mia_efficacy")}
-            rows.append(_row(ref_m, ref, arch, request, "retrain", ref_seconds, ref_seconds))
-            rows.append(_row(evaluate(original, scenario=s), ref, arch, request, "original", 0.0, ref_seconds))
+                   "MIA": ref_m.get("mia_efficacy"), "seconds": ref_seconds, "steps": ref_steps}
+            rows.append(_row(ref_m, ref, arch, request, "retrain", ref_seconds, ref_seconds, ref_steps, ref_steps))
+            rows.append(_row(evaluate(original, scenario=s), ref, arch, request, "original", 0.0, ref_seconds, 0,
+                             ref_steps))
             for method in wanted:
-                rows += _method_rows(original, s, method, request, arch, ref, ref_seconds, device, progress,
-                                     heldout)
+                rows += _method_rows(original, s, method, request, arch, ref, device, progress, heldout)
         rows.append({"arch": arch, "scenario": "edits", "method": "rmsprop", **_edits(clean, test, n_edits, 0)})
     return {"dataset": name, "seeds": [0], "reference_seconds": float(np.mean(reference_seconds)),
             "rows": rows, "archs": arch_list, "epochs": epochs, "train_images": len(train)}
 
 
 def _method_rows(original: Any, s: Any, method: str, request: str, arch: str, ref: dict[str, Any],
-                 ref_seconds: float, device: torch.device, progress: bool | None,
-                 heldout: Any = None) -> list[dict[str, Any]]:
+                 device: torch.device, progress: bool | None, heldout: Any = None) -> list[dict[str, Any]]:
+    """``method``'s row (and for a backdoor, its unlearn + relearn row) against ``ref``: the reference's measures,
+    seconds and steps."""
     log.info("%s / %s: %s", arch, request, method)
     out_rows = []
     extra = {"heldout": heldout} if heldout is not None and get_method(method).heldout else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = unlearn(original, s.forget, s.retain, method=method, device=device, progress=progress, **extra)
+            out, steps = counted(lambda: unlearn(original, s.forget, s.retain, method=method, device=device,
+                                                 progress=progress, **extra))
             out_rows.append(_row(evaluate(out.model, scenario=s), ref, arch, request, method, out.seconds,
-                                 ref_seconds))
+                                 ref["seconds"], steps, ref["steps"]))
             if request == "backdoor" and method in RELEARN:
-                fixed = relearn(out.model, s.corrected, protect=s.retain, method=method, device=device,
-                                progress=progress)
-                seconds = out.seconds + fixed.seconds
+                fixed, fixed_steps = counted(lambda: relearn(out.model, s.corrected, protect=s.retain, method=method,
+                                                             device=device, progress=progress))
                 out_rows.append(_row(evaluate(fixed.model, scenario=s), ref, arch, request, f"{method}+relearn",
-                                     seconds, ref_seconds))
+                                     out.seconds + fixed.seconds, ref["seconds"], steps + fixed_steps,
+                                     ref["steps"]))
     except Exception as e:  # noqa: BLE001 - a failing method is a row, not the end of the run
         out_rows.append({"arch": arch, "scenario": request, "method": method, "error": f"{type(e).__name__}: {e}"})
     return out_rows
@@ -189,3 +195,8 @@ def _method_rows(original: Any, s: Any, method: str, request: str, arch: str, re
 
 def _accuracies(model: Any, test: Any) -> dict[str, Any]:
     return {"TA": evaluate(model, test=test)["test_acc"]}
+
+
+def display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table cells: the work columns readable (:func:`netfix.bench.show_work`)."""
+    return show_work(rows)

@@ -45,12 +45,27 @@ def _method_help(p: argparse.ArgumentParser, argv: list[str]) -> None:
     sub.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+def _bench_help(p: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``netfix bench NAME --help``: what the bench measures and how long it takes, under the common flags."""
+    from ..bench import BENCHES
+
+    if len(argv) < 2 or argv[0] != "bench" or not {"-h", "--help"} & set(argv):
+        return
+    name = next((a for a in argv[1:] if a in BENCHES), None)
+    if name is None:
+        return
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices["bench"]
+    sub.epilog = f"bench {name}:\n\n{BENCHES[name].help()}"
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``netfix`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         p = parser.build()
         _method_help(p, argv)
+        _bench_help(p, argv)
         args = p.parse_args(argv)
     except SystemExit as e:  # --help / --version end the program; a usage error (printed by argparse) is status 2
         if not e.code:

@@ -19,8 +19,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
 
     check_path_writable(args.out / "metrics.json", "--out")
     result = job.run(quick=args.quick, out=args.out, seed=args.seed, device=args.device, progress=progress(args))
-    result["text"] = ("Fault: every training 7 taught as 1 (mnist5k, MLP). class_acc = accuracy on test 7s; "
-                      "fault_rate = % of test 7s predicted 1.\n\n" + text_table(result["rows"], job.COLUMNS)
+    result["text"] = (result["headline"] + "\n\n" + text_table(result["rows"], job.COLUMNS)
                       + f"\n\nrun folder: {result['run_dir']}\nreport: {result['report']}")
     return result
 
@@ -42,11 +41,11 @@ def _configs() -> dict[str, tuple[str, type]]:
     from ..editing import EditableTraining, EditorConfig
 
     return {"edit": ("netfix.edit with a gradient editor (sgd, momentum, rmsprop, adam): a few steps on the "
-                     "classifier head (methods.md §2.1)", EditorConfig),
+                     "classifier head (docs/methods.md §2.1)", EditorConfig),
             "adaptor": ("netfix.edit(..., editor='adaptor'): a key-value entry per edit, no weight changed; for "
-                        "edits that accumulate (methods.md §10)", AdaptorConfig),
+                        "edits that accumulate (docs/methods.md §10)", AdaptorConfig),
             "editable-training": ("netfix.train(..., editable=EditableTraining(...)): train a model to be cheap to "
-                                  "edit (methods.md §2.2)", EditableTraining)}
+                                  "edit (docs/methods.md §2.2)", EditableTraining)}
 
 
 def methods(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,8 +95,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.name == "list":
         av = benches.available()
-        return {"benches": av, "text": text_table([{"bench": k, "what": v} for k, v in av.items()],
-                                                  ("bench", "what"))}
+        return {"benches": av, "text": "\n".join(benches.BENCHES[k].help() for k in av)}
     if args.name not in benches.BENCHES:
         raise unknown("bench", args.name, list(benches.BENCHES) + ["list"], "bench")
     options = {k: getattr(args, k) for k in _BENCH_OPTIONS if getattr(args, k) is not None}

@@ -43,11 +43,15 @@ def _rows(models: dict[str, Any], seconds: dict[str, float], s: Any, data: Any, 
 
 
 def _report_panel(models: dict[str, Any], s: Any, test_set: Any) -> dict[str, Any]:
+    """The report's data (:func:`netfix.report.panel`) for ``models`` on the scenario's sets, or on the test split
+    when there is no scenario; for class forgetting, the forgotten class counted in the per-class plots."""
     from .. import report
 
-    sets = {"forget": s.forget, "retain": s.retain, "test": s.test, "fault_test": s.fault_test} if s is not None \
-        else {"test": test_set}
-    return report.panel(models, sets, (s.test if s is not None else test_set).num_classes)
+    if s is None:
+        return report.panel(models, {"test": test_set}, test_set.num_classes)
+    sets = {"forget": s.forget, "retain": s.retain, "test": s.test, "fault_test": s.fault_test}
+    forgotten = s.args["cls"] if s.name == "class_forget" else None
+    return report.panel(models, sets, s.test.num_classes, forgotten=forgotten)
 
 
 def repair(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """``bad-teacher``: distil from an incompetent teacher on the forget set and a competent one on the rest
-(Chundawat et al. AAAI 2023, "Can Bad Teaching Induce Forgetting?"; methods.md §5, source
+(Chundawat et al. AAAI 2023, "Can Bad Teaching Induce Forgetting?"; docs/methods.md §5, source
 if-loops/selective-synaptic-dampening).
 
 The student starts at the original model θ0. Each training sample gets a teacher: a randomly initialised copy of
@@ -39,7 +39,7 @@ from .scrub import distill_loss, frozen_copy
 
 @dataclass
 class BadTeacherConfig(Options):
-    """Options of ``bad-teacher`` (methods.md §5).
+    """Options of ``bad-teacher`` (docs/methods.md §5).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """

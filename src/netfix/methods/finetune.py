@@ -38,7 +38,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {"unlearn": {"lr": 0.1, "epochs": 8, 
 
 @dataclass
 class FinetuneConfig(Options):
-    """Options of ``finetune`` (the literature's FT: SGD with momentum, a few epochs, methods.md §5)."""
+    """Options of ``finetune`` (the literature's FT: SGD with momentum, a few epochs, docs/methods.md §5)."""
 
     epochs: int | None = option(None, "passes over the retained (+ corrected) data", low=1, high=100_000,
                                 none="the mode's default: 8 to unlearn, 5 to relearn (MODE_DEFAULTS)")

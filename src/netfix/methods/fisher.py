@@ -1,5 +1,5 @@
 """``fisher``: Fisher forgetting — noise where the retained data does not pin the weights down (Golatkar et al.
-2020, "Eternal Sunshine of the Spotless Net"; methods.md §5, source AdityaGolatkar/SelectiveForgetting).
+2020, "Eternal Sunshine of the Spotless Net"; docs/methods.md §5, source AdityaGolatkar/SelectiveForgetting).
 
 The diagonal of the Fisher information on ``retain``,
 

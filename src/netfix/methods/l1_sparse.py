@@ -3,7 +3,7 @@
 The loss is CE(retain) + γ_t·‖θ‖₁ with γ_t = γ·(1 − t/T) in epoch t = 0 … T−1: strongest at the start, where it
 prunes what only the forget set needed, decaying linearly so the last epochs mostly fine-tune. Sparsity makes
 approximate unlearning closer to retraining (Jia et al. 2023, "Model sparsity can simplify machine unlearning";
-OPTML-Group/Unlearn-Saliency), methods.md §5.
+OPTML-Group/Unlearn-Saliency), docs/methods.md §5.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from . import Context, register
 
 @dataclass
 class L1SparseConfig(Options):
-    """Options of ``l1-sparse`` (the source's setting, methods.md §5: γ = 1e-4, lr 0.01, 10 epochs, SGD momentum
+    """Options of ``l1-sparse`` (the source's setting, docs/methods.md §5: γ = 1e-4, lr 0.01, 10 epochs, SGD momentum
     0.9, wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).

@@ -1,7 +1,7 @@
 """``mixed-linear``: exact forgetting for a :class:`~netfix.mixed.MixedLinear` model (Golatkar et al. 2021).
 
 The user part of a mixed-linear model is a quadratic problem, so forgetting is one Newton step on the remaining
-user data, solved by conjugate gradient (methods.md §4). ``retain`` must be the *user* samples that remain (the
+user data, solved by conjugate gradient (docs/methods.md §4). ``retain`` must be the *user* samples that remain (the
 core's data never enters the user weights); the history records the bound on what is left.
 """
 

@@ -4,7 +4,7 @@ SGD steps along +∇θ CE(forget) for a few epochs at a small learning rate: the
 the only one here that needs no retained data. Nothing holds the rest of the model in place, so a large learning
 rate or many epochs wrecks the test accuracy too (and can drive the loss to infinity; ``grad_clip`` bounds each
 step). Source: GA as defined and benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024
-(OPTML-Group/Unlearn-Saliency), methods.md §5.
+(OPTML-Group/Unlearn-Saliency), docs/methods.md §5.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from . import Context, register
 
 @dataclass
 class NegGradConfig(Options):
-    """Options of ``neggrad`` (the source's setting, methods.md §5: 5 epochs, lr 1e-4 (1e-5–1e-3), SGD momentum 0.9,
+    """Options of ``neggrad`` (the source's setting, docs/methods.md §5: 5 epochs, lr 1e-4 (1e-5–1e-3), SGD momentum 0.9,
     wd 5e-4)."""
 
     epochs: int = option(5, "passes over the forget set", low=1, high=MAX_EPOCHS)

@@ -26,7 +26,7 @@ from . import Context, register
 
 @dataclass
 class NegGradPlusConfig(Options):
-    """Options of ``neggrad+`` (the source's setting, methods.md §5: α = 0.95, 10 epochs, lr 0.01, SGD momentum 0.9,
+    """Options of ``neggrad+`` (the source's setting, docs/methods.md §5: α = 0.95, 10 epochs, lr 0.01, SGD momentum 0.9,
     wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).

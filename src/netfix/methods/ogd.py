@@ -1,4 +1,4 @@
-"""``ogd``: debugging as two-task continual learning with Orthogonal Gradient Descent (methods.md §1).
+"""``ogd``: debugging as two-task continual learning with Orthogonal Gradient Descent (docs/methods.md §1).
 
 What the model does right is task 1; removing the fault, then learning the right behaviour, is task 2. A memory
 of output gradients at correctly handled retained samples spans the directions that would change their logits;

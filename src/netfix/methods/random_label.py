@@ -3,7 +3,7 @@
 Each epoch makes two passes with one SGD optimizer (its momentum carries over): first over ``forget`` with fresh
 random labels — a uniformly random *other* class by default, so every step pushes away from the true one — then
 over ``retain`` with the true labels, which keeps (and re-sharpens) what should remain. Source: RL as defined and
-benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024 (OPTML-Group/Unlearn-Saliency), methods.md §5.
+benchmarked by Jia et al. 2023 and Fan et al. ICLR 2024 (OPTML-Group/Unlearn-Saliency), docs/methods.md §5.
 :func:`relabel_then_retain` is the loop; ``salun`` reuses it with masked gradients.
 """
 
@@ -30,7 +30,7 @@ LABELS = ("other", "uniform")
 
 @dataclass
 class RandomLabelConfig(Options):
-    """Options of ``random-label`` (the source's setting, methods.md §5: 10 epochs, lr 0.01–0.1, SGD momentum 0.9,
+    """Options of ``random-label`` (the source's setting, docs/methods.md §5: 10 epochs, lr 0.01–0.1, SGD momentum 0.9,
     wd 5e-4)."""
 
     epochs: int = option(10, "rounds of (forget with random labels, then retain with true labels)", low=1,

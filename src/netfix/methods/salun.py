@@ -6,7 +6,7 @@ forget batches (computed in eval mode: BatchNorm statistics untouched, no Dropou
 of all weights — one global threshold across every parameter tensor — form the mask. Then ``random-label``'s epochs
 run with the gradients masked; after every step the non-salient weights are put back to θ0 and their momentum to
 zero, so weight decay and momentum cannot move them either: they end exactly at θ0. Source: Fan et al. ICLR 2024
-(OPTML-Group/Unlearn-Saliency), methods.md §5.
+(OPTML-Group/Unlearn-Saliency), docs/methods.md §5.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .random_label import LABELS, relabel_then_retain
 
 @dataclass
 class SalUnConfig(Options):
-    """Options of ``salun`` (the source's setting, methods.md §5: mask = top 50% by saliency, 10 epochs, lr ≈ 0.013,
+    """Options of ``salun`` (the source's setting, docs/methods.md §5: mask = top 50% by saliency, 10 epochs, lr ≈ 0.013,
     SGD momentum 0.9, wd 5e-4).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).

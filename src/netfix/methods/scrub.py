@@ -1,5 +1,5 @@
 """``scrub``: SCRUB — a student that stays close to its teacher on what to keep and moves away from it on what to
-forget (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning"; methods.md §5, source meghdadk/SCRUB).
+forget (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning"; docs/methods.md §5, source meghdadk/SCRUB).
 
 The teacher is the original model θ0, frozen; the student starts at θ0. With the distillation distance
 
@@ -53,7 +53,7 @@ from . import Context, register
 
 @dataclass
 class ScrubConfig(Options):
-    """Options of ``scrub`` (the paper's small-scale setting, methods.md §5, with the validation picks below).
+    """Options of ``scrub`` (the paper's small-scale setting, docs/methods.md §5, with the validation picks below).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """

@@ -1,5 +1,5 @@
 """``ssd``: Selective Synaptic Dampening — shrink the weights that matter far more to the forget set than to the
-training data as a whole (Foster et al. AAAI 2024; methods.md §5, source if-loops/selective-synaptic-dampening).
+training data as a whole (Foster et al. AAAI 2024; docs/methods.md §5, source if-loops/selective-synaptic-dampening).
 
 The importance of weight i on a set S is the mean over minibatches of S of the squared cross-entropy gradient,
 I_S[i] = mean_b (∂ CE_b / ∂θ_i)² (a diagonal Fisher estimate). With I_D on the whole training data
@@ -29,7 +29,7 @@ from . import Context, register
 
 @dataclass
 class SSDConfig(Options):
-    """Options of ``ssd`` (the paper's defaults, methods.md §5).
+    """Options of ``ssd`` (the paper's defaults, docs/methods.md §5).
 
     Defaults marked in docs/results.md were chosen on a validation split (benchmarks/unlearn_select.py).
     """

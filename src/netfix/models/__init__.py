@@ -117,6 +117,11 @@ _RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def has_recipe(name: str) -> bool:
+    """Whether ``name`` has a training recipe (netfix's architectures, and those registered with one)."""
+    return name in _RECIPES
+
+
 def recipe(name: str) -> dict[str, Any]:
     """The default training recipe for a reference architecture, as ``netfix.train`` keyword arguments.
 

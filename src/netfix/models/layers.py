@@ -12,7 +12,7 @@ from ..errors import ConfigError
 
 class EditBlock(nn.Module):
     """A residual MLP ``z + out(ELU(inp(z)))`` inserted before a classifier, the part Editable Training edits
-    (Sinitsin et al.'s ImageNet recipe; methods.md §2). ``out`` starts at zero, so inserting the block leaves the
+    (Sinitsin et al.'s ImageNet recipe; docs/methods.md §2). ``out`` starts at zero, so inserting the block leaves the
     model's function unchanged; ``hidden`` units (e.g. 1,024) give an edit room to act on one input's features
     without moving every other input's."""
 
