@@ -193,6 +193,7 @@ def test_readme_has_blocks() -> None:
                 f"README line {b.line}: {cmd!r} is not a command the README test knows how to run"
 
 
+@pytest.mark.timeout(6 * 3600 if FULL else 900)   # a block of many commands; each line has its own TIMEOUT
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_readme_block(block: Block, folder: dict[str, Any]) -> None:
     if folder["failed"] is not None:

@@ -692,3 +692,18 @@ def test_docs_methods_md_documents_every_method_and_option():
     missing += [f"{cls.__name__}.{f.name}" for cls in (netfix.edits.AdaptorConfig, EditableTraining, EditorConfig)
                 for f in dataclasses.fields(cls) if f.init and f"`{f.name}`" not in doc]
     assert not missing, f"docs/methods.md does not document: {missing}"
+
+
+def test_config_classes_document_every_option_for_help_and_repr():
+    """help(Config) and repr(Config) show each option's default, unit and meaning (from the field metadata)."""
+    import pydoc
+
+    import netfix
+
+    cfg = netfix.methods.get("ogd").config
+    text = pydoc.render_doc(cfg, renderer=pydoc.plaintext)
+    assert "Options:" in text and "memory_size: int = 300" in text and "[per step]" in text
+    assert "SGD step size" in text  # the meaning, not only the signature
+    assert repr(cfg).startswith("<options netfix.methods.ogd.OGDConfig(") and "memory_size=300" in repr(cfg)
+    assert repr(cfg()).startswith("OGDConfig(")  # instances keep the dataclass repr
+    assert netfix.training.TrainConfig.__doc__.count("\n    ") >= len(netfix.validation.describe(netfix.training.TrainConfig))

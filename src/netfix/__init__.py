@@ -1,6 +1,6 @@
 """netfix: repair trained PyTorch classifiers without retraining them from scratch.
 
-Public API (see docs/api.md in the repository): datasets, scenarios, models, :func:`train`, :func:`unlearn`,
+Public API (README.md; each function's docstring): datasets, scenarios, models, :func:`train`, :func:`unlearn`,
 :func:`relearn`, :func:`evaluate`, :func:`save`, :func:`load`, and the method registry :mod:`netfix.methods`.
 
 Example:

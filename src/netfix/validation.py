@@ -68,8 +68,30 @@ def _default_of(f: "dataclasses.Field[Any]") -> Any:
     return _MISSING
 
 
+class _Documented(type):
+    """The type of config classes: ``help(Config)`` and ``repr(Config)`` show every option's type, default, unit,
+    valid values and meaning, read from the fields' :func:`option` metadata (as ``netfix methods NAME`` does)."""
+
+    @property
+    def __doc__(cls) -> str:  # type: ignore[override]
+        own = cls.__dict__.get("__doc__") or ""
+        if not dataclasses.is_dataclass(cls) or "describe" not in globals():  # Options, while this module loads
+            return own
+        lines = [f"    {o['name']}: {o['type']} = {o['default']!r}"
+                 + (f" [{o['unit']}]" if o["unit"] else "") + f" — {o['help']}"
+                 + (f"; valid: {o['valid']}" if o["valid"] else "") + (f"; None: {o['none']}" if o["none"] else "")
+                 for o in describe(cls)]
+        return own + ("\n\nOptions:\n" + "\n".join(lines) if lines else "")
+
+    def __repr__(cls) -> str:
+        if not dataclasses.is_dataclass(cls) or "describe" not in globals():
+            return super().__repr__()
+        shown = ", ".join(f"{o['name']}={o['default']!r}" for o in describe(cls))
+        return f"<options {cls.__module__}.{cls.__qualname__}({shown}); help() explains each>"
+
+
 @dataclass
-class Options:
+class Options(metaclass=_Documented):
     """Base of every config dataclass: each field is checked from its annotation and :func:`option` metadata
     (fields whose name starts with ``_``, or that are not ``__init__`` arguments, are private state)."""
 

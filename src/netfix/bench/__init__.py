@@ -1,6 +1,6 @@
 """Benchmarks: ``netfix bench NAME [--quick] [--seeds N] [--json FILE] [--markdown FILE]``.
 
-Every bench returns (and with ``json_path`` writes, atomically) one JSON document of the shape in api.md::
+Every bench returns (and with ``json_path`` writes, atomically) one JSON document of this shape::
 
     {"bench": "ogd-debug", "dataset": "mnist5k", "quick": false, "seeds": [0, 1, 2],
      "reference_seconds": 41.2, "rows": [{"method": ..., "seconds": ..., "rte": ..., ...}],
