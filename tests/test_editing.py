@@ -261,3 +261,18 @@ def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, smal
     for (name, a), b in zip(cut.state_dict().items(), whole.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
     assert netfix.card.of(cut).editor["params"] == ["edit_block.out"]
+
+
+def test_editable_training_config_can_be_reused(digits):
+    """The editor step learned in one train stays out of the caller's config: the same config trains the same
+    model twice."""
+    from netfix.editing import EditableTraining
+
+    train, _ = digits
+    model = netfix.models.build("mlp", train.input_shape, 10, hidden=(16,), seed=0)
+    cfg = EditableTraining(max_steps=2, lr=0.01, learn_editor_lr=True)
+    a = netfix.train(model, train, epochs=1, seed=0, progress=False, editable=cfg)
+    b = netfix.train(model, train, epochs=1, seed=0, progress=False, editable=cfg)
+    assert cfg._log_lr is None  # the caller's config never held the run's state
+    assert a.config["editable"]["editor_lr"] == b.config["editable"]["editor_lr"] != 0.01
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

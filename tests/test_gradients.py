@@ -8,7 +8,7 @@ import torch
 import netfix
 from netfix.errors import ConfigError, UnknownNameError
 from netfix.gradients import (Basis, ProjectedSGD, flat_grad, output_gradients, output_gradients_loop,
-                              output_jacobian, param_names, set_flat_grad)
+                              output_jacobian, param_names)
 
 from conftest import TwoBranch
 
@@ -91,12 +91,15 @@ def test_basis_drops_rank_deficient_directions_and_extends():
     assert b.rank == 7
 
 
-def test_flat_grad_round_trip():
+def test_flat_grad_concatenates_grads_and_zero_fills_missing_ones():
     model = _models()["mlp"]
     params = list(model.parameters())
-    flat = torch.arange(sum(p.numel() for p in params), dtype=torch.float32)
-    set_flat_grad(params, flat)
-    assert torch.equal(flat_grad(params), flat)
+    for i, p in enumerate(params[1:], 1):
+        p.grad = torch.full_like(p, float(i))
+    flat = flat_grad(params)
+    assert flat.numel() == sum(p.numel() for p in params)
+    assert torch.equal(flat[:params[0].numel()], torch.zeros(params[0].numel()))  # no grad yet: zeros
+    assert torch.equal(flat[params[0].numel():params[0].numel() + params[1].numel()], torch.ones(params[1].numel()))
 
 
 class SharedAndSequence(torch.nn.Module):

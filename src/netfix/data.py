@@ -12,9 +12,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import inspect
+import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
+from .errors import ConfigError, DataError, DatasetNotFoundError, DataTypeError, UnknownNameError, unknown
 from .streaming import BatchReader, StreamedInputs, TensorItems, move, pin, split_item
 from .streaming import to_tensor as _to_tensor
 
@@ -201,7 +202,7 @@ class Request:
 
     ``netfix.unlearn(model, Request(train_ds, ids))`` needs no retain set (it is the rest of ``dataset``), and the
     outcome's ``config["request"]`` holds the indices' count and sha256 (the digest certificates record; see
-    :func:`netfix.ledger.indices_digest`). ``torch.utils.data.Subset(ds, ids)`` as ``forget`` with no retain means
+    :func:`indices_digest`). ``torch.utils.data.Subset(ds, ids)`` as ``forget`` with no retain means
     the same. Indices are checked at once: integers, in range, no duplicates, at least one.
 
     Example:
@@ -239,6 +240,25 @@ def check_indices(idx: np.ndarray, n: int, argument: str, of: str) -> None:
         raise DataError(f"{argument}: must lie in [0, {n}) (the {of}'s size); got {int(idx.min())}..{int(idx.max())}.")
     if len(np.unique(idx)) != len(idx):
         raise DataError(f"{argument}: holds duplicates; expected each sample at most once.")
+
+
+def indices_digest(indices: "Iterable[int] | np.ndarray | torch.Tensor") -> dict[str, Any]:
+    """``{"count", "sha256"}`` of a set of sample indices: sha256 of the JSON text of the sorted, distinct indices
+    with no spaces (e.g. ``[3,17,42]``), so anyone can recompute it from the index list.
+
+    Example:
+        >>> indices_digest([17, 3])["sha256"] == hashlib.sha256(b"[3,17]").hexdigest()
+        True
+    """
+    values = indices.tolist() if isinstance(indices, (np.ndarray, torch.Tensor)) else list(indices)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))] \
+        if isinstance(values, list) else [values]
+    if bad:
+        raise ConfigError(f"forget_indices: expected a flat list of integer sample indices; got {bad[:3]!r}. Fix: "
+                          "pass the training-set indices, e.g. scenario.forget_indices.")
+    canon = sorted({int(v) for v in values})
+    text = json.dumps(canon, separators=(",", ":"))
+    return {"count": len(canon), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def request_of(forget: Any) -> "Request | None":

@@ -679,6 +679,15 @@ class EditableTraining(Options):
     def editor_lr(self) -> float:
         return float(self._log_lr.detach().exp()) if self._log_lr is not None else self.editor_config().step_size
 
+    def describe(self) -> dict[str, Any]:
+        """The options and the editor step the model was trained for (the run's ``config["editable"]``)."""
+        return {**asdict(self), "editor_lr": self.editor_lr}
+
+    def card_fields(self) -> dict[str, Any]:
+        """The editor the trained model records on its card, so that ``netfix.edit`` uses it by default."""
+        return {"editor": {"editor": self.editor, "lr": self.editor_lr, "params": self.edit_params,
+                           "max_steps": self.max_steps}}
+
     def loss_fn(self, model: nn.Module, generator: torch.Generator, num_classes: int):  # type: ignore[no-untyped-def]
         """The training loss for :func:`netfix.training.fit`: cross-entropy + the edit and locality terms."""
         names = param_names(model, self.edit_params if self.edit_params is not None else default_edit_params(model))

@@ -6,7 +6,6 @@ runs a model once per split and assembles a :class:`Metrics` mapping. Accuracies
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,9 +15,10 @@ from torch import nn
 
 from ._runtime import check_model, copy_model, eval_mode, model_device, resolve_device
 from .data import DataLike, LabeledData, as_data, batches
+from .adapter import as_logits
 from .errors import ConfigError, DataError, ModelError
 from .forget_score import forget_score
-from .adapter import as_logits
+from .outputs import outputs as _outputs, predict
 from .training import model_view
 from .streaming import move
 
@@ -64,30 +64,6 @@ class Metrics(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-@torch.no_grad()  # a generator: torch turns gradients off around each step of it, not in the caller's code
-def _outputs(model: nn.Module, data: LabeledData, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """``(offset, logits, labels)`` per batch, on the CPU, with ``model`` in eval mode and no gradients: the one
-    inference pass every metric reads (a streamed set fills one reused batch buffer)."""
-    dev = model_device(model)
-    view = as_logits(model, move(data.X[:2], dev)) if len(data) else model
-    at = 0
-    with eval_mode(model):
-        for X, y in batches(data, batch_size, device=dev, reuse=True):
-            yield at, view(X).float().cpu(), y.cpu()
-            at += len(y)
-
-
-def predict(model: nn.Module, data: LabeledData, batch_size: int = 1024) -> torch.Tensor:
-    """Logits (N, K) of ``model`` in eval mode on ``data``, on the CPU. The model's train/eval flags are
-    restored afterwards."""
-    out: "torch.Tensor | None" = None
-    for at, logits, _ in _outputs(model, data, batch_size):
-        if out is None:  # one (N, K) buffer filled in place: no per-batch pieces held until a final cat,
-            out = torch.empty((len(data), logits.shape[1]))  # which fragments the heap on a streamed set
-        out[at:at + len(logits)] = logits
-    return out if out is not None else torch.empty(0, 0)
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, cap: int | None

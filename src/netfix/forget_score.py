@@ -33,6 +33,7 @@ from torch import nn
 from ._runtime import check_model, copy_model, model_device, resolve_device
 from .data import DataLike, LabeledData, as_data
 from .errors import ConfigError, ModelError
+from .outputs import predict
 from .training import num_outputs
 
 __all__ = ["forget_score"]
@@ -199,8 +200,6 @@ def _num_classes(unl: list[nn.Module], ret: list[nn.Module], forget: LabeledData
 
 def _logits(model: nn.Module, sets: dict[str, LabeledData], dev: torch.device,
             batch_size: int) -> dict[str, torch.Tensor]:
-    from .evaluation import predict  # evaluation re-exports this module: import at call time
-
     net = model if model_device(model) == dev else copy_model(model, dev)
     return {name: predict(net, d, batch_size) for name, d in sets.items()}
 

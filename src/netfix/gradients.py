@@ -28,7 +28,7 @@ from .errors import ConfigError, unknown
 from .streaming import move
 
 __all__ = ["VARIANTS", "param_names", "output_gradients", "output_jacobian", "output_gradients_loop", "Jacobian",
-           "Basis", "ProjectedSGD", "flat_grad", "set_flat_grad", "sampled_fisher_diagonal"]
+           "Basis", "ProjectedSGD", "flat_grad", "sampled_fisher_diagonal"]
 
 VARIANTS = ("gtl", "ave", "all")
 
@@ -581,15 +581,6 @@ class ProjectedSGD(torch.optim.Optimizer):
 def flat_grad(params: Sequence[torch.Tensor]) -> torch.Tensor:
     """The ``.grad`` of ``params`` as one flat vector (zeros where a gradient is missing)."""
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-
-
-def set_flat_grad(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
-    """Write a flat vector back into the ``.grad`` of ``params``."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
-        offset += n
 
 
 def sampled_fisher_diagonal(model: nn.Module, data: LabeledData, generator: "torch.Generator | None" = None,

@@ -43,7 +43,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, unknown
+from .data import indices_digest
 from .io import file_sha256
 
 __all__ = ["KINDS", "Ledger", "Audit", "ledger_path", "indices_digest", "parse_head"]
@@ -445,22 +446,3 @@ class _FileStates:
                 recorded = self.latest.get(path, (next(iter(a for a in allowed if a), "?"),))[0]
                 problems.append(f"{path}: sha256 changed (recorded {recorded[:12]}..., now {now[:12]}...) {where}")
         return problems
-
-
-def indices_digest(indices: Iterable[int] | np.ndarray | torch.Tensor) -> dict[str, Any]:
-    """``{"count", "sha256"}`` of a set of sample indices: sha256 of the JSON text of the sorted, distinct indices
-    with no spaces (e.g. ``[3,17,42]``), so anyone can recompute it from the index list.
-
-    Example:
-        >>> indices_digest([17, 3])["sha256"] == hashlib.sha256(b"[3,17]").hexdigest()
-        True
-    """
-    values = indices.tolist() if isinstance(indices, (np.ndarray, torch.Tensor)) else list(indices)
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))] \
-        if isinstance(values, list) else [values]
-    if bad:
-        raise ConfigError(f"forget_indices: expected a flat list of integer sample indices; got {bad[:3]!r}. Fix: "
-                          "pass the training-set indices, e.g. scenario.forget_indices.")
-    canon = sorted({int(v) for v in values})
-    text = json.dumps(canon, separators=(",", ":"))
-    return {"count": len(canon), "sha256": hashlib.sha256(text.encode()).hexdigest()}

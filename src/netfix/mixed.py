@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from ._runtime import check_model, model_device, seeded, show_progress
-from . import card
+from . import card, models
 from .data import DataLike, LabeledData, as_data
 from .streaming import StreamedInputs
 from .editing import FrozenSplit
@@ -557,3 +557,16 @@ class MixedLinear(nn.Module):
                              sigma=float(sigma),
                              kl_bound=_kl_bound(grad_norm, sigma, self.lam) if sigma > 0 else None,
                              n_forget=len(forget_data), n_retain=len(retain_data))
+
+
+def _build(input_shape: Sequence[int], num_classes: int, core: dict[str, Any],
+           linearize: Sequence[str] = ("fc",), lam: float = 5e-4, target_scale: float = 5.0) -> nn.Module:
+    """``netfix.models.build("mixed-linear", ...)``: a :class:`MixedLinear` around a reference core ``{"name": ...,
+    "kwargs": {...}}`` (how :func:`netfix.load` rebuilds a saved mixed-linear model)."""
+    if not isinstance(core, dict) or core.get("name") not in ("mlp", "lenet", "resnet"):
+        raise ConfigError(f"core: expected {{'name': 'mlp' | 'lenet' | 'resnet', 'kwargs': {{...}}}}; got {core!r}.")
+    inner = models.build(core["name"], input_shape, num_classes, **core.get("kwargs", {}))
+    return MixedLinear(inner, list(linearize), lam=lam, target_scale=target_scale)
+
+
+models.add_builtin("mixed-linear", _build)

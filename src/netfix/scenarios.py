@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -45,7 +45,6 @@ class Scenario:
     fault_test: LabeledData | None = None  # test inputs that trigger the fault, with their *true* labels
     fault_label: int | None = None         # the label the faulty model gives fault_test
     corrected: LabeledData | None = None   # forget inputs with their right labels
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary: name, arguments and set sizes."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from ._runtime import check_model, copy_model, model_device, resolve_device, see
 from .adapter import logits_model, unwrap
 from .data import DataLike, LabeledData, as_data, batches, check_range
 from .errors import ConfigError, DivergedError, ModelError
-from .validation import Options, option
+from .recipe import RECIPE_FIELDS, TrainConfig
 from .gradients import param_names
 from .streaming import move
 
@@ -47,27 +47,42 @@ class Outcome:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class TrainConfig(Options):
-    """A training recipe. Stored with every trained model (its card's ``recipe``) so that the retrain reference
-    can repeat it on the retain set."""
+@runtime_checkable
+class Schedule(Protocol):
+    """What :func:`train` runs instead of its plain loop when given ``schedule=`` (a training schedule such as
+    :class:`netfix.forgetting.ForgetRelearn`). ``train`` knows only this protocol, not the method families."""
 
-    epochs: int = option(10, "passes over the data", low=1, high=100_000)
-    lr: float = option(1e-3, "peak learning rate", unit="per step", low=0, high=10, low_open=True)
-    batch_size: int = option(128, "samples per step", low=1, high=1 << 20)
-    optimizer: str = option("adam", "the optimizer", choices=("adam", "adamw", "sgd"))
-    momentum: float = option(0.9, "SGD momentum (ignored by Adam)", low=0, high=1, high_open=True)
-    weight_decay: float = option(0.0, "L2 penalty (decoupled for adamw)", low=0, high=1)
-    lr_schedule: str = option("constant", "learning-rate schedule: constant, or cosine (annealed to 0 over all "
-                              "steps)", choices=("constant", "cosine"))
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing", low=0, high=1, high_open=True)
-    grad_clip: float | None = option(None, "max global gradient norm", low=0, low_open=True, high=1e6,
-                                     none="no clipping")
-    precision: str = option("fp32", "arithmetic of the forward pass: fp32, or bf16 (torch.autocast mixed precision "
-                            "on CPU or CUDA; weights, gradients and the optimizer stay fp32)", choices=("fp32", "bf16"))
+    @property
+    def epochs(self) -> int:
+        """The epochs the whole schedule takes (``train``'s ``epochs``, if given, must agree)."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description, kept in the run's config under ``schedule``."""
+
+    def run(self, model: nn.Module, data: LabeledData, cfg: "TrainConfig", *, generator: torch.Generator,
+            device: torch.device, seed: int, progress: bool, fit_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Train ``model`` (a private copy, changed in place) with ``cfg``; return the history."""
 
 
-RECIPE_FIELDS = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "lr_schedule")
+@runtime_checkable
+class TrainingObjective(Protocol):
+    """What :func:`train` adds to cross-entropy when given ``editable=`` (e.g.
+    :class:`netfix.EditableTraining`): a loss for :func:`fit`, extra trainable parameters, a record for the run's
+    config and what the trained model carries on its card."""
+
+    def loss_fn(self, model: nn.Module, generator: torch.Generator, num_classes: int) -> Callable[..., Any]:
+        """The training loss for :func:`fit`."""
+
+    def parameters(self, device: torch.device) -> list[torch.Tensor]:
+        """Parameters trained beside the model's (may be empty)."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description, kept in the run's config under ``editable``."""
+
+    def card_fields(self) -> dict[str, Any]:
+        """Fields the trained model's card records (:func:`netfix.card.update`)."""
+
+
 
 
 def default_recipe(model: nn.Module) -> dict[str, Any]:
@@ -268,7 +283,8 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
           weight_decay: float | None = None, lr_schedule: str | None = None, label_smoothing: float = 0.0, grad_clip: float | None = None,
           precision: str = "fp32", augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
-          progress: bool | None = None, editable: Any = None, schedule: Any = None,
+          progress: bool | None = None, editable: "TrainingObjective | None" = None,
+          schedule: "Schedule | None" = None,
           params: "Sequence[str] | None" = None) -> Outcome:
     """Train a copy of ``model`` on ``data`` with cross-entropy; the caller's model is not changed.
 
@@ -292,17 +308,21 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
         >>> out.history[-1]["loss"] < out.history[0]["loss"]
         True
     """
+    if editable is not None and not isinstance(editable, TrainingObjective):
+        raise ConfigError(f"editable: expected a netfix.EditableTraining (a netfix.training.TrainingObjective); got "
+                          f"{type(editable).__name__}.")
+    if editable is not None and is_dataclass(editable):
+        editable = replace(editable)  # a fresh copy: state learned in this run stays out of the caller's config
     if schedule is not None:
-        from .forgetting import ForgetRelearn
-
-        if not isinstance(schedule, ForgetRelearn):
-            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn; got {type(schedule).__name__}.")
+        if not isinstance(schedule, Schedule):
+            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn (a netfix.training.Schedule); "
+                              f"got {type(schedule).__name__}.")
         if editable is not None:
             raise ConfigError("schedule, editable: pick one; Editable Training under a forget-relearn schedule is not "
                               "supported.")
         if epochs is not None and epochs != schedule.epochs:
-            raise ConfigError(f"epochs: {epochs} disagrees with the schedule's {schedule.generations} generations × "
-                              f"{schedule.epochs_per_generation} epochs; leave epochs unset with a schedule.")
+            raise ConfigError(f"epochs: {epochs} disagrees with the schedule's {schedule.epochs} epochs "
+                              f"({schedule.describe()}); leave epochs unset with a schedule.")
         epochs = schedule.epochs
     epochs = 10 if epochs is None else epochs
     check_model(model)
@@ -349,7 +369,6 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     if schedule is not None:
         config["schedule"] = schedule.describe()
     if editable is not None:
-        config["editable"] = {**asdict(editable), "editor_lr": editable.editor_lr}
-        card.update(net, editor={"editor": editable.editor, "lr": editable.editor_lr,
-                                 "params": editable.edit_params, "max_steps": editable.max_steps})
+        config["editable"] = editable.describe()
+        card.update(net, **editable.card_fields())
     return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)

@@ -68,12 +68,14 @@ def _measure(args: tuple[str, str, str, str, int]) -> dict[str, Any]:
     anonymous memory."""
     op, mode, x_path, y_path, _ = args
     torch.set_num_threads(1)
-    import netfix
-    from netfix.bench import count_steps
-    from netfix.formats import ArrayDataset
+    from .. import data as datasets
+    from .. import io, methods
+    from ..evaluation import evaluate
+    from ..formats import ArrayDataset
+    from . import count_steps
 
     ds = ArrayDataset(x_path, y_path, transform=_scale)
-    model = netfix.load(Path(x_path).parent / "model")
+    model = io.load(Path(x_path).parent / "model")
     base = _anon_mb()
     peak = [base]
     done = threading.Event()
@@ -86,15 +88,15 @@ def _measure(args: tuple[str, str, str, str, int]) -> dict[str, Any]:
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
     start = time.perf_counter()
-    data = netfix.data.as_data(ds, "data", stream=mode == "stream")
+    data = datasets.as_data(ds, "data", stream=mode == "stream")
     with count_steps() as work:
         if op == "evaluate":
-            netfix.evaluate(model, test=data)
+            evaluate(model, test=data)
         else:
             opts: dict[str, Any] = {"epochs": 1} if op == "salun" else {}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                netfix.unlearn(model, netfix.data.Request(data, np.arange(FORGET)), method=op, progress=False,
+                methods.unlearn(model, datasets.Request(data, np.arange(FORGET)), method=op, progress=False,
                                **opts)
     seconds = time.perf_counter() - start
     done.set()
@@ -104,8 +106,9 @@ def _measure(args: tuple[str, str, str, str, int]) -> dict[str, Any]:
 
 def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, progress: bool | None
         ) -> dict[str, Any]:
-    import netfix
-    from netfix.formats import ArrayDataset
+    from .. import data as datasets
+    from .. import io, models, training
+    from ..formats import ArrayDataset
 
     sizes = QUICK_SIZES if quick else SIZES
     rows: list[dict[str, Any]] = []
@@ -115,10 +118,10 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
         for n in sizes:
             x_path, y_path = _write(folder, n)
             if n == sizes[0]:
-                train = netfix.data.as_data(ArrayDataset(x_path, y_path, transform=_scale), "train",
+                train = datasets.as_data(ArrayDataset(x_path, y_path, transform=_scale), "train",
                                             stream=False).subset(np.arange(min(n, 10_000)))
-                m = netfix.models.build("mlp", (3, 32, 32), 10, hidden=(256,), seed=0)
-                netfix.save(netfix.train(m, train, epochs=1, progress=False).model, folder / "model")
+                m = models.build("mlp", (3, 32, 32), 10, hidden=(256,), seed=0)
+                io.save(training.train(m, train, epochs=1, progress=False).model, folder / "model")
             modes = ("stream", "memory") if n == sizes[0] else ("stream",)
             for op in OPS:
                 for mode in modes:

@@ -30,6 +30,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._pareto import dominates, front
+
 __all__ = ["REQUESTS", "EXCLUDED", "request_of", "dominates", "front", "points", "summary"]
 
 REQUESTS: dict[str, str] = {"random_forget": "random", "class_forget": "class", "backdoor": "fault"}
@@ -46,18 +48,6 @@ def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     return float(v) if math.isfinite(v) else None
-
-
-def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether point ``a`` is at least as good as ``b`` on gap and rte (lower is better) and better on one."""
-    return a["gap"] <= b["gap"] and a["rte"] <= b["rte"] and (a["gap"] < b["gap"] or a["rte"] < b["rte"])
-
-
-def front(pts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The points of ``pts`` (dicts with ``gap`` and ``rte``) no other point dominates, cheapest first. Equal
-    points dominate neither other, so ties are all on the front."""
-    kept = [p for p in pts if not any(dominates(q, p) for q in pts if q is not p)]
-    return sorted(kept, key=lambda p: (p["rte"], p["gap"]))
 
 
 def points(rows: Iterable[dict[str, Any]], exclude: Sequence[str] = EXCLUDED

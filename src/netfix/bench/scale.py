@@ -84,7 +84,8 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
     """One measurement in a fresh process group (or a single process): original, then ogd and retrain timed."""
     import time
 
-    import netfix
+    from .. import data as datasets
+    from .. import distributed, evaluation, methods, models, scenarios, training
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
     device = torch.device(spec["device"])
@@ -94,15 +95,15 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
         if device.type == "cuda":
             device = torch.device("cuda", rank)
             torch.cuda.set_device(device)
-    full, test = netfix.datasets.load(spec["data"])
+    full, test = datasets.load(spec["data"])
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(full), generator=g)[:spec["n_train"]]
     train = full.subset(idx, "train")
-    s = netfix.scenarios.random_forget(train, test, fraction=spec["n_forget"] / len(train), seed=0)
-    model = netfix.models.build("mlp", train.input_shape, train.num_classes, seed=0)
-    original = netfix.train(model, s.train, epochs=ORIGINAL_EPOCHS, lr=2e-3, lr_schedule="constant",
+    s = scenarios.random_forget(train, test, fraction=spec["n_forget"] / len(train), seed=0)
+    model = models.build("mlp", train.input_shape, train.num_classes, seed=0)
+    original = training.train(model, s.train, epochs=ORIGINAL_EPOCHS, lr=2e-3, lr_schedule="constant",
                             batch_size=BATCH, seed=0, device=device, progress=False).model
-    held_out = netfix.evaluation.accuracy(original, test)
+    held_out = evaluation.accuracy(original, test)
     results = {}
     memory = spec.get("memory", MEMORY)
     runs = (("ogd", "ogd", {"objective": "ascent", "stop_acc": held_out, "memory_size": memory}),
@@ -111,12 +112,12 @@ def _point(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> 
                                   "memory_size": memory}),
             ("retrain", "retrain", {"epochs": RETRAIN_EPOCHS}))
     for label, method, options in runs:
-        netfix.distributed.barrier()
+        distributed.barrier()
         base = _rss_mb()
         _peak_reset(device)
         start = time.perf_counter()
         with count_steps() as work:
-            outcome = netfix.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device,
+            outcome = methods.unlearn(original, s.forget, s.retain, method=method, seed=0, device=device,
                                      progress=False, **options)
         seconds = time.perf_counter() - start
         steps = work.steps

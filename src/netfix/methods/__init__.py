@@ -262,7 +262,7 @@ def unlearn(model: nn.Module, forget: "DataLike | Request", retain: "DataLike | 
         raise ConfigError("forget: a netfix.data.Request stands for both sets; leave retain out.")
     out = _operate("unlearn", model, f, r, method, seed, device, progress, options, guard, train_fn, heldout)
     if request is not None:
-        from ..ledger import indices_digest
+        from ..data import indices_digest
 
         out.config["request"] = indices_digest(request.forget_indices)
     return out

@@ -111,7 +111,7 @@ def recommend_details(request: str, budget: "float | None" = None, model: "str |
             scope += f"; {name} was not benched for this request"
         name = None
     if not heldout:  # methods that read held-out data can't run: the front of the rest
-        from ..bench.pareto import front
+        from .._pareto import front
         from . import get
 
         runnable = [c for c in pool if c["method"] in _registered() and request not in get(c["method"]).heldout_for]

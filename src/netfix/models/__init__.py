@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import card
 from ..errors import ConfigError, unknown
+from ..recipe import TrainConfig
 from . import hf
 from .layers import EditBlock
 from .lenet import LeNet
@@ -28,22 +29,16 @@ __all__ = ["build", "available", "register", "architecture", "recipe", "reinit",
 
 
 
-def _mixed_linear(input_shape: Sequence[int], num_classes: int, core: dict[str, Any],
-                  linearize: Sequence[str] = ("fc",), lam: float = 5e-4, target_scale: float = 5.0) -> nn.Module:
-    """A :class:`netfix.mixed.MixedLinear` around a reference core ``{"name": ..., "kwargs": {...}}`` (how
-    :func:`netfix.load` rebuilds a saved mixed-linear model)."""
-    from ..mixed import MixedLinear
-
-    if not isinstance(core, dict) or core.get("name") not in ("mlp", "lenet", "resnet"):
-        raise ConfigError(f"core: expected {{'name': 'mlp' | 'lenet' | 'resnet', 'kwargs': {{...}}}}; got {core!r}.")
-    inner = build(core["name"], input_shape, num_classes, **core.get("kwargs", {}))
-    return MixedLinear(inner, list(linearize), lam=lam, target_scale=target_scale)
-
-
 _BUILTIN: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
                                                  "resnet18": ResNet18, "vit": ViT,
-                                                 "mixed-linear": _mixed_linear, hf.NAME: hf.build}
+                                                 hf.NAME: hf.build}  # + "mixed-linear" (netfix.mixed)
 _USER: dict[str, Callable[..., nn.Module]] = {}   # netfix.models.register(...) in the user's program
+
+
+def add_builtin(name: str, factory: Callable[..., nn.Module]) -> None:
+    """netfix's own architectures defined above this package (``"mixed-linear"`` by :mod:`netfix.mixed`): they
+    register here, so that this package imports none of them."""
+    _BUILTIN[name] = factory
 ENTRY_POINT_GROUP = "netfix.architectures"
 
 
@@ -72,8 +67,6 @@ def register(name: str, factory: Callable[..., nn.Module], *, recipe: "dict[str,
     if name in _USER and not replace and _USER[name] is not factory:
         raise ConfigError(f"name: {name!r} is already registered. Fix: pick another name, or pass replace=True.")
     if recipe is not None:
-        from ..training import TrainConfig
-
         TrainConfig(**recipe)  # every option checked now
         _RECIPES[name] = dict(recipe)
     _USER[name] = factory
