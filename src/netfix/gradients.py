@@ -28,7 +28,7 @@ from .errors import ConfigError, unknown
 from .streaming import move
 
 __all__ = ["VARIANTS", "param_names", "output_gradients", "output_jacobian", "output_gradients_loop", "Jacobian",
-           "Basis", "ProjectedSGD", "flat_grad", "sampled_fisher_diagonal"]
+           "Basis", "ProjectedSGD", "flat_grad", "sampled_fisher_diagonal", "auto_chunk"]
 
 VARIANTS = ("gtl", "ave", "all")
 
@@ -121,7 +121,7 @@ def output_gradients(model: nn.Module, data: LabeledData, variant: str = "gtl",
     logits_per = len(data) and (_num_logits(model, data, dev) if variant == "all" else 1)
     per_row = len(data) * logits_per
     sizes = [chosen[n].numel() for n in names]
-    chunk_size = chunk_size or _auto_chunk(sum(sizes) * max(1, logits_per))
+    chunk_size = chunk_size or auto_chunk(sum(sizes) * max(1, logits_per))
     out = torch.empty(per_row, sum(sizes), device=dev, dtype=dtype)  # written in place: no concatenation copies
     lead = 2 if variant == "all" else 1
     row, loop = 0, [False]
@@ -144,7 +144,7 @@ def _check_chunk(chunk_size: int | None) -> None:
         raise ConfigError(f"chunk_size: expected a whole number >= 1, or None for automatic; got {chunk_size!r}.")
 
 
-def _auto_chunk(numbers_per_sample: int, budget: int = 64 * 2 ** 20) -> int:
+def auto_chunk(numbers_per_sample: int, budget: int = 64 * 2 ** 20) -> int:
     """Samples per chunk so that a chunk's per-sample rows hold about ``budget`` numbers (256 MB in float32)."""
     return int(max(16, min(4096, budget // max(1, numbers_per_sample))))
 
@@ -391,7 +391,7 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
     rest = [n for n in names if n not in covered]
     if rest:
         jac.dense_blocks.append((rest, output_gradients(model, data, variant, rest, chunk_size, dtype)))
-    factored_chunk = chunk_size or _auto_chunk(sum(all_params[w].shape[0] + all_params[w].shape[1]
+    factored_chunk = chunk_size or auto_chunk(sum(all_params[w].shape[0] + all_params[w].shape[1]
                                                    for w, _ in linears.values()) * per + 4096)
     if linears:
         A_parts: dict[str, list[torch.Tensor]] = {n: [] for n in linears}
@@ -661,7 +661,7 @@ def sampled_fisher_diagonal(model: nn.Module, data: LabeledData, generator: "tor
     def log_probs(p: dict[str, torch.Tensor], x: Any) -> torch.Tensor:  # for _rows' one-sample-at-a-time fallback
         return torch.log_softmax(logits(p, x), 0)
 
-    size = chunk_size or _auto_chunk(sum(chosen[n].numel() for n in rest) if rest else 1)
+    size = chunk_size or auto_chunk(sum(chosen[n].numel() for n in rest) if rest else 1)
     loop = [False]
     hooks = [linears[n].register_forward_hook(lambda mod, i, o, name=n: record(mod, i, o, name)) for n in closed]
     try:

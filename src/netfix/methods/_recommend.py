@@ -166,7 +166,7 @@ def request_kind(forget: DataLike, retain: DataLike) -> str:
         >>> request_kind(s.forget, s.retain)
         'class'
     """
-    from .ogd import single_label  # here, not at import: netfix.methods may import this module before ogd
+    from ._common import single_label
 
     f = forget if isinstance(forget, LabeledData) else as_data(forget, "forget")
     r = retain if isinstance(retain, LabeledData) else as_data(retain, "retain", allow_empty=True)

@@ -34,7 +34,7 @@ from ..models import reinit
 from ..training import TrainConfig, fit
 from ..validation import Options, option
 from . import Context, register
-from .scrub import distill_loss, frozen_copy
+from ._common import distill_loss, frozen_copy
 
 
 @dataclass

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from .._runtime import eval_mode
 from ..data import LabeledData
 from ..errors import ConfigError, DataError
-from ..gradients import _auto_chunk, param_names, sampled_fisher_diagonal
+from ..gradients import auto_chunk, param_names, sampled_fisher_diagonal
 from ..validation import Options, option
 from ..streaming import move
 from . import Context, register
@@ -117,7 +117,7 @@ def fisher_diagonal(model: nn.Module, data: LabeledData, chunk_size: int | None 
         return total
     with eval_mode(model), torch.no_grad():
         k = int(model(move(data.X[:1], dev)).shape[1])
-    size = chunk_size or _auto_chunk(k * sum(t.numel() for t in chosen.values()))
+    size = chunk_size or auto_chunk(k * sum(t.numel() for t in chosen.values()))
     with eval_mode(model):
         for start in tqdm(range(0, len(data), size), desc="fisher", unit="chunk", disable=not progress,
                           leave=False):

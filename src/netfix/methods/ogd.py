@@ -43,6 +43,7 @@ from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_na
 from ..training import TrainConfig, fit
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import single_label
 
 OBJECTIVES = ("auto", "away", "ascent", "uniform", "random-label")
 # Options left at None take their mode's value, chosen on validation splits carved from the training sets of
@@ -135,13 +136,6 @@ def build_memory(model: nn.Module, pool: LabeledData, cfg: OGDConfig, generator:
         return Basis.from_rows(distributed.gather_jacobian(jac))
     return Basis.from_rows(output_jacobian(model, mem, cfg.variant, cfg.params, cfg.memory_chunk,
                                            dtype=_DTYPES[cfg.memory_dtype], factored=cfg.factored))
-
-
-def single_label(forget: LabeledData, share: float = 0.9) -> bool:
-    """Whether (nearly) the whole forget set carries one label: a class to forget, or a fault — a backdoor's target
-    or a mislabel's wrong label — rather than a scattered deletion request."""
-    counts = torch.bincount(forget.y, minlength=forget.num_classes)
-    return bool(counts.max() >= share * len(forget))
 
 
 def _unlearn_loss(objective: str, num_classes: int):  # type: ignore[no-untyped-def]

@@ -33,7 +33,6 @@ always runs in eval mode.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from ..streaming import move
 from ..training import TrainConfig, fit, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import distill_loss, frozen_copy
 
 
 @dataclass
@@ -95,26 +95,6 @@ class ScrubConfig(Options):
         return TrainConfig(epochs=1, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
                            weight_decay=self.weight_decay,
                            batch_size=self.batch_size if batch_size is None else batch_size)
-
-
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """T² · KL(softmax(teacher / T) ‖ softmax(student / T)), averaged over the batch; logits (B, K) -> scalar.
-
-    Example:
-        >>> distill_loss(torch.zeros(2, 3), torch.zeros(2, 3), temperature=2.0)
-        tensor(0.)
-    """
-    return temperature ** 2 * F.kl_div(F.log_softmax(student / temperature, 1),
-                                       F.log_softmax(teacher / temperature, 1), log_target=True,
-                                       reduction="batchmean")
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with gradients off: a teacher."""
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 @register("scrub", ScrubConfig, modes=("unlearn",), strength="lr",

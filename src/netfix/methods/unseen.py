@@ -53,7 +53,7 @@ from . import Context, register
 from ._targets import (Features, absent_labels, at_most, heldout_outputs, matched_targets, neighbour_votes,
                        removed_label_targets)
 from .neggrad_plus import cycle
-from .ogd import single_label
+from ._common import single_label
 
 TARGETS = ("auto", "matched", "removed-label")
 RETAIN_PROBE = 1024  # retained samples the stopping rule measures
