@@ -22,7 +22,7 @@ labels (seed 9); drawdown is measured on 2,000 other held-out images. The test s
    Editable Training's editor step: learned from ``--et-lr`` (the paper's way) or, with ``--fixed-editor-lr``,
    held at it.
 
-4. ``--phase finetune``: the fine-tuning alternative's SGD step (``FinetuneConfig.lr``) on the baseline, same rule.
+4. ``--phase finetune``: the fine-tuning alternative's SGD step (``EditFinetuneConfig.lr``) on the baseline, same rule.
 
 Run: ``.venv/bin/python benchmarks/editable_select.py --phase lr --train 20000 --epochs 3``,
 ``... --phase c --train 20000 --epochs 6`` and ``... --phase block --train 50000 --epochs 5``; output: JSON lines
@@ -142,13 +142,13 @@ def block_phase(args: argparse.Namespace, build, fit, X, targets, dd) -> None:  
 
 def finetune_phase(args: argparse.Namespace, build, fit, X, targets, dd) -> None:  # type: ignore[no-untyped-def]
     """The fine-tuning alternative's SGD step on the baseline (the bench's ``finetune-on-edits`` row)."""
-    from netfix.edit_metrics import FinetuneConfig
+    from netfix.edit_metrics import EditFinetuneConfig
 
     base_model = netfix.load(args.base) if args.base else \
         netfix.train(build(), fit, epochs=args.epochs, seed=0, progress=False, **RECIPE).model
     for lr in [float(v) for v in args.lrs.split(",")] if args.lrs else FINETUNE_GRID:
         m = measure_edits(base_model, X, targets, dd, editor="finetune", replay=fit, perturb={}, progress=False,
-                          finetune=FinetuneConfig(lr=lr))
+                          finetune=EditFinetuneConfig(lr=lr))
         emit(phase="finetune", lr=lr, **{k: v for k, v in m.row().items() if k not in ("method",)})
 
 

@@ -46,7 +46,7 @@ from .gradients import param_names
 from .training import model_view, num_outputs
 from .streaming import move as move_batch
 
-__all__ = ["ALTERNATIVES", "EditMetrics", "LookupTable", "FinetuneConfig", "measure_edits", "sequential_edits",
+__all__ = ["ALTERNATIVES", "EditMetrics", "LookupTable", "EditFinetuneConfig", "measure_edits", "sequential_edits",
            "lifelong_edits", "perturbations"]
 
 ALTERNATIVES = ("finetune", "lookup-table", "adaptor")
@@ -110,7 +110,7 @@ class LookupTable(nn.Module):
 
 
 @dataclass
-class FinetuneConfig:
+class EditFinetuneConfig:
     """The fine-tuning alternative: the whole network, cross-entropy on the edited input plus a replay batch of
     training data (BatchNorm in eval mode), SGD with momentum, until the edit's prediction flips."""
 
@@ -208,7 +208,7 @@ def _check(model: nn.Module, inputs: Any, targets: Any, test: DataLike, editor: 
 
 def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *, editor: str = "rmsprop",
                   max_steps: int = 10, params: "Sequence[str] | None" = None, replay: DataLike | None = None,
-                  finetune: FinetuneConfig | None = None, perturb: "Mapping[str, Perturb] | None" = None,
+                  finetune: EditFinetuneConfig | None = None, perturb: "Mapping[str, Perturb] | None" = None,
                   device: "torch.device | str | None" = None, seed: int = 0, progress: bool | None = None,
                   **options: Any) -> EditMetrics:
     """Apply each edit (``inputs[i]`` → ``targets[i]``) to the original model independently and measure success,
@@ -217,7 +217,7 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
     ``editor``: one of ``sgd``, ``momentum``, ``rmsprop``, ``adam`` (with ``max_steps``, ``params`` and the other
     :class:`~netfix.editing.EditorConfig` fields as ``options``; a model from Editable Training uses its learned step
     size, as :func:`netfix.edit` does), or an alternative: ``"finetune"`` (needs ``replay``, training data; options
-    in :class:`FinetuneConfig`) or ``"lookup-table"``. The model is never changed.
+    in :class:`EditFinetuneConfig`) or ``"lookup-table"``. The model is never changed.
     """
     X, y, test_data = _check(model, inputs, targets, test, editor)
     if editor == "finetune" and replay is None:
@@ -258,7 +258,7 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
                     x, t = X[i:i + 1].to(dev), y[i:i + 1].to(dev)
                     if editor == "finetune":
                         assert replay is not None  # checked before any work
-                        row = _finetune_row(net, prep, x, t, as_data(replay, "replay"), finetune or FinetuneConfig(),
+                        row = _finetune_row(net, prep, x, t, as_data(replay, "replay"), finetune or EditFinetuneConfig(),
                                             {k: v[i:i + 1].to(dev) for k, v in perturbed.items()}, g)
                     else:
                         start = time.perf_counter()
@@ -356,7 +356,7 @@ def _lookup_rows(prep: _Editing, X: torch.Tensor, y: torch.Tensor, perturbed: di
 
 
 def _finetune_row(net: nn.Module, prep: _Editing, x: torch.Tensor, t: torch.Tensor, replay: LabeledData,
-                  cfg: FinetuneConfig, perturbed: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, Any]:
+                  cfg: EditFinetuneConfig, perturbed: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, Any]:
     """Fine-tune every parameter on (x, t) plus replay until x is predicted as t; evaluate the whole network."""
     params = {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters() if p.requires_grad}
     opt = torch.optim.SGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum)

@@ -20,7 +20,7 @@ after another. Rows ``method``:
   :data:`BLOCK_LR`). All step sizes were chosen on a validation split of the training set
   (benchmarks/editable_select.py);
 - ``finetune-on-edits``: the whole baseline network fine-tuned on the edited input with replay of training data
-  until its prediction flips (:class:`~netfix.edit_metrics.FinetuneConfig`, SGD step :data:`FINETUNE_LR`; the
+  until its prediction flips (:class:`~netfix.edit_metrics.EditFinetuneConfig`, SGD step :data:`FINETUNE_LR`; the
   first :data:`FINETUNE_EDITS` edits
   only: each costs a full-network evaluation);
 - ``lookup-table``: exact-input overrides on the baseline model.
@@ -42,7 +42,7 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..edit_metrics import FinetuneConfig, LookupTable, lifelong_edits, measure_edits, sequential_edits
+from ..edit_metrics import EditFinetuneConfig, LookupTable, lifelong_edits, measure_edits, sequential_edits
 from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
 from ..errors import unknown
 from ..evaluation import accuracy
@@ -232,7 +232,7 @@ def _baseline_rows(base: Outcome, base_steps: int, X: torch.Tensor, wrong: torch
     trained = {"seed": seed, "test_acc": base_acc, "train_seconds": base.seconds, "train_steps": base_steps}
     k = min(FINETUNE_EDITS, len(X)) if not quick else min(20, len(X))
     m = measure_edits(base.model, X[:k], wrong[:k], dd, editor="finetune", replay=train_set, device=device,
-                      seed=seed, progress=progress, finetune=FinetuneConfig(lr=FINETUNE_LR))
+                      seed=seed, progress=progress, finetune=EditFinetuneConfig(lr=FINETUNE_LR))
     rows = [{**m.row(), "method": "finetune-on-edits", **trained, "sequential_drawdown_50": None}]
     m = measure_edits(base.model, X, wrong, dd, editor="lookup-table", device=device, seed=seed,
                       progress=progress)
