@@ -707,3 +707,16 @@ def test_config_classes_document_every_option_for_help_and_repr():
     assert repr(cfg).startswith("<options netfix.methods.ogd.OGDConfig(") and "memory_size=300" in repr(cfg)
     assert repr(cfg()).startswith("OGDConfig(")  # instances keep the dataclass repr
     assert netfix.training.TrainConfig.__doc__.count("\n    ") >= len(netfix.validation.describe(netfix.training.TrainConfig))
+
+
+def test_a_config_class_without_a_docstring_can_be_defined():
+    """dataclass() gives a class without a docstring one; the options metaclass must let it."""
+    from dataclasses import dataclass
+
+    from netfix.validation import Options, option
+
+    @dataclass
+    class Bare(Options):
+        x: int = option(1, "an x", low=0, high=5)
+
+    assert "x: int = 1 — an x" in Bare.__doc__ and Bare(x=2).x == 2

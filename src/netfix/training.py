@@ -83,8 +83,6 @@ class TrainingObjective(Protocol):
         """Fields the trained model's card records (:func:`netfix.card.update`)."""
 
 
-
-
 def default_recipe(model: nn.Module) -> dict[str, Any]:
     """The recipe :func:`train` uses for the fields its caller leaves unset — the same one ``netfix train`` uses:
     the recipe the model was last trained with (its card), else its architecture's (:func:`netfix.models.recipe`,
@@ -280,7 +278,8 @@ def train_with(train_fn: Callable[..., Any], model: nn.Module, data: LabeledData
 
 def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float | None = None,
           batch_size: int | None = None, optimizer: str | None = None, *, momentum: float | None = None,
-          weight_decay: float | None = None, lr_schedule: str | None = None, label_smoothing: float = 0.0, grad_clip: float | None = None,
+          weight_decay: float | None = None, lr_schedule: str | None = None, label_smoothing: float = 0.0,
+          grad_clip: float | None = None,
           precision: str = "fp32", augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
           sampler: "Sampler[int] | None" = None, seed: int = 0, device: "torch.device | str | None" = None,
           progress: bool | None = None, editable: "TrainingObjective | None" = None,

@@ -83,6 +83,10 @@ class _Documented(type):
                  for o in describe(cls)]
         return own + ("\n\nOptions:\n" + "\n".join(lines) if lines else "")
 
+    @__doc__.setter
+    def __doc__(cls, value: str | None) -> None:  # dataclass() sets a docstring on a class that has none
+        type.__dict__["__doc__"].__set__(cls, value)
+
     def __repr__(cls) -> str:
         if not dataclasses.is_dataclass(cls) or "describe" not in globals():
             return super().__repr__()
