@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "netfix"
 
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("errors", "_version", "validation", "streaming", "transforms", "card", "adapter", "_runtime",
+    ("foundation", ("errors", "_version", "registry", "validation", "streaming", "transforms", "card", "adapter", "_runtime",
                     "_tables", "_pareto", "recipe")),
     ("data", ("formats", "data", "scenarios")),
     ("models", ("models",)),
