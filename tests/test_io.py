@@ -477,7 +477,7 @@ def test_a_failed_rename_keeps_the_old_model_and_no_temp_file(tmp_path, monkeypa
     def boom(src, dst):
         raise OSError("rename failed")
 
-    monkeypatch.setattr(nio.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="rename failed"):
         nio.save(_mlp(1), tmp_path / "m")
     monkeypatch.undo()
@@ -488,7 +488,7 @@ def test_a_failed_rename_keeps_the_old_model_and_no_temp_file(tmp_path, monkeypa
 def test_a_failed_fsync_keeps_the_old_content_and_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "f.bin"
     target.write_bytes(b"old content")
-    monkeypatch.setattr(nio.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("fsync failed")))
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("fsync failed")))
     with pytest.raises(OSError, match="fsync failed"):
         nio.atomic_write(target, b"new")
     assert target.read_bytes() == b"old content" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]

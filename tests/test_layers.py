@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("training",)),
     ("evaluation", ("outputs", "forget_score", "evaluation")),
     ("methods", ("editing", "edits", "edit_metrics", "forgetting", "mixed", "methods")),
-    ("files", ("io", "ledger")),
+    ("files", ("io", "ledger", "ledger_files")),
     ("jobs", ("bench", "report", "runs", "demo")),
     ("interfaces", ("", "cli", "__main__")),   # "": the package itself (netfix/__init__.py, the public API)
 ]

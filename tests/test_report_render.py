@@ -18,6 +18,7 @@ import pytest
 
 import netfix
 from netfix import report
+from netfix.report import figures as plots
 from netfix.cli import main
 
 SCENARIO = "class_forget:cls=0"
@@ -89,12 +90,12 @@ def test_figures_fill_the_column_and_stay_sharp(run):
     assert re.search(r"img\{[^}]*width:100%", page)
     uris = re.findall(r"src='(data:image/png;base64,[^']+)'", page)
     widths = {_png_size(u)[0] for u in uris}
-    assert widths == {round(report._WIDTH * report._DPI)} and min(widths) >= 1100  # at least the column's pixels
+    assert widths == {round(plots.WIDTH * plots.DPI)} and min(widths) >= 1100  # at least the column's pixels
 
 
 def test_no_title_or_legend_overlaps_another(run, monkeypatch):
     figures: list[Any] = []
-    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "data:image/png;base64,")
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or "data:image/png;base64,")
     report.render(run["doc"])
     assert len(figures) == 4
     for fig in figures:

@@ -26,6 +26,7 @@ unlearn, relearn, edit, forget), ``payload`` (JSON), ``prev_hash`` and ``hash``.
   ``"input": true`` for a file the run read rather than wrote), is what :meth:`Ledger.verify` re-hashes. Each file
   is checked against the *latest* record naming it, so re-running a command onto the same path is not reported
   forever; a file a run read that differs from what the run before recorded is reported (it changed unrecorded).
+  These file checks live in :mod:`netfix.ledger_files`.
 
 Example:
     >>> from netfix.ledger import Ledger
@@ -54,7 +55,7 @@ import torch
 
 from .errors import ConfigError, unknown
 from .data import indices_digest
-from .io import file_sha256
+from .ledger_files import FileStates
 
 __all__ = ["KINDS", "Ledger", "Audit", "ledger_path", "indices_digest", "parse_head"]
 
@@ -302,7 +303,7 @@ class Ledger:
             out.problems.append(f"records {last + 1}..{seq[0]} were deleted (the ledger once held record {seq[0]}).")
         if pinned is not None:
             out.problems.extend(_check_head(rows, pinned))
-        files = _FileStates()
+        files = FileStates()
         for rid, payload in payloads:
             out.problems.extend(files.follow(rid, payload))
         out.problems.extend(files.check())
@@ -367,82 +368,3 @@ def _chain(rows: builtins.list[tuple[Any, ...]], problems: builtins.list[str]) -
                             "written).")
         out.append((rid, payload if kind != "commit" or not isinstance(payload, dict) else {"_commit": payload}))
     return out
-
-
-class _FileStates:
-    """What each recorded file may be now. A committed record (or a commit) fixes a file's content; a pending
-    record that never commits adds a possible content (its run may have renamed the file before being killed)."""
-
-    def __init__(self) -> None:
-        self.accepted: dict[str, set[str | None]] = {}    # path -> contents it may have now (None: absent)
-        self.latest: dict[str, tuple[str, int, str]] = {}  # path -> (sha256, record id, role) last fixed
-        self.pending: dict[int, dict[str, Any]] = {}       # pending record id -> its files
-        self.loose: dict[str, dict[int, str]] = {}         # path -> {pending id: content} not (yet) committed
-
-    def follow(self, rid: int, payload: Any) -> builtins.list[str]:
-        if not isinstance(payload, dict):
-            return []
-        if "_commit" in payload:
-            target = payload["_commit"].get("commits")
-            files = self.pending.pop(target, None) if isinstance(target, int) else None
-            if files is None:
-                return [f"record {rid}: commits record {target!r}, which is not a pending record before it."]
-            for role, entry in files.items():
-                self.loose.get(entry["path"], {}).pop(target, None)
-                self._fix(entry["path"], entry["sha256"], target, role)
-            return []
-        files = payload.get("files")
-        if files is None:
-            return []
-        if not isinstance(files, dict):
-            return [f"record {rid}: payload 'files' is not a dict of role -> {{'path', 'sha256'}}."]
-        problems, written = [], {}
-        for role, entry in files.items():
-            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                    and isinstance(entry.get("sha256"), str)):
-                problems.append(f"record {rid}: files[{role!r}] is not {{'path': str, 'sha256': str}}.")
-                continue
-            path, sha = entry["path"], entry["sha256"]
-            if entry.get("input"):
-                if path in self.accepted and sha not in self._allowed(path):
-                    before, rid0, role0 = self.latest.get(path, ("?", "?", "?"))
-                    problems.append(f"{path}: changed after record {rid0} ({role0}) and before record {rid} read it "
-                                    f"as {role} (recorded {before[:12]}..., read {sha[:12]}...)")
-                self._fix(path, sha, rid, role)  # what it was when read
-                continue
-            written[role] = entry
-        if payload.get("status") == "pending":
-            self.pending[rid] = written
-            for entry in written.values():
-                self.loose.setdefault(entry["path"], {})[rid] = entry["sha256"]
-                self.accepted.setdefault(entry["path"], {None})
-        else:
-            for role, entry in written.items():
-                self._fix(entry["path"], entry["sha256"], rid, role)
-        return problems
-
-    def _allowed(self, path: str) -> set[str | None]:
-        return self.accepted.get(path, set()) | set(self.loose.get(path, {}).values())
-
-    def _fix(self, path: str, sha: str, rid: int, role: str) -> None:
-        self.accepted[path] = {sha}
-        self.latest[path] = (sha, rid, str(role))
-
-    def check(self) -> builtins.list[str]:
-        problems = []
-        for path in self.accepted:
-            allowed = self._allowed(path)
-            where = "[record {}, {}]".format(*self.latest[path][1:]) if path in self.latest else "[pending record]"
-            try:
-                now = file_sha256(path) if os.path.isfile(path) else None
-            except OSError as e:
-                problems.append(f"{path}: unreadable ({e}) {where}")
-                continue
-            if now in allowed:
-                continue
-            if now is None:
-                problems.append(f"{path}: missing {where}")
-            else:
-                recorded = self.latest.get(path, (next(iter(a for a in allowed if a), "?"),))[0]
-                problems.append(f"{path}: sha256 changed (recorded {recorded[:12]}..., now {now[:12]}...) {where}")
-        return problems
