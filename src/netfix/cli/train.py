@@ -48,7 +48,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     elif args.mixed_linear:
         out, mixed = _mixed_linear(args, model, trained_on, s, data.name, options, common)
     elif args.forget_relearn:
-        from ..forgetting import ForgetRelearn
+        from ..methods.forget_relearn import ForgetRelearn
 
         schedule = ForgetRelearn(args.forget_relearn, args.generations, args.epochs)
         out = fit(model, trained_on, schedule=schedule, **common, **options)
