@@ -7,8 +7,8 @@ trained with :data:`RECIPE`. Every method gets the same number of epochs (:data:
 :data:`EPOCHS_PER_GENERATION`):
 
 - ``long-baseline``: one run with one cosine schedule over all epochs;
-- ``llf``, ``ke``, ``imp``, ``shrink-perturb``, ``targeted``: :class:`~netfix.methods.forget_relearn.ForgetRelearn` with that
-  operator (:data:`OPERATORS`), the schedule restarted every generation.
+- ``llf``, ``ke``, ``imp``, ``shrink-perturb``, ``targeted``: :class:`~netfix.methods.forget_relearn.ForgetRelearn`
+  with that operator (:data:`OPERATORS`), the schedule restarted every generation.
 
 The operators' settings were chosen on a clean validation split of 2,000 other training images (seed 100, never the
 test set; ``benchmarks/forget_relearn_select.py``). Rows: ``method``, ``noise``, ``test_acc`` (mean over seeds),

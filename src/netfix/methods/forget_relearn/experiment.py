@@ -35,8 +35,9 @@ def disproportionate_forgetting(model: nn.Module, data: DataLike, operator_: "Op
     """The paper's analysis: train a copy of ``model`` on ``data`` (whose labels are wrong where the boolean
     ``noisy`` is true) for ``epochs`` with ``recipe`` (:func:`netfix.train` options), and after every ``every``
     epochs apply ``operator_`` to a copy **without relearning**, recording accuracy and loss before and after on
-    three groups of training examples (one optimizer and one learning-rate schedule over all ``epochs``): ``clean`` (correct label), ``noisy`` (wrong label, as trained on) and
-    ``low_margin`` (the ``margin_fraction`` of clean examples with the smallest label margin at that checkpoint).
+    three groups of training examples (one optimizer and one learning-rate schedule over all ``epochs``):
+    ``clean`` (correct label), ``noisy`` (wrong label, as trained on) and ``low_margin`` (the ``margin_fraction``
+    of clean examples with the smallest label margin at that checkpoint).
 
     Returns ``{"checkpoints": [...], "ratio": R, ...}`` where R = Σ accuracy drop on noisy ÷ Σ accuracy drop on
     clean over the checkpoints at which the network had fit at least half of the noisy labels (the ratio is only

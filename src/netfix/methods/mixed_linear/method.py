@@ -1,4 +1,5 @@
-"""``mixed-linear``: exact forgetting for a :class:`~netfix.methods.mixed_linear.MixedLinear` model (Golatkar et al. 2021).
+"""``mixed-linear``: exact forgetting for a :class:`~netfix.methods.mixed_linear.MixedLinear` model (Golatkar et al.
+2021).
 
 The user part of a mixed-linear model is a quadratic problem, so forgetting is one Newton step on the remaining
 user data, solved by conjugate gradient (docs/methods.md §4). ``retain`` must be the *user* samples that remain (the

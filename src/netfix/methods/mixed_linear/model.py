@@ -55,7 +55,7 @@ def _disk_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class MixedLinear(nn.Module):
-    """A frozen core plus linearised user weights: ``f(x; w_c) + J(x)·w_u`` (module docstring).
+    """A frozen core plus linearised user weights: ``f(x; w_c) + J(x)·w_u`` (:mod:`netfix.methods.mixed_linear`).
 
     ``model``: the core (copied, frozen, BatchNorm in eval mode). ``linearize``: module-name prefixes whose
     parameters get user weights (default ``["fc"]``; more late modules = more capacity, as ``["body.3", "fc"]``
@@ -250,8 +250,8 @@ class MixedLinear(nn.Module):
             self._k = num_outputs(self, d, argument)
         return as_data(d, argument, num_classes=self._k)
 
-    def with_preconditioner(self, data: DataLike, rank: int = PRECONDITIONER_RANK, steps: int | None = None, *, seed: int = 0
-                            ) -> "MixedLinear":
+    def with_preconditioner(self, data: DataLike, rank: int = PRECONDITIONER_RANK, steps: int | None = None, *,
+                            seed: int = 0) -> "MixedLinear":
         """A copy whose conjugate-gradient solves (training's Newton step, every forget) are preconditioned with
         the ``rank`` largest eigenpairs of the Gauss–Newton matrix over ``data``, found by ``steps`` Lanczos
         iterations (default rank + rank/4, at least rank + 32; the cost grows with steps², from the
