@@ -17,18 +17,15 @@ import torch
 
 import netfix
 from netfix.bench.mixed_linear import CORE_EPOCHS, LINEARIZE, RANK
-from netfix.mixed import MixedLinear, core_user_split
+from netfix.methods.mixed_linear import train_mixed_linear
 
 
 def main() -> None:
     torch.set_num_threads(2)
     train, _ = netfix.datasets.load("fashion-mnist")
-    core_idx, user_idx = core_user_split(train, 0.1, 0)
-    core_data, user = train.subset(core_idx), train.subset(user_idx)
-    core = netfix.train(netfix.models.build("mlp", train.input_shape, 10, seed=0), core_data,
-                        epochs=CORE_EPOCHS["fashion-mnist"], seed=0, progress=False, **netfix.models.recipe("mlp"))
-    fresh = MixedLinear(core.model, LINEARIZE).with_preconditioner(core_data, rank=RANK)
-    ml = fresh.fit_user(user, progress=False).model
+    run = train_mixed_linear("mlp", train, linearize=LINEARIZE, core_epochs=CORE_EPOCHS["fashion-mnist"], rank=RANK,
+                             seed=0, progress=False)
+    core_data, user, fresh, ml = run.core_data, run.user_data, run.fresh, run.model
     g = torch.Generator().manual_seed(0)
     requests = {"1%": torch.randperm(len(user), generator=g)[:len(user) // 100],
                 "class": torch.nonzero(user.y == 0).squeeze(1)}

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 import netfix
-from netfix import forgetting as fg
+from netfix.methods import forget_relearn as fg
 from netfix.errors import ConfigError, DataError, ModelError
+from netfix.registry import Registry
 
 from conftest import same_weights
 
@@ -137,6 +138,17 @@ def test_operator_errors(trained):
         fg.operator("targeted")(trained)
     with pytest.raises(ModelError, match="Linear"):
         fg.operator("llf")(nn.Sequential(nn.Flatten(), nn.BatchNorm1d(64)))
+
+
+def test_the_operators_are_one_registry_read_like_the_others():
+    assert isinstance(fg.OPERATORS, Registry)
+    assert fg.operators() == fg.OPERATORS.names() == sorted(ALL) and fg.OPERATORS.get("ke") is fg.KernelReinit
+
+
+def test_netfix_forgetting_is_an_alias_of_the_family_folder():
+    import netfix.forgetting as alias
+
+    assert alias.__all__ and all(getattr(alias, name) is getattr(fg, name) for name in alias.__all__)
 
 
 def test_schedule_runs_generations_and_logs_them(noisy, mlp, digits):

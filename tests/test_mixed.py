@@ -10,7 +10,8 @@ import torch
 
 import netfix
 from netfix.errors import ConfigError, DataError, ModelError
-from netfix.mixed import MixedLinear, UserTraining, conjugate_gradient, lanczos
+from netfix.methods.mixed_linear import MixedLinear, UserTraining
+from netfix.solvers import conjugate_gradient, lanczos
 
 from conftest import TwoBranch, snapshot
 

@@ -7,8 +7,8 @@ trained with :data:`RECIPE`. Every method gets the same number of epochs (:data:
 :data:`EPOCHS_PER_GENERATION`):
 
 - ``long-baseline``: one run with one cosine schedule over all epochs;
-- ``llf``, ``ke``, ``imp``, ``shrink-perturb``, ``targeted``: :class:`~netfix.forgetting.ForgetRelearn` with that
-  operator (:data:`OPERATORS`), the schedule restarted every generation.
+- ``llf``, ``ke``, ``imp``, ``shrink-perturb``, ``targeted``: :class:`~netfix.methods.forget_relearn.ForgetRelearn`
+  with that operator (:data:`OPERATORS`), the schedule restarted every generation.
 
 The operators' settings were chosen on a clean validation split of 2,000 other training images (seed 100, never the
 test set; ``benchmarks/forget_relearn_select.py``). Rows: ``method``, ``noise``, ``test_acc`` (mean over seeds),
@@ -36,7 +36,7 @@ import torch
 from .. import data as datasets
 from .. import models, scenarios
 from ..evaluation import accuracy
-from ..forgetting import ForgetRelearn, disproportionate_forgetting, operator
+from ..methods.forget_relearn import ForgetRelearn, disproportionate_forgetting, operator
 from ..methods import relearn
 from ..training import train
 from . import counted, pick_dataset, show_work, summarise, with_std

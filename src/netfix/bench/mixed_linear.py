@@ -6,10 +6,11 @@ recipe; then:
 
 - ``finetune-train``: the same architecture trained the ordinary way on core + user (the core model fine-tuned on
   everything with the MLP recipe, :data:`FINETUNE_EPOCHS` epochs);
-- ``mixed-linear-train``: :class:`~netfix.mixed.MixedLinear` around the core, linearising :data:`LINEARIZE`, its
-  conjugate-gradient solves preconditioned with the top :data:`RANK` eigenpairs of the Gauss–Newton matrix over
-  the *core* data (no user information; built once, its seconds reported apart), its user weights trained on the
-  user data (docs/methods.md §4 recipe, then a Newton step to the optimum);
+- ``mixed-linear-train``: :class:`~netfix.methods.mixed_linear.MixedLinear` around the core, linearising
+  :data:`LINEARIZE`, its conjugate-gradient solves preconditioned with the top :data:`RANK` eigenpairs of the
+  Gauss–Newton matrix over the *core* data (no user information; built once, its seconds reported apart), its user
+  weights trained on the user data (docs/methods.md §4 recipe, then a Newton step to the optimum)
+  (:func:`~netfix.methods.mixed_linear.train_mixed_linear` trains the core and the user weights);
 - per request (``1%`` and ``10%`` of the user data, drawn with the seed; ``class``: every user sample of class 0):
   ``mixed-linear-forget`` (one Newton step on the remaining user data, CG, library defaults),
   ``retrain-linear`` (the user weights retrained from 0 to the optimum on the remaining user data, the fastest
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,7 +37,7 @@ import torch
 from .. import data as datasets
 from .. import models
 from ..evaluation import accuracy
-from ..mixed import MixedLinear, UserTraining, core_user_split
+from ..methods.mixed_linear import MixedLinear, UserTraining, train_mixed_linear
 from ..training import train
 from . import counted, pick_dataset, row_text, show_work
 
@@ -55,30 +57,31 @@ def run(quick: bool, seeds: int | None, data: str | None, device: torch.device, 
     name = pick_dataset(data, quick)
     train_set, test = datasets.load(name)
     seed = 0
-    core_idx, user_idx = core_user_split(train_set, 0.1, seed)
-    core_data, user = train_set.subset(core_idx, f"{name}/core"), train_set.subset(user_idx, f"{name}/user")
-    core_epochs = CORE_EPOCHS.get(name, 20) if not quick else 10
     user_cfg = UserTraining()
     sgd_cfg = UserTraining(epochs=50) if not quick else UserTraining(epochs=5, polish_max_iter=200)
-    recipe = models.recipe("mlp")
-    core, core_steps = counted(lambda: train(models.build("mlp", train_set.input_shape, train_set.num_classes,
-                                                          seed=seed), core_data, epochs=core_epochs, seed=seed,
-                                             device=device, progress=progress, **recipe))
+    steps: dict[str, int] = {}
+
+    def measure(stage: str, fn: Callable[[], Any]) -> Any:
+        out, steps[stage] = counted(fn)
+        return out
+
+    run_ml = train_mixed_linear("mlp", train_set, linearize=LINEARIZE, core_fraction=0.1,
+                                core_epochs=CORE_EPOCHS.get(name, 20) if not quick else 10, user_training=user_cfg,
+                                rank=RANK if not quick else 64, lanczos_steps=LANCZOS_STEPS if not quick else None,
+                                seed=seed, device=device, progress=progress, measure=measure)
+    core, core_data, user, fresh, trained, ml = (run_ml.core, run_ml.core_data, run_ml.user_data, run_ml.fresh,
+                                                 run_ml.fit, run_ml.model)
     rows: list[dict[str, Any]] = [{"request": "", "method": "core", "test_acc": accuracy(core.model, test),
-                                   "seconds": core.seconds, "steps": core_steps}]
+                                   "seconds": core.seconds, "steps": steps["core"]}]
     ft, ft_steps = counted(lambda: train(core.model, train_set, epochs=FINETUNE_EPOCHS.get(name, 10) if not quick
-                                         else 3, seed=seed, device=device, progress=progress, **recipe))
+                                         else 3, seed=seed, device=device, progress=progress,
+                                         **models.recipe("mlp")))
     rows.append({"request": "", "method": "finetune-train", "test_acc": accuracy(ft.model, test),
                  "seconds": ft.seconds, "steps": ft_steps})
-    start = time.perf_counter()
-    fresh = MixedLinear(core.model, LINEARIZE).with_preconditioner(
-        core_data, rank=RANK if not quick else 64, steps=LANCZOS_STEPS if not quick else None, seed=seed)
-    precond_seconds = time.perf_counter() - start
-    trained, trained_steps = counted(lambda: fresh.fit_user(user, user_cfg, seed=seed, progress=progress))
-    ml = trained.model
     rows.append({"request": "", "method": "mixed-linear-train", "test_acc": accuracy(ml, test),
-                 "seconds": trained.seconds, "steps": trained_steps, "user_parameters": ml.num_user_parameters,
-                 "preconditioner_seconds": precond_seconds, "grad_norm": trained.history[-1]["grad_norm"],
+                 "seconds": trained.seconds, "steps": steps["user"], "user_parameters": ml.num_user_parameters,
+                 "preconditioner_seconds": run_ml.preconditioner_seconds,
+                 "grad_norm": trained.history[-1]["grad_norm"],
                  "newton_iterations": trained.history[-2].get("newton_iterations")})
     g = torch.Generator().manual_seed(seed)
     requests = {"1%": torch.randperm(len(user), generator=g)[:len(user) // 100],

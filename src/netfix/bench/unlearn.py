@@ -38,7 +38,7 @@ from ..evaluation import evaluate
 from ..methods import available as available_methods
 from ..methods import get as get_method
 from ..methods import unlearn
-from ..mixed import MixedLinear, core_user_split
+from ..methods.mixed_linear import train_mixed_linear
 from ..training import train
 from . import WORK_COLUMNS, counted, pareto, percent, pick_dataset, show_work, summarise, with_std
 
@@ -193,13 +193,10 @@ def _mixed_linear(arch: str, epochs: int, s: scenarios.Scenario, seed: int, devi
     retrain but ``retrain-linear``: the same core with the user weights retrained to the optimum on the remaining
     user data (gap and rte are against it, row ``mixed-linear (ref)``); ``rte_network`` is the same seconds as a %
     of the ordinary network's ``retrain`` in this run."""
-    core_idx, user_keep_idx = core_user_split(s.retain, 0.1, seed)
-    core_data, user_keep = s.retain.subset(core_idx, "core"), s.retain.subset(user_keep_idx, "user-remaining")
-    user = datasets.concat([user_keep, s.forget], "user")
-    core = train(models.build(arch, core_data.input_shape, core_data.num_classes, seed=seed), core_data,
-                 epochs=epochs, seed=seed, device=device, progress=progress, **models.recipe(arch))
-    fresh = MixedLinear(core.model, MIXED_LINEARIZE[arch]).with_preconditioner(core_data, seed=seed)
-    trained = fresh.fit_user(user, seed=seed, progress=progress).model
+    run = train_mixed_linear(arch, s.retain, linearize=MIXED_LINEARIZE[arch], core_fraction=0.1, core_epochs=epochs,
+                             user_only=s.forget, seed=seed, device=device, progress=progress)
+    fresh, trained = run.fresh, run.model
+    user_keep = s.retain.subset(run.user_indices, "user-remaining")
     out, out_steps = counted(lambda: unlearn(trained, s.forget, user_keep, method="mixed-linear", seed=seed,
                                              device=device, progress=progress))
     ref, ref_steps = counted(lambda: fresh.fit_user(user_keep, seed=seed, progress=progress))

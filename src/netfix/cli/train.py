@@ -46,9 +46,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         editable = EditableTraining(lr=args.edit_lr, sequential=args.edit_sequential) if args.editable else None
         out = fit(model, trained_on, epochs=args.epochs, editable=editable, params=train_params, **common, **options)
     elif args.mixed_linear:
-        out, mixed = _mixed_linear(args, model, trained_on, s, data.name, options, common)
+        out, mixed = _mixed_linear(args, model, trained_on, options, common)
     elif args.forget_relearn:
-        from ..forgetting import ForgetRelearn
+        from ..methods.forget_relearn import ForgetRelearn
 
         schedule = ForgetRelearn(args.forget_relearn, args.generations, args.epochs)
         out = fit(model, trained_on, schedule=schedule, **common, **options)
@@ -133,17 +133,13 @@ def _start(args: argparse.Namespace, start: Any, data: Data) -> tuple[Any, dict[
     return model, models.recipe(args.model), train_params, {"name": args.model, "args": kwargs}
 
 
-def _mixed_linear(args: argparse.Namespace, model: Any, data: Any, s: Any, name: str, options: dict[str, Any],
+def _mixed_linear(args: argparse.Namespace, model: Any, data: Any, options: dict[str, Any],
                   common: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The core on a stratified share of the data, then the linearised user weights on the rest."""
-    from .. import train as fit
-    from ..mixed import MixedLinear, core_user_split
+    from ..methods.mixed_linear import train_mixed_linear
 
-    core_idx, user_idx = core_user_split(data, args.core_fraction, args.seed)
-    core_data = data.subset(core_idx, f"{name}/core")
-    out = fit(model, core_data, epochs=args.epochs, **common, **options)
-    ml = MixedLinear(out.model, [p.strip() for p in args.mixed_linear.split(",") if p.strip()])
-    ml = ml.with_preconditioner(core_data, seed=args.seed)
-    fitted = ml.fit_user(data.subset(user_idx), seed=args.seed, progress=common["progress"])
-    out.model, out.seconds = fitted.model, out.seconds + fitted.seconds
-    return out, {"core_indices": core_idx.tolist(), "linearize": ml.linearize}
+    run = train_mixed_linear(model, data, linearize=[p.strip() for p in args.mixed_linear.split(",") if p.strip()],
+                             core_fraction=args.core_fraction, core_epochs=args.epochs, recipe=options, **common)
+    out = run.core
+    out.model, out.seconds = run.model, run.core.seconds + run.fit.seconds
+    return out, {"core_indices": run.core_indices.tolist(), "linearize": run.model.linearize}

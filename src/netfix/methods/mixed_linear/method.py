@@ -1,4 +1,5 @@
-"""``mixed-linear``: exact forgetting for a :class:`~netfix.mixed.MixedLinear` model (Golatkar et al. 2021).
+"""``mixed-linear``: exact forgetting for a :class:`~netfix.methods.mixed_linear.MixedLinear` model (Golatkar et al.
+2021).
 
 The user part of a mixed-linear model is a quadratic problem, so forgetting is one Newton step on the remaining
 user data, solved by conjugate gradient (docs/methods.md §4). ``retain`` must be the *user* samples that remain (the
@@ -13,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import LabeledData
-from ..mixed import MixedLinear
-from ..validation import Options, option
-from . import Context, register
+from ...data import LabeledData
+from ...validation import Options, option
+from .. import Context, register
+from .model import MixedLinear
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """``forget-relearn``: repair an already-trained model by forgetting, then relearning (Zhou et al. 2022;
-methods.md §3; :mod:`netfix.forgetting`).
+methods.md §3; :mod:`netfix.methods.forget_relearn`).
 
 Each of ``generations`` rounds applies the forgetting operator (default: reinitialise the output layer) and then
 relearns for ``epochs_per_generation`` epochs with a restarted cosine schedule. Relearning mode (``netfix.relearn``)
@@ -17,13 +17,14 @@ from typing import Any
 
 from torch import nn
 
-from .. import card
-from ..data import LabeledData
-from ..errors import ConfigError, DataError
-from ..forgetting import ForgetRelearn, operator
-from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
-from . import Context, kept_data, register
-from .retrain import _RECIPE, RetrainConfig, recipe_for
+from ... import card
+from ...data import LabeledData
+from ...errors import ConfigError, DataError
+from ...validation import MAX_BATCH, MAX_EPOCHS, Options, option
+from .. import Context, kept_data, register
+from ..retrain import _RECIPE, RetrainConfig, recipe_for
+from .operators import operator
+from .schedule import ForgetRelearn
 
 
 @dataclass
