@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "_tables", "_pareto", "recipe")),
     ("data", ("formats", "data", "scenarios")),
     ("models", ("models",)),
-    ("gradient engine", ("gradients", "distributed")),
+    ("gradient engine", ("_per_sample", "jacobian", "gradients", "distributed")),
     ("training", ("training",)),
     ("evaluation", ("outputs", "forget_score", "evaluation")),
     ("methods", ("editing", "edits", "edit_metrics", "forgetting", "mixed", "methods")),
