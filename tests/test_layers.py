@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "netfix"
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "_version", "registry", "validation", "streaming", "transforms", "card", "adapter", "_runtime",
-                    "_tables", "_pareto", "recipe")),
+                    "_tables", "_pareto", "recipe", "checks")),
     ("data", ("formats", "data", "scenarios")),
     ("models", ("models",)),
     ("gradient engine", ("_per_sample", "jacobian", "gradients", "distributed")),

@@ -211,7 +211,8 @@ def output_jacobian(model: nn.Module, data: LabeledData, variant: str = "gtl",
 
 
 def _linear_blocks(model: nn.Module, data: LabeledData, linears: dict[str, tuple[str, str | None]], variant: str,
-                   per: int, chunk: int, dtype: torch.dtype) -> list[tuple[str, str | None, torch.Tensor, torch.Tensor]]:
+                   per: int, chunk: int, dtype: torch.dtype
+                   ) -> list[tuple[str, str | None, torch.Tensor, torch.Tensor]]:
     """The factored blocks ``(weight, bias, A, D)`` of ``linears``: each layer's inputs A and output gradients D,
     ``chunk`` samples at a time (each input repeated ``per`` times: one row per logit for ``all``)."""
     dev = next(iter(model.parameters())).device

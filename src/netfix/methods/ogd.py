@@ -140,9 +140,9 @@ def build_memory(model: nn.Module, pool: LabeledData, cfg: OGDConfig, generator:
 
 
 class ProjectedSGD(torch.optim.Optimizer):
-    """SGD whose every step is projected off a :class:`~netfix.jacobian.Basis`: g ← g − U(Uᵀg), then momentum (on the projected
-    gradient, so the momentum buffer stays in the orthogonal complement too), then θ ← θ − lr·g. No weight decay:
-    it would pull the weights along directions the projection is there to protect.
+    """SGD whose every step is projected off a :class:`~netfix.jacobian.Basis`: g ← g − U(Uᵀg), then momentum (on
+    the projected gradient, so the momentum buffer stays in the orthogonal complement too), then θ ← θ − lr·g. No
+    weight decay: it would pull the weights along directions the projection is there to protect.
 
     ``params`` must be the parameters the basis was built over, in the same order (e.g. ``[p for n, p in
     model.named_parameters() if n in param_names(model, prefixes)]``).
