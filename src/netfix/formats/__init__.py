@@ -28,7 +28,7 @@ Modules: :mod:`.image_folder`, :mod:`.cifar`, :mod:`.arrays` (one reader each), 
 
 from __future__ import annotations
 
-from ._common import MissingDataError
+from ._common import MissingDataError, PathLike, Transform  # noqa: F401  # the type aliases, as before
 from .arrays import ArrayDataset
 from .cifar import CIFARBinary
 from .image_folder import ImageFolder
