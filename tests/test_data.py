@@ -60,7 +60,7 @@ def no_idx_data(tmp_path, monkeypatch):
     netfix_data.mkdir()
     debian.mkdir()
     monkeypatch.setenv("NETFIX_DATA", str(netfix_data))
-    monkeypatch.setattr(nd, "_DEBIAN_ROOT", debian)
+    monkeypatch.setattr(nd.builtin, "_DEBIAN_ROOT", debian)
     return netfix_data
 
 
@@ -473,7 +473,7 @@ def test_load_idx_from_debian_root(no_idx_data, tmp_path, monkeypatch):
     debian = tmp_path / "deb2"
     d = debian / "fashion-mnist"
     d.mkdir(parents=True)
-    monkeypatch.setattr(nd, "_DEBIAN_ROOT", debian)
+    monkeypatch.setattr(nd.builtin, "_DEBIAN_ROOT", debian)
     _write_idx(d / "train-images-idx3-ubyte", np.full((2, 28, 28), 51, np.uint8), gz=False)
     _write_idx(d / "train-labels-idx1-ubyte", np.array([1, 2], np.uint8), gz=False)
     _write_idx(d / "t10k-images-idx3-ubyte", np.zeros((1, 28, 28), np.uint8), gz=True)

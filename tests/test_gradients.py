@@ -7,8 +7,9 @@ import torch
 
 import netfix
 from netfix.errors import ConfigError, UnknownNameError
-from netfix.gradients import (Basis, ProjectedSGD, flat_grad, output_gradients, output_gradients_loop,
-                              output_jacobian, param_names)
+from netfix.gradients import flat_grad, output_gradients, output_gradients_loop, param_names
+from netfix.jacobian import Basis, output_jacobian
+from netfix.methods.ogd import ProjectedSGD
 
 from conftest import TwoBranch
 
@@ -136,7 +137,7 @@ def test_factored_jacobian_equals_the_dense_rows(digits, name, variant):
         factored = {b[0] for b in J.linear_blocks}  # tok (3-D input) and shared (called twice) stay dense
         assert "tok.weight" not in factored and "shared.weight" not in factored
     if name == "mlp":
-        assert not J.dense_blocks and J.stored < G.numel()
+        assert not J.dense_blocks and sum(A.numel() + D.numel() for *_, A, D in J.linear_blocks) < G.numel()
 
 
 def test_factored_false_keeps_every_block_dense(digits):
@@ -185,3 +186,15 @@ def test_projected_sgd_refuses_parameters_the_basis_does_not_cover(digits):
         ProjectedSGD(model.parameters(), basis)
     with pytest.raises(ConfigError, match="lr"):
         ProjectedSGD(model.fc.parameters(), basis, lr=0)
+
+
+def test_moved_names_are_still_read_from_netfix_gradients():
+    import netfix.gradients
+    import netfix.jacobian
+    import netfix.methods.ogd
+
+    assert netfix.gradients.Basis is netfix.jacobian.Basis and netfix.gradients.Jacobian is netfix.jacobian.Jacobian
+    assert netfix.gradients.output_jacobian is netfix.jacobian.output_jacobian
+    assert netfix.gradients.ProjectedSGD is netfix.methods.ogd.ProjectedSGD
+    with pytest.raises(AttributeError, match="no_such_name"):
+        netfix.gradients.no_such_name  # noqa: B018

@@ -15,10 +15,10 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "netfix"
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "_version", "registry", "validation", "streaming", "transforms", "card", "adapter", "_runtime",
-                    "_tables", "_pareto", "recipe")),
+                    "_tables", "_pareto", "recipe", "checks")),
     ("data", ("formats", "data", "scenarios")),
     ("models", ("models",)),
-    ("gradient engine", ("gradients", "distributed", "solvers")),
+    ("gradient engine", ("_per_sample", "jacobian", "gradients", "distributed", "solvers")),
     ("training", ("training",)),
     ("evaluation", ("outputs", "forget_score", "evaluation")),
     ("methods", ("editing", "edits", "edit_metrics", "forgetting", "mixed", "methods")),

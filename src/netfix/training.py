@@ -159,13 +159,7 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     opt = optimizer or make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = loss_fn or (lambda m, X, y: ce(m(X), y))
-    batch_size, run_model = cfg.batch_size, model
-    if distributed.is_distributed():  # torchrun / a user's process group: DDP over a DistributedSampler
-        batch_size = distributed.local_batch_size(cfg.batch_size)
-        if sampler is None:
-            sampler = distributed.sampler(data, seed=generator.initial_seed())
-        run_model = distributed.wrap(model, device)
-    sampler = sampler if sampler is not None else RandomSampler(data, generator=generator)
+    batch_size, run_model, sampler = _loop_setup(model, data, cfg, sampler, generator, device)
     steps_per_epoch = max(1, math.ceil(len(sampler) / batch_size))  # type: ignore[arg-type]
     total = cfg.epochs * steps_per_epoch
     skip_singletons = _has_batchnorm(model) and train_mode and not freeze_norm
@@ -173,15 +167,10 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
-    run_model.train(train_mode)
-    if frozen_stats or freeze_norm:
-        for mod in model.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and (freeze_norm or not any(
-                    p.requires_grad for p in mod.parameters(recurse=False))):
-                mod.eval()
-    done = False
+    _set_modes(model, run_model, train_mode, frozen_stats, freeze_norm)
+    reason: "dict[str, Any] | None" = None
     for epoch in range(cfg.epochs):
-        if done:
+        if reason is not None:
             break
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -190,49 +179,88 @@ def fit(model: nn.Module, data: LabeledData, cfg: TrainConfig, *, generator: tor
             if skip_singletons and len(y) == 1:
                 continue
             if cfg.lr_schedule == "cosine":
-                for group in opt.param_groups:
-                    at, span = (step, total) if lr_steps is None else (lr_steps[0] + step, lr_steps[1])
-                    group["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * at / max(1, span)))
-            if augment is not None:
-                X = augment(X)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                loss = loss_fn(run_model, X, y)
-            loss = loss.float()
-            if not torch.isfinite(loss):
-                raise DivergedError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step}. "
-                                         "Fix: lower lr, or set grad_clip.")
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if max_update is not None:
-                trained = [p for p in model.parameters() if p.requires_grad]
-                limit = max_update * float(torch.linalg.vector_norm(torch.stack(
-                    [torch.linalg.vector_norm(p.detach()) for p in trained]))) / max(opt.param_groups[0]["lr"], 1e-12)
-                nn.utils.clip_grad_norm_(trained, limit)
-            if before_step is not None:
-                before_step(model)
-            opt.step()
-            if after_step is not None:
-                after_step(model)
+                _cosine_lr(opt, cfg.lr, (step, total) if lr_steps is None else (lr_steps[0] + step, lr_steps[1]))
+            loss = _step(model, run_model, opt, loss_fn, augment(X) if augment is not None else X, y, cfg, device,
+                         max_update, before_step, after_step, desc, (epoch + 1, step))
             step += 1
             bar.update(1)
-            loss_sum += loss.item() * len(y)
+            loss_sum += loss * len(y)
             seen += len(y)
             reason = stop(model, step) if stop is not None else None
             if reason is None and max_steps is not None and step >= max_steps:
                 reason = {"reason": "max_steps"}
             if reason is not None:
-                done = True
                 break
         history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, seen),
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-        if done:
-            history.append({"epoch": epoch + 1, "step": step, "stopped": True, **reason})  # type: ignore[dict-item]
+        if reason is not None:
+            history.append({"epoch": epoch + 1, "step": step, "stopped": True, **reason})
     bar.close()
     model.eval()
     return history
+
+
+def _loop_setup(model: nn.Module, data: LabeledData, cfg: TrainConfig, sampler: "Sampler[int] | None",
+                generator: torch.Generator, device: torch.device) -> tuple[int, nn.Module, "Sampler[int]"]:
+    """``(batch size per process, the module to call, the sampler)``: inside a process group (torchrun, a user's),
+    DDP over a DistributedSampler with this process's share of the global batch; else the model itself over
+    ``sampler``, or a RandomSampler drawing from ``generator``."""
+    batch_size, run_model = cfg.batch_size, model
+    if distributed.is_distributed():
+        batch_size = distributed.local_batch_size(cfg.batch_size)
+        if sampler is None:
+            sampler = distributed.sampler(data, seed=generator.initial_seed())
+        run_model = distributed.wrap(model, device)
+    return batch_size, run_model, sampler if sampler is not None else RandomSampler(data, generator=generator)
+
+
+def _set_modes(model: nn.Module, run_model: nn.Module, train_mode: bool, frozen_stats: bool, freeze_norm: bool
+               ) -> None:
+    """Train (or eval) mode for the loop; BatchNorm layers in eval mode where ``frozen_stats`` (all their parameters
+    frozen) or ``freeze_norm`` (all of them) says so."""
+    run_model.train(train_mode)
+    if frozen_stats or freeze_norm:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and (freeze_norm or not any(
+                    p.requires_grad for p in mod.parameters(recurse=False))):
+                mod.eval()
+
+
+def _cosine_lr(opt: torch.optim.Optimizer, lr: float, at_of: tuple[int, int]) -> None:
+    """Set the learning rate of step ``at`` of ``span`` on a cosine from ``lr`` down to 0."""
+    at, span = at_of
+    for group in opt.param_groups:
+        group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * at / max(1, span)))
+
+
+def _step(model: nn.Module, run_model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable[..., torch.Tensor],
+          X: Any, y: torch.Tensor, cfg: TrainConfig, device: torch.device, max_update: "float | None",
+          before_step: "Callable[[nn.Module], None] | None", after_step: "Callable[[nn.Module], None] | None",
+          desc: str, at: tuple[int, int]) -> float:
+    """One optimizer step on the batch ``(X, y)``; returns its loss. ``desc`` and ``at`` (epoch, step) name the
+    step in the error a non-finite loss raises."""
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        loss = loss_fn(run_model, X, y)
+    loss = loss.float()
+    if not torch.isfinite(loss):
+        raise DivergedError(f"{desc}: the loss became {loss.item()} at epoch {at[0]}, step {at[1]}. "
+                            "Fix: lower lr, or set grad_clip.")
+    loss.backward()
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if max_update is not None:
+        trained = [p for p in model.parameters() if p.requires_grad]
+        limit = max_update * float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(p.detach()) for p in trained]))) / max(opt.param_groups[0]["lr"], 1e-12)
+        nn.utils.clip_grad_norm_(trained, limit)
+    if before_step is not None:
+        before_step(model)
+    opt.step()
+    if after_step is not None:
+        after_step(model)
+    return loss.item()
 
 
 def check_train_fn(train_fn: Any, argument: str = "train_fn") -> None:
@@ -307,23 +335,7 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
         >>> out.history[-1]["loss"] < out.history[0]["loss"]
         True
     """
-    if editable is not None and not isinstance(editable, TrainingObjective):
-        raise ConfigError(f"editable: expected a netfix.EditableTraining (a netfix.training.TrainingObjective); got "
-                          f"{type(editable).__name__}.")
-    if editable is not None and is_dataclass(editable):
-        editable = replace(editable)  # a fresh copy: state learned in this run stays out of the caller's config
-    if schedule is not None:
-        if not isinstance(schedule, Schedule):
-            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn (a netfix.training.Schedule); "
-                              f"got {type(schedule).__name__}.")
-        if editable is not None:
-            raise ConfigError("schedule, editable: pick one; Editable Training under a forget-relearn schedule is not "
-                              "supported.")
-        if epochs is not None and epochs != schedule.epochs:
-            raise ConfigError(f"epochs: {epochs} disagrees with the schedule's {schedule.epochs} epochs "
-                              f"({schedule.describe()}); leave epochs unset with a schedule.")
-        epochs = schedule.epochs
-    epochs = 10 if epochs is None else epochs
+    editable, epochs = _check_objectives(editable, schedule, epochs)
     check_model(model)
     given = {"lr": lr, "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum,
              "weight_decay": weight_decay, "lr_schedule": lr_schedule}
@@ -358,16 +370,49 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
         if trained is not None:
             for p in net.parameters():
                 p.requires_grad_(True)
-    if trained is None:
+    config = _record(net, cfg, ds, seed, dev, params, schedule, editable)
+    return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)
+
+
+def _check_objectives(editable: "TrainingObjective | None", schedule: "Schedule | None", epochs: "int | None"
+                      ) -> "tuple[TrainingObjective | None, int]":
+    """``(editable, epochs)`` for :func:`train`: an ``editable`` copied (state learned in the run stays out of the
+    caller's config), the epochs a ``schedule`` sets (10 by default); the wrong types or combinations refused."""
+    if editable is not None and not isinstance(editable, TrainingObjective):
+        raise ConfigError(f"editable: expected a netfix.EditableTraining (a netfix.training.TrainingObjective); got "
+                          f"{type(editable).__name__}.")
+    if editable is not None and is_dataclass(editable):
+        editable = replace(editable)  # a fresh copy: state learned in this run stays out of the caller's config
+    if schedule is not None:
+        if not isinstance(schedule, Schedule):
+            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn (a netfix.training.Schedule); "
+                              f"got {type(schedule).__name__}.")
+        if editable is not None:
+            raise ConfigError("schedule, editable: pick one; Editable Training under a forget-relearn schedule is not "
+                              "supported.")
+        if epochs is not None and epochs != schedule.epochs:
+            raise ConfigError(f"epochs: {epochs} disagrees with the schedule's {schedule.epochs} epochs "
+                              f"({schedule.describe()}); leave epochs unset with a schedule.")
+        epochs = schedule.epochs
+    return editable, 10 if epochs is None else epochs
+
+
+def _record(net: nn.Module, cfg: TrainConfig, ds: LabeledData, seed: int, dev: torch.device,
+            params: "Sequence[str] | None", schedule: "Schedule | None", editable: "TrainingObjective | None"
+            ) -> dict[str, Any]:
+    """The run's config (every option used, the data's fingerprint), with ``net``'s card updated to match: its
+    recipe (unless only ``params`` were trained: a fine-tune keeps the recipe), data and the objective's fields."""
+    trained = params is not None
+    if not trained:
         card.update(net, recipe=asdict(cfg))
     card.update(net, data=ds.describe())
     config = {**asdict(cfg), "seed": seed, "device": str(dev), "n": len(ds),
               "data_fingerprint": card.of(net).data["fingerprint"]}  # type: ignore[index]
-    if trained is not None:
+    if trained:
         config["params"] = list(params)  # type: ignore[arg-type]
     if schedule is not None:
         config["schedule"] = schedule.describe()
     if editable is not None:
         config["editable"] = editable.describe()
         card.update(net, **editable.card_fields())
-    return Outcome(model=net, method="train", config=config, seconds=seconds, history=history)
+    return config

@@ -36,10 +36,11 @@ from torch import nn
 
 from .. import distributed
 from ..data import LabeledData, concat
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluation import accuracy as _accuracy
 from ..evaluation import predict
-from ..gradients import VARIANTS, Basis, ProjectedSGD, output_jacobian, param_names
+from ..gradients import VARIANTS, flat_grad, param_names
+from ..jacobian import Basis, output_jacobian
 from ..training import TrainConfig, fit
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
@@ -136,6 +137,57 @@ def build_memory(model: nn.Module, pool: LabeledData, cfg: OGDConfig, generator:
         return Basis.from_rows(distributed.gather_jacobian(jac))
     return Basis.from_rows(output_jacobian(model, mem, cfg.variant, cfg.params, cfg.memory_chunk,
                                            dtype=_DTYPES[cfg.memory_dtype], factored=cfg.factored))
+
+
+class ProjectedSGD(torch.optim.Optimizer):
+    """SGD whose every step is projected off a :class:`~netfix.jacobian.Basis`: g ← g − U(Uᵀg), then momentum (on
+    the projected gradient, so the momentum buffer stays in the orthogonal complement too), then θ ← θ − lr·g. No
+    weight decay: it would pull the weights along directions the projection is there to protect.
+
+    ``params`` must be the parameters the basis was built over, in the same order (e.g. ``[p for n, p in
+    model.named_parameters() if n in param_names(model, prefixes)]``).
+
+    Example:
+        >>> basis = Basis.from_rows(output_jacobian(model, memory))
+        >>> opt = ProjectedSGD(model.parameters(), basis, lr=1e-2)
+        >>> loss.backward(); opt.step()      # retained samples' logits unchanged to first order
+    """
+
+    def __init__(self, params: Any, basis: "Basis | None", lr: float = 1e-2, momentum: float = 0.0) -> None:
+        if not lr > 0:
+            raise ConfigError(f"lr: expected a positive step size; got {lr!r}.")
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum: expected a value in [0, 1); got {momentum!r}.")
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+        self.basis = basis
+        dim = sum(p.numel() for g in self.param_groups for p in g["params"])
+        if basis is not None and basis.J.dim != dim:
+            raise ConfigError(f"params: hold {dim} numbers but the basis spans vectors of {basis.J.dim}; pass the "
+                              "parameters the basis was built over, in the same order.")
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = [p for g in self.param_groups for p in g["params"]]
+        flat = flat_grad(params)
+        if self.basis is not None:
+            flat = self.basis.project(flat)
+        offset = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                n = p.numel()
+                d = flat[offset:offset + n].view_as(p)
+                offset += n
+                if group["momentum"]:
+                    state = self.state[p]
+                    buf = state.get("momentum")
+                    state["momentum"] = buf = d.clone() if buf is None else buf.mul_(group["momentum"]).add_(d)
+                    d = buf
+                p.add_(d, alpha=-group["lr"])
+        return loss
 
 
 def _unlearn_loss(objective: str, num_classes: int):  # type: ignore[no-untyped-def]
