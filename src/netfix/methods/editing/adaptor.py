@@ -80,7 +80,7 @@ class AdaptorConfig(Options):
     value_steps: int = option(200, "values at a hidden layer: Adam steps at most", low=1, high=100_000)
 
 
-editors.add("adaptor", Editor(4, "a key-value entry per edited input at one layer; changes no weight"))
+editors.add("adaptor", Editor(order=4, summary="a key-value entry per edited input at one layer; changes no weight"))
 
 
 def input_range(net: nn.Module) -> "tuple[float, float] | None":
@@ -349,4 +349,3 @@ def _train_value(view: nn.Module, cap: _Capture, x: Any, t: torch.Tensor, out0: 
     finally:
         cap.replace = None
     return v.detach()[0]
-

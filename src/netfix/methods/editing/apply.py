@@ -52,7 +52,6 @@ class EditOutcome(Outcome):
     steps: int = 0
 
 
-
 def _tensor(value: Any, argument: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value

@@ -82,7 +82,6 @@ class EditFinetuneConfig:
                               f"got {asdict(self)}.")
 
 
-
 def lookup_rows(prep: PreparedModel, X: torch.Tensor, y: torch.Tensor, perturbed: dict[str, torch.Tensor]
                  ) -> list[dict[str, Any]]:
     """Each edit = a table holding that one input; its effect on the drawdown set is the table's override applied

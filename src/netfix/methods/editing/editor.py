@@ -90,13 +90,16 @@ def _adam(g: torch.Tensor, state: dict[str, torch.Tensor], n: str, step: int, cf
 # (MLP, 20 edits to random wrong labels). netfix.edit itself finds its step (EditorConfig.scale): a fixed step was
 # 0/20 successful on a confidently trained residual BatchNorm network and cost 30 points on a small ViT.
 editors: Registry[Editor] = Registry("editor", "editor")
-editors.add("sgd", Editor(0, "u = g", 3e-3, _sgd, lambda g, cfg: g))
-editors.add("momentum", Editor(1, "m ← μ·m + g, u = m", 5e-4, _momentum, lambda g, cfg: g))
-editors.add("rmsprop", Editor(2, "s ← β·s + (1−β)·g², u = g / √(s + ε)", 1e-3, _rmsprop,
-                              lambda g, cfg: g / torch.sqrt(g * g + cfg.eps)))
-editors.add("adam", Editor(3, "u = m̂ / (√v̂ + ε)", 1e-3, _adam, lambda g, cfg: g / (g.abs() + cfg.eps)))
+editors.add("sgd", Editor(order=0, summary="u = g", lr=3e-3, direction=_sgd, first=lambda g, cfg: g))
+editors.add("momentum", Editor(order=1, summary="m ← μ·m + g, u = m", lr=5e-4, direction=_momentum,
+                               first=lambda g, cfg: g))
+editors.add("rmsprop", Editor(order=2, summary="s ← β·s + (1−β)·g², u = g / √(s + ε)", lr=1e-3, direction=_rmsprop,
+                              first=lambda g, cfg: g / torch.sqrt(g * g + cfg.eps)))
+editors.add("adam", Editor(order=3, summary="bias-corrected moments, u = m̂ / (√v̂ + ε)", lr=1e-3, direction=_adam,
+                           first=lambda g, cfg: g / (g.abs() + cfg.eps)))
 
-EDITORS = tuple(sorted((n for n, e in editors.items() if e.direction is not None), key=lambda n: editors.get(n).order))
+# the gradient editors, in their listed order
+EDITORS = tuple(n for _, n in sorted((e.order, n) for n, e in editors.items() if e.direction is not None))
 DEFAULT_LR = {n: editors.get(n).lr for n in EDITORS}
 MAX_EDIT_STEPS = 10_000  # an edit that needs more steps than this is not a few-step edit
 # The automatic step's first size, relative to the edited weights, and its growth: chosen on validation edits over
@@ -133,7 +136,6 @@ class EditorConfig(Options):
         return float(self.lr if self.lr is not None else DEFAULT_LR[self.editor])
 
 
-
 def edit_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-sample margin loss max(0, max_{y≠t} log p(y|x) − log p(t|x)); zero iff ``targets`` is the argmax
     (ties count as reached)."""
@@ -141,7 +143,6 @@ def edit_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     target = logp.gather(1, targets[:, None]).squeeze(1)
     others = logp.scatter(1, targets[:, None], float("-inf")).max(1).values
     return F.relu(others - target)
-
 
 
 def editor_steps(model: nn.Module, params: dict[str, torch.Tensor], X: "torch.Tensor | tuple[torch.Tensor, ...]",
@@ -251,5 +252,3 @@ def editor_config(model: nn.Module, editor: str, max_steps: int, params: "Sequen
     if params is None and trained_for.get("params"):  # the part Editable Training made editable
         params = trained_for["params"]
     return EditorConfig(editor=editor, max_steps=max_steps, params=params, **options)  # type: ignore[arg-type]
-
-

@@ -130,7 +130,6 @@ def size_bytes(model: nn.Module) -> int:
     return mem.nbytes() if mem is not None else 0
 
 
-
 def expected_state(side_edits: Any, header_shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """The state names and shapes a file's edit record implies, checked against the file's tensors (their sizes
     are data, bounded by the file)."""

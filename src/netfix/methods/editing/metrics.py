@@ -64,7 +64,6 @@ class EditMetrics:
         return out
 
 
-
 def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *, editor: str = "rmsprop",
                   max_steps: int = 10, params: "Sequence[str] | None" = None, replay: DataLike | None = None,
                   finetune: EditFinetuneConfig | None = None, perturb: "Mapping[str, Perturb] | None" = None,
@@ -173,4 +172,3 @@ def _adaptor_rows(prep: PreparedModel, net: nn.Module, X: torch.Tensor, y: torch
         mem.detach(net)
         delattr(net, MEMORY)
     return rows
-

@@ -88,4 +88,3 @@ def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Mo
     card.update(fresh, recipe=copy.deepcopy(info.recipe), data=copy.deepcopy(info.data))
     device = next(model.parameters()).device
     return fresh.to(device).train(model.training)
-
