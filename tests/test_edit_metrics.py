@@ -12,10 +12,10 @@ from torch import nn
 
 import netfix
 from netfix import bench
-from netfix.edit_metrics import LookupTable, measure_edits, perturbations, sequential_edits
-from netfix.editing import FrozenSplit
+from netfix.methods.editing import LookupTable, measure_edits, perturbations, sequential_edits
 from netfix.errors import ConfigError, DataError, UnknownNameError
 from netfix.gradients import param_names
+from netfix.models.split import FrozenSplit
 
 from conftest import TwoBranch, snapshot
 

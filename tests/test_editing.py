@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import netfix
-from netfix.editing import EDITORS, default_edit_params, edit_loss
+from netfix.methods.editing import EDITORS, default_edit_params, edit_loss
 from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
 
 from conftest import TwoBranch, same_weights, snapshot
@@ -123,6 +123,31 @@ def test_bad_options_are_refused(trained, wrong, kwargs, error, match):
         netfix.edit(trained, X, targets, **kwargs)
 
 
+def test_the_editors_are_one_registry(trained, wrong):
+    """Every editor is one entry of netfix.methods.editing.editors: EDITORS (the gradient editors, in their listed
+    order) and LIFELONG are read from it, and an unknown editor's error lists every entry."""
+    from netfix.methods.editing import LIFELONG, editors
+
+    assert EDITORS == ("sgd", "momentum", "rmsprop", "adam") and LIFELONG == ("adaptor",)
+    assert editors.names() == sorted(EDITORS + LIFELONG)
+    X, targets = wrong
+    with pytest.raises(UnknownNameError, match="Valid editors: 'adam', 'adaptor', 'momentum', 'rmsprop', 'sgd'"):
+        netfix.edit(trained, X[:1], targets[:1], editor="lbfgs")
+
+
+def test_the_old_module_paths_still_work():
+    """netfix.editing, netfix.edits and netfix.edit_metrics re-export what moved to netfix.methods.editing and
+    netfix.models.split (CHANGELOG.md)."""
+    from netfix.methods.editing import adaptor, apply, history, lifelong, metrics, session
+    from netfix.models.split import FrozenSplit
+
+    assert netfix.editing.FrozenSplit is FrozenSplit and netfix.editing.edit is apply.edit is netfix.edit
+    assert netfix.edits.list is history.list and netfix.edits.revert is history.revert
+    assert netfix.edits.Session is session.Session and netfix.edits.AdaptorConfig is adaptor.AdaptorConfig
+    assert netfix.edit_metrics.measure_edits is metrics.measure_edits
+    assert netfix.edit_metrics.lifelong_edits is lifelong.lifelong_edits
+
+
 def test_bad_inputs_are_refused_before_work(trained, wrong):
     X, targets = wrong
     with pytest.raises(DataError, match="targets: 1 targets for 2 inputs"):
@@ -140,7 +165,7 @@ def test_bad_inputs_are_refused_before_work(trained, wrong):
 # --- Editable Training -----------------------------------------------------------------------------------------
 
 def test_editable_training_runs_the_editor_inside_the_loss_and_learns_its_step(digits):
-    from netfix.editing import EditableTraining
+    from netfix.methods.editing import EditableTraining
 
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
@@ -156,7 +181,7 @@ def test_editable_training_runs_the_editor_inside_the_loss_and_learns_its_step(d
 
 
 def test_edit_uses_the_step_size_editable_training_learned(digits, wrong):
-    from netfix.editing import EditableTraining
+    from netfix.methods.editing import EditableTraining
 
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
@@ -170,7 +195,7 @@ def test_edit_uses_the_step_size_editable_training_learned(digits, wrong):
 
 
 def test_the_learned_editor_survives_save_and_load(digits, tmp_path):
-    from netfix.editing import EditableTraining
+    from netfix.methods.editing import EditableTraining
 
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
@@ -183,7 +208,7 @@ def test_the_learned_editor_survives_save_and_load(digits, tmp_path):
 @pytest.mark.parametrize("kwargs, match", [({"c_edit": -1.0}, "c_edit"), ({"editor": "newton"}, "unknown editor"),
                                            ({"max_steps": 0}, "max_steps")])
 def test_editable_training_refuses_bad_options(kwargs, match):
-    from netfix.editing import EditableTraining
+    from netfix.methods.editing import EditableTraining
 
     with pytest.raises((ConfigError, UnknownNameError), match=match):
         EditableTraining(**kwargs)
@@ -199,7 +224,7 @@ def small_resnet(digits):
 
 
 def test_add_edit_block_keeps_the_function_and_the_callers_model(digits, small_resnet, tmp_path):
-    from netfix.editing import add_edit_block
+    from netfix.methods.editing import add_edit_block
 
     _, test = digits
     before = snapshot(small_resnet)
@@ -215,7 +240,7 @@ def test_add_edit_block_keeps_the_function_and_the_callers_model(digits, small_r
 
 
 def test_add_edit_block_refuses_what_it_cannot_rebuild(small_resnet):
-    from netfix.editing import add_edit_block
+    from netfix.methods.editing import add_edit_block
 
     with pytest.raises(ModelError, match="EditBlock"):
         add_edit_block(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)))
@@ -226,7 +251,7 @@ def test_add_edit_block_refuses_what_it_cannot_rebuild(small_resnet):
 
 
 def test_train_params_fine_tunes_only_the_chosen_part_and_keeps_batchnorm_statistics(digits, small_resnet):
-    from netfix.editing import add_edit_block
+    from netfix.methods.editing import add_edit_block
 
     train, _ = digits
     m = add_edit_block(small_resnet, hidden=32)
@@ -243,8 +268,8 @@ def test_train_params_fine_tunes_only_the_chosen_part_and_keeps_batchnorm_statis
 def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, small_resnet, monkeypatch):
     """With a frozen prefix, Editable Training runs the prefix once per batch (FrozenSplit); the result must be
     what running the whole model at every editor step gives."""
-    import netfix.editing as editing
-    from netfix.editing import EditableTraining, add_edit_block
+    from netfix.methods.editing import EditableTraining, add_edit_block
+    from netfix.models.split import FrozenSplit
 
     train, _ = digits
     m = add_edit_block(small_resnet, hidden=32)
@@ -255,7 +280,7 @@ def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, smal
                             editable=et).model
 
     cut = fine_tune()
-    monkeypatch.setattr(editing.FrozenSplit, "_trace", lambda self, model, names: (_ for _ in ()).throw(
+    monkeypatch.setattr(FrozenSplit, "_trace", lambda self, model, names: (_ for _ in ()).throw(
         ValueError("no cut")))
     whole = fine_tune()
     for (name, a), b in zip(cut.state_dict().items(), whole.state_dict().values()):
@@ -266,7 +291,7 @@ def test_editable_fine_tune_of_a_block_equals_the_uncut_computation(digits, smal
 def test_editable_training_config_can_be_reused(digits):
     """The editor step learned in one train stays out of the caller's config: the same config trains the same
     model twice."""
-    from netfix.editing import EditableTraining
+    from netfix.methods.editing import EditableTraining
 
     train, _ = digits
     model = netfix.models.build("mlp", train.input_shape, 10, hidden=(16,), seed=0)

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import netfix
-from netfix.edit_metrics import lifelong_edits, perturbations
-from netfix.editing import EditableTraining
+from netfix.methods.editing import EditableTraining, lifelong_edits, perturbations
 from netfix.errors import ConfigError, NotAModelError, UnknownNameError
 
 from conftest import same_weights, snapshot

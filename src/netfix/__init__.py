@@ -33,7 +33,8 @@ from ._version import __version__  # noqa: E402
 from . import data as datasets  # noqa: E402  # netfix.datasets.load / available
 from . import bench, card, edit_metrics, edits, errors, evaluation, methods, mixed, models, scenarios  # noqa: E402
 from .evaluation import Metrics, evaluate  # noqa: E402
-from .editing import EditableTraining, EditOutcome, edit  # noqa: E402
+from . import editing  # noqa: E402,F401  # netfix.editing: the compatibility alias of netfix.methods.editing
+from .methods.editing import EditableTraining, EditOutcome, edit  # noqa: E402
 from .io import load, save  # noqa: E402
 from .methods import relearn, unlearn  # noqa: E402
 from .training import Outcome, train  # noqa: E402
