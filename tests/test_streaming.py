@@ -134,9 +134,6 @@ def trained(digits):
     return netfix.train(m, train, epochs=5, seed=0, progress=False).model
 
 
-FAST = {"fisher": {"max_samples": 100}, "retrain": {"epochs": 1}}
-
-
 @pytest.mark.parametrize("method", [m for m in netfix.methods.available() if m != "mixed-linear"])
 def test_every_method_gives_the_same_weights_streamed(digits, trained, method):
     train, test = digits
@@ -145,11 +142,12 @@ def test_every_method_gives_the_same_weights_streamed(digits, trained, method):
     held = test.subset(np.arange(0, len(test), 3))
     outs = []
     for f, r, h in ((forget, retain, held), (_streamed(forget), _streamed(retain), _streamed(held))):
-        extra = {"heldout": h} if netfix.methods.get(method).heldout else {}
+        spec = netfix.methods.get(method)
+        extra = {**spec.fast, **({"heldout": h} if spec.heldout else {})}  # a quick run: few epochs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outs.append(netfix.unlearn(trained, f, r, method=method, seed=0, progress=False,
-                                       **FAST.get(method, {}), **extra).model)
+                                       **extra).model)
     for (n, p), q in zip(outs[0].state_dict().items(), outs[1].state_dict().values()):
         assert torch.allclose(p.float(), q.float(), rtol=1e-5, atol=1e-6), (method, n)
 
