@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 import netfix
-from netfix.data import LabeledData, as_data, concat
+from netfix.data import LabeledData, as_data, concat, indices_digest
 from netfix.errors import DataError, DataTypeError
 from netfix.streaming import StreamedInputs
 
@@ -188,7 +188,7 @@ def test_a_deletion_request_as_indices_needs_no_retain_set(digits, trained):
     ds = Items(train.X, train.y, transform=lambda x: x)  # the user's dataset, streamed
     ids = [5, 17, 400, 1000]
     out = netfix.unlearn(trained, netfix.data.Request(ds, ids), method="finetune", epochs=1, progress=False)
-    assert out.config["request"] == netfix.ledger.indices_digest(ids)
+    assert out.config["request"] == indices_digest(ids)
     keep = np.setdiff1d(np.arange(len(train)), ids)
     ref = netfix.unlearn(trained, train.subset(ids), train.subset(keep), method="finetune", epochs=1,
                          progress=False)
@@ -241,7 +241,7 @@ def test_cli_trains_and_unlearns_an_image_folder_given_indices(tmp_path, monkeyp
                  "--option", "epochs=2", "--workers", "2", "--quiet", "--json"])
     assert code == 0 and (tmp_path / "runs" / "mlp-photos-finetune.certificate.json").is_file()
     cert = json.loads((tmp_path / "runs" / "mlp-photos-finetune.certificate.json").read_text())
-    assert json.dumps(cert).count(netfix.ledger.indices_digest([0, 5, 30])["sha256"]) >= 1
+    assert json.dumps(cert).count(indices_digest([0, 5, 30])["sha256"]) >= 1
     assert main(["evaluate", "runs/mlp-photos", "--quiet"]) == 0
     assert main(["train", "--data-dir", "nowhere", "--quiet"]) == 2
     assert main(["train", "--data-dir", "photos", "--workers", "-1", "--quiet"]) == 2

@@ -1,11 +1,11 @@
-"""The ``netfix`` argument parser: every verb, its flags, and their types (checked by :mod:`netfix.validation`,
-so a bad number is a usage error naming the flag, before any work)."""
+"""The ``netfix`` argument parser: every verb and its flags (the shared ones and their checked types:
+:mod:`netfix.cli._flags`); ``netfix bench``'s options as the benches declare them (:data:`netfix.bench.BENCHES`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ._flags import COUNT, EPOCHS, NONNEGATIVE, POSITIVE, common, compute, data_args, ledger_arg, number, outputs
 
