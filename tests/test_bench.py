@@ -158,6 +158,20 @@ def test_cli_bench_bad_input_exits_2(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_every_bench_option_is_one_its_run_takes():
+    """What a bench declares (BenchInfo.options) is what ``netfix bench NAME --OPTION`` accepts: each is a keyword
+    of the bench's ``run``, and an option several benches take has one type."""
+    import importlib
+    import inspect
+
+    types = {}
+    for name, info in netfix.bench.BENCHES.items():
+        run = importlib.import_module(f"netfix.bench.{info.module}").run
+        assert set(info.options) <= set(inspect.signature(run).parameters), name
+        for key, option in info.options.items():
+            assert types.setdefault(key, option.type) is option.type, (name, key)
+
+
 def test_cli_bench_list(capsys):
     assert main(["bench", "list", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)["benches"]) == set(netfix.bench.available())
@@ -168,7 +182,7 @@ def test_every_bench_says_how_long_it_takes(capsys):
     assert main(["bench", "list"]) == 0
     printed = capsys.readouterr().out
     for name, text in netfix.bench.available().items():
-        info = netfix.bench.BENCHES[name]
+        info = netfix.bench.BENCHES.get(name)
         assert text.startswith(info.summary) and text.endswith(f"--quick: {info.quick}; full: {info.full}")
         assert info.quick.startswith("~") and info.quick.endswith("on one CPU core") and info.full
         assert info.quick in printed

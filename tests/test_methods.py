@@ -10,33 +10,18 @@ from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
 
 from netfix.editing import default_edit_params
 from netfix.mixed import MixedLinear, UserTraining
+from netfix.registry import Registry
 
 from conftest import same_weights, snapshot
 
 METHODS = netfix.methods.available()
-# Few epochs keep the contract suite fast; each method reads only the options it knows.
-FAST = {
-    "retrain": {"epochs": 1},
-    "finetune": {"epochs": 1},
-    "ogd": {"max_epochs": 2},
-    "neggrad": {"epochs": 1},
-    "neggrad+": {"epochs": 1},
-    "random-label": {"epochs": 1},
-    "salun": {"epochs": 1},
-    "l1-sparse": {"epochs": 1},
-    "scrub": {"epochs": 1},
-    "fisher": {"max_samples": 256},
-    "ssd": {},
-    "bad-teacher": {"epochs": 1},
-    "mixed-linear": {},
-    "unseen": {"epochs": 2},
-    "reference-guided": {"epochs": 2},
-}
 
 
 def fast(method, digits):
-    """The contract's few-epoch options, plus held-out data (the digits test split) for methods that read it."""
-    return {**FAST.get(method, {}), **({"heldout": digits[1]} if netfix.methods.get(method).heldout else {})}
+    """The method's quick-run options (few epochs: ``netfix.methods.get(method).fast``), plus held-out data (the
+    digits test split) for methods that read it."""
+    spec = netfix.methods.get(method)
+    return {**spec.fast, **({"heldout": digits[1]} if spec.heldout else {})}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +50,17 @@ def test_registry_lists_retrain():
     assert "retrain" in METHODS
     spec = netfix.methods.get("retrain")
     assert spec.name == "retrain" and "unlearn" in spec.modes and "relearn" in spec.modes and spec.summary
+
+
+def test_a_method_keeps_its_quick_and_bench_options_and_they_are_checked():
+    assert netfix.methods.get("retrain").fast == {"epochs": 1}
+    assert netfix.methods.get("ogd").bench == {"objective": "ascent"}
+    config = netfix.methods.get("retrain").config
+    with pytest.raises(UnknownNameError, match="unknown option 'epoch'"):
+        netfix.methods.register("bad-fast", config, fast={"epoch": 1})(lambda *a: [])
+    with pytest.raises(ConfigError, match="already registered"):
+        netfix.methods.register("retrain", config)(lambda *a: [])
+    assert "bad-fast" not in netfix.methods.available()
 
 
 def test_unknown_method_lists_valid_ones(trained, scenario):
@@ -169,7 +165,10 @@ def test_relearn_refuses_method_without_relearn_mode(trained, scenario, monkeypa
     from netfix import methods
 
     spec = methods.get("retrain")
-    monkeypatch.setitem(methods._METHODS, "unlearn-only",
-                        methods.Method("unlearn-only", spec.config, spec.run, ("unlearn",), "test"))
+    registry = Registry("method", "method")  # every method, and one that cannot relearn
+    for name, method in methods._METHODS.items():
+        registry.add(name, method)
+    registry.add("unlearn-only", methods.Method("unlearn-only", spec.config, spec.run, ("unlearn",), "test"))
+    monkeypatch.setattr(methods, "_METHODS", registry)
     with pytest.raises(ConfigError, match="cannot relearn"):
         netfix.relearn(trained, scenario.forget, method="unlearn-only")

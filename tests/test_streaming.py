@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 import netfix
-from netfix.data import LabeledData, as_data, concat
+from netfix.data import LabeledData, as_data, concat, indices_digest
 from netfix.errors import DataError, DataTypeError
 from netfix.streaming import StreamedInputs
 
@@ -134,9 +134,6 @@ def trained(digits):
     return netfix.train(m, train, epochs=5, seed=0, progress=False).model
 
 
-FAST = {"fisher": {"max_samples": 100}, "retrain": {"epochs": 1}}
-
-
 @pytest.mark.parametrize("method", [m for m in netfix.methods.available() if m != "mixed-linear"])
 def test_every_method_gives_the_same_weights_streamed(digits, trained, method):
     train, test = digits
@@ -145,11 +142,12 @@ def test_every_method_gives_the_same_weights_streamed(digits, trained, method):
     held = test.subset(np.arange(0, len(test), 3))
     outs = []
     for f, r, h in ((forget, retain, held), (_streamed(forget), _streamed(retain), _streamed(held))):
-        extra = {"heldout": h} if netfix.methods.get(method).heldout else {}
+        spec = netfix.methods.get(method)
+        extra = {**spec.fast, **({"heldout": h} if spec.heldout else {})}  # a quick run: few epochs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outs.append(netfix.unlearn(trained, f, r, method=method, seed=0, progress=False,
-                                       **FAST.get(method, {}), **extra).model)
+                                       **extra).model)
     for (n, p), q in zip(outs[0].state_dict().items(), outs[1].state_dict().values()):
         assert torch.allclose(p.float(), q.float(), rtol=1e-5, atol=1e-6), (method, n)
 
@@ -190,7 +188,7 @@ def test_a_deletion_request_as_indices_needs_no_retain_set(digits, trained):
     ds = Items(train.X, train.y, transform=lambda x: x)  # the user's dataset, streamed
     ids = [5, 17, 400, 1000]
     out = netfix.unlearn(trained, netfix.data.Request(ds, ids), method="finetune", epochs=1, progress=False)
-    assert out.config["request"] == netfix.ledger.indices_digest(ids)
+    assert out.config["request"] == indices_digest(ids)
     keep = np.setdiff1d(np.arange(len(train)), ids)
     ref = netfix.unlearn(trained, train.subset(ids), train.subset(keep), method="finetune", epochs=1,
                          progress=False)
@@ -243,7 +241,7 @@ def test_cli_trains_and_unlearns_an_image_folder_given_indices(tmp_path, monkeyp
                  "--option", "epochs=2", "--workers", "2", "--quiet", "--json"])
     assert code == 0 and (tmp_path / "runs" / "mlp-photos-finetune.certificate.json").is_file()
     cert = json.loads((tmp_path / "runs" / "mlp-photos-finetune.certificate.json").read_text())
-    assert json.dumps(cert).count(netfix.ledger.indices_digest([0, 5, 30])["sha256"]) >= 1
+    assert json.dumps(cert).count(indices_digest([0, 5, 30])["sha256"]) >= 1
     assert main(["evaluate", "runs/mlp-photos", "--quiet"]) == 0
     assert main(["train", "--data-dir", "nowhere", "--quiet"]) == 2
     assert main(["train", "--data-dir", "photos", "--workers", "-1", "--quiet"]) == 2

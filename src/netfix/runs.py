@@ -12,6 +12,11 @@ forget set, the method with its full config, the metrics beside the retrained re
 method gives one, the time taken, and the netfix and torch versions. Anyone holding the files can check it with
 ``sha256sum``. A run whose weights are exactly the original's gets no certificate: a no-op is not a forgetting.
 
+**A run's document** (:func:`write_run_document`) holds its table — :func:`metric_rows`, one row per model
+(before, after, the reference) — and its report's data (:func:`report_panel`). A run on a saved model may also read
+a held-out part of the test split (:func:`split_heldout`) or, for a mixed-linear model, the user samples that
+remain after the request (:func:`remaining_user_data`).
+
 Example:
     >>> ser = netfix.io.serialize(out.model, {"method": "ogd"})
     >>> cert = certificate(loaded.ref, ser.ref("runs/m-ogd"), s.forget_indices, "ogd", out.config, metrics)
@@ -32,17 +37,24 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .errors import ConfigError, NetfixError, NoChangeError, unknown
-from .io import atomic_write, clean_stale, file_ref, file_sha256, replace_staged, stage
+from .errors import ConfigError, DataError, NetfixError, NoChangeError, unknown
+from torch import nn
+
+from .data import LabeledData, check_indices
+from .evaluation import Metrics
+from .io import Serialized, atomic_write, clean_stale, file_ref, file_sha256, replace_staged, stage, weights_sha256
 from .ledger import KINDS, Ledger, _jsonable, _now, indices_digest, ledger_path
 
 __all__ = ["certificate", "certificate_bytes", "write_certificate", "record_run", "publish_recorded",
-           "CERTIFICATE_FORMAT"]
+           "CERTIFICATE_FORMAT", "COLUMNS", "metric_rows", "report_panel", "forgetting_bound", "refuse_unchanged",
+           "split_heldout", "remaining_user_data", "write_run_document"]
 
 CERTIFICATE_FORMAT = "netfix-forgetting-certificate"
 CERTIFICATE_VERSION = 2
 PathLike = Union[str, "os.PathLike[str]"]
 FileRef = Mapping[str, str]  # {"path", "sha256", "weights_sha256"}
+COLUMNS = ("model", "forget_acc", "retain_acc", "test_acc", "fault_rate", "mia_efficacy", "gap", "seconds")
+BOUND_KEYS = ("distance_bound", "kl_bound", "grad_norm", "sigma")  # what a method's history may guarantee
 
 
 def _ref(model: "PathLike | FileRef", argument: str) -> dict[str, str]:
@@ -236,3 +248,106 @@ def write_run_document(run_path: PathLike, report_path: PathLike, doc: Mapping[s
     atomic_write(Path(run_path), json.dumps(doc, indent=2, default=str).encode())
     html = report.write(dict(doc), Path(report_path))
     return {"run": str(run_path), "report": str(html)}
+
+
+def refuse_unchanged(before: nn.Module, new: Serialized, what: str) -> None:
+    """Raise :class:`~netfix.errors.NoChangeError` when ``new`` (``what`` made it) holds exactly ``before``'s
+    weights: a run that changed nothing is not saved, recorded or certified.
+
+    Example:
+        >>> refuse_unchanged(model, netfix.io.serialize(out.model), "unlearn with ogd")
+    """
+    if new.weights_sha256 == weights_sha256(before):
+        raise NoChangeError(f"{what} changed no weight of the model, so nothing was saved, recorded or certified. "
+                            "Fix: check the options (e.g. epochs >= 1, a larger lr), or pick another method.")
+
+
+def metric_rows(models: Mapping[str, nn.Module], *, scenario: Any = None, test: "LabeledData | None" = None,
+                reference: "nn.Module | None" = None, seconds: "Mapping[str, float] | None" = None, seed: int = 0,
+                device: "torch.device | str | None" = None) -> tuple[list[dict[str, Any]], dict[str, Metrics]]:
+    """A run's table: each model measured (:func:`netfix.evaluation.evaluate`) on the scenario's sets, or on
+    ``test`` without one, against ``reference`` (the reference itself against none), as a row of :data:`COLUMNS`
+    with its ``seconds`` where given; and each model's full metrics.
+
+    Example:
+        >>> rows, metrics = metric_rows({"before": model, "after": out.model}, scenario=s,
+        ...                             seconds={"after": out.seconds})
+        >>> rows[1]["forget_acc"], metrics["after"]["mia_efficacy"]
+    """
+    from .evaluation import evaluate
+
+    rows, evals = [], {}
+    sets = {"scenario": scenario} if scenario is not None else {"test": test}
+    for name, m in models.items():
+        metrics = evals[name] = evaluate(m, reference=reference if m is not reference else None, seed=seed,
+                                         device=device, **sets)
+        rows.append({"model": name, **{k: metrics[k] for k in COLUMNS if k in metrics},
+                     **({"seconds": seconds[name]} if seconds and name in seconds else {})})
+    return rows, evals
+
+
+def report_panel(models: Mapping[str, nn.Module], scenario: Any, test: LabeledData) -> dict[str, Any]:
+    """The report's data (:func:`netfix.report.panel`) for ``models`` on the scenario's sets, or on ``test`` when
+    there is no scenario; for class forgetting, the forgotten class counted in the per-class plots.
+
+    Example:
+        >>> write_run_document("runs/m.run.json", "runs/m.report.html",
+        ...                    {"rows": rows, "report": report_panel({"before": model, "after": out.model}, s, test)})
+    """
+    from . import report
+
+    if scenario is None:
+        return report.panel(dict(models), {"test": test}, test.num_classes)
+    sets = {"forget": scenario.forget, "retain": scenario.retain, "test": scenario.test,
+            "fault_test": scenario.fault_test}
+    forgotten = scenario.args["cls"] if scenario.name == "class_forget" else None
+    return report.panel(dict(models), sets, scenario.test.num_classes, forgotten=forgotten)
+
+
+def forgetting_bound(history: "list[dict[str, Any]]") -> "dict[str, Any] | None":
+    """What the method guarantees about a forgetting, from its history's last entry (mixed-linear's
+    ``distance_bound`` / ``kl_bound``): the ``bound`` of its :func:`certificate`, or ``None``."""
+    last = history[-1] if history else {}
+    return {k: last[k] for k in BOUND_KEYS if k in last} or None
+
+
+def split_heldout(test: LabeledData, indices: "np.ndarray | list[int]", argument: str = "indices"
+                  ) -> tuple[LabeledData, LabeledData]:
+    """``(the samples of test at indices, the rest of test)``: held-out data for the methods that read data the
+    model never saw (``netfix.unlearn(..., heldout=...)``), and what the run is then evaluated on.
+
+    Example:
+        >>> heldout, test = split_heldout(test, np.arange(0, len(test), 2))
+    """
+    idx = np.asarray(indices)
+    check_indices(idx, len(test), argument, "test split")
+    rest = np.setdiff1d(np.arange(len(test)), idx)
+    if not len(rest):
+        raise DataError(f"{argument}: names the whole test split, leaving nothing to evaluate on. Fix: hold out part "
+                        "of it (e.g. half).")
+    return test.subset(np.sort(idx), f"{test.name}/heldout"), test.subset(rest, test.name)
+
+
+def remaining_user_data(meta: Mapping[str, Any], forget_indices: "np.ndarray | list[int]", train: LabeledData,
+                        argument: str = "forget_indices") -> LabeledData:
+    """The user samples of ``train`` that a mixed-linear model keeps after forgetting ``forget_indices``: its core
+    data (recorded in ``meta``, a saved model's metadata, by ``netfix train --mixed-linear``) trains the frozen
+    core, not the user weights, so it is neither forgotten nor retained.
+
+    Example:
+        >>> retain = remaining_user_data(netfix.io.read_meta("runs/ml"), s.forget_indices, s.train)
+    """
+    mixed = (meta.get("meta") or {}).get("mixed_linear")
+    if not mixed:
+        raise ConfigError("method mixed-linear: this model was not trained with `netfix train --mixed-linear`, so "
+                          "which samples are user data is unknown. Fix: train it that way.")
+    core = torch.as_tensor(mixed["core_indices"], dtype=torch.long)
+    forget = torch.as_tensor(np.asarray(forget_indices), dtype=torch.long)
+    clash = sorted(set(core.tolist()) & set(forget.tolist()))
+    if clash:
+        raise ConfigError(f"{argument}: {len(clash)} of them (e.g. {clash[:5]}) are core data, which trains the "
+                          "frozen core, not the user weights; a mixed-linear model forgets user data only.")
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[core] = False
+    keep[forget] = False
+    return train.subset(torch.nonzero(keep).squeeze(1), "user-remaining")

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from .data import DataLike, LabeledData, as_data, check_indices
 from .streaming import StreamedInputs
 from .errors import ConfigError, DataError, unknown
+from .registry import Registry
 from .validation import _shown, check_scalar, check_seed
 
 __all__ = ["Scenario", "mislabel", "backdoor", "random_forget", "class_forget", "label_noise", "from_spec",
@@ -277,15 +278,14 @@ def from_indices(train: DataLike, test: DataLike, indices: "np.ndarray | list[in
     return _split("indices", {"n": int(len(idx))}, tr, te, idx)
 
 
-_BUILDERS: dict[str, Callable[..., Scenario]] = {
-    "mislabel": mislabel, "backdoor": backdoor, "random_forget": random_forget, "class_forget": class_forget,
-    "label_noise": label_noise,
-}
+_BUILDERS: Registry[Callable[..., Scenario]] = Registry("scenario", "--scenario")  # the names from_spec takes
+for _builder in (mislabel, backdoor, random_forget, class_forget, label_noise):
+    _BUILDERS.add(_builder.__name__, _builder)
 
 
 def available() -> list[str]:
     """Scenario names accepted by :func:`from_spec`."""
-    return sorted(_BUILDERS)
+    return _BUILDERS.names()
 
 
 def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
@@ -296,9 +296,8 @@ def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
         raise ConfigError(f"--scenario: expected NAME[:key=value,...] with NAME one of {', '.join(available())}; "
                           f"got {_shown(spec)}. Fix: pass e.g. mislabel:source=7,target=1.")
     name, kwargs = parse_spec(spec, "--scenario", "mislabel:source=7,target=1")
-    if name not in _BUILDERS:
-        raise unknown("scenario", name, list(_BUILDERS), "--scenario")
-    params = inspect.signature(_BUILDERS[name]).parameters
+    builder = _BUILDERS.get(name)
+    params = inspect.signature(builder).parameters  # the builder's own keywords: the options a spec may set
     valid = [p for p in params if p not in ("train", "test")]
     for key in kwargs:
         if key not in valid:
@@ -307,7 +306,7 @@ def from_spec(spec: str, train: DataLike, test: DataLike) -> Scenario:
     if missing:
         raise ConfigError(f"--scenario {name}: expected {', '.join(f'{m}=...' for m in missing)}; got "
                           f"{spec!r}. Fix: pass e.g. {name}:{','.join(f'{m}={i}' for i, m in enumerate(missing, 1))}.")
-    return _BUILDERS[name](train, test, **kwargs)
+    return builder(train, test, **kwargs)
 
 
 def parse_spec(spec: str, argument: str, example: str) -> tuple[str, dict[str, Any]]:

@@ -17,7 +17,8 @@ optimizer, such as ``ssd`` or a Newton step, takes 0) — and, where a retrain r
 that retrain's steps, :func:`percent`). A from-scratch retrain of E epochs over N samples in batches of B takes
 E × ⌈N / B⌉ steps (BatchNorm models skip a final batch of one sample).
 
-Adding a bench = one module with ``run(...) -> dict`` and ``COLUMNS``, listed in :data:`BENCHES`.
+Adding a bench = one module with ``run(...) -> dict`` and ``COLUMNS``, registered in :data:`BENCHES` with its
+options.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import re
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,25 +40,39 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .._runtime import env_info, resolve_device
 from .._tables import markdown_table, text_table
-from ..errors import unknown
 from ..io import atomic_write
+from ..registry import Registry
 
-__all__ = ["BENCHES", "available", "run", "summarise", "update_markdown", "with_std", "pick_dataset", "StepCount",
-           "count_steps", "counted", "percent", "memory_grads", "show_work", "WORK_COLUMNS"]
+__all__ = ["BENCHES", "BenchInfo", "BenchOption", "available", "run", "summarise", "update_markdown", "with_std",
+           "pick_dataset", "StepCount", "count_steps", "counted", "percent", "memory_grads", "show_work",
+           "WORK_COLUMNS"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class BenchOption:
+    """An option a bench's ``run`` takes besides the common ones, as ``netfix bench NAME --OPTION VALUE`` takes
+    it."""
+
+    help: str                    # what it sets for this bench, with its default
+    type: type = str             # str, or int for a count (>= 1)
+    metavar: str | None = None   # the value's name in --help (default: the option's)
+
+
+@dataclass(frozen=True)
 class BenchInfo:
-    """A bench: its module, a one-line summary, and how long it takes on one CPU core (``OMP_NUM_THREADS=1``) —
+    """A bench: its module, a one-line summary, how long it takes on one CPU core (``OMP_NUM_THREADS=1``) —
     ``quick`` measured with ``--quick`` on a 2-core machine shared with other work, ``full`` the default run's
-    wall time as recorded in docs/bench/*.json (runs with 1–2 threads), or an estimate from its recorded parts."""
+    wall time as recorded in docs/bench/*.json (runs with 1–2 threads), or an estimate from its recorded parts —
+    and the options its ``run`` takes besides the common ones (keyword -> :class:`BenchOption`), in the order a
+    command line and a results key list them."""
 
     module: str
     summary: str
     quick: str
     full: str
+    options: dict[str, BenchOption] = field(default_factory=dict, hash=False)
 
     def describe(self) -> str:
         """The summary and the durations on one line (:func:`available`)."""
@@ -73,35 +88,54 @@ class BenchInfo:
         return "\n".join(lines)
 
 
-BENCHES: dict[str, BenchInfo] = {
-    "ogd-debug": BenchInfo("ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune "
-                                        "and retrain", "~20 s on one CPU core", "~1 min on mnist5k, 3 seeds"),
-    "grad-memory": BenchInfo("grad_memory", "building the OGD memory: batched engine vs a per-sample loop",
-                             "~10 s on one CPU core", "~15 s"),
-    "unlearn": BenchInfo("unlearn", "every unlearning method vs retrain: random_forget and class_forget",
-                         "~35 s on one CPU core", "about 2 h on Fashion-MNIST: the MLP 14 min for 3 "
-                                                  "seeds, LeNet 25 min a seed, mixed-linear 19 min"),
-    "forget-score": BenchInfo("forget_score", "the NeurIPS 2023 challenge's forgetting score over N "
-                                              "models", "~40 s on one CPU core",
-                              "~5 min with 16 models, 2.6 min with 8"),
-    "editable": BenchInfo("editable", "edit single predictions of a ResNet: ordinary vs Editable Training, every "
-                                      "editor, fine-tuning and a lookup table", "~4.5 min on one CPU core",
-                          "~21 min on Fashion-MNIST, 66 min with --sequential 1000"),
-    "mixed-linear": BenchInfo("mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the "
-                                              "linear part, with the bound", "~1.5 min on one CPU core",
-                              "~8 min on Fashion-MNIST"),
-    "forget-relearn": BenchInfo("forget_relearn", "forget-and-relearn schedules vs an equal-compute long baseline "
-                                                  "on noisy labels, the forgetting analysis, repair",
-                                "~40 s on one CPU core", "~6 min on Fashion-MNIST"),
-    "scale": BenchInfo("scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, "
-                                "1 vs 2 processes (DDP)", "~3 min on one CPU core", "~7 min on Fashion-MNIST"),
-    "memory": BenchInfo("memory", "peak memory and throughput of evaluate / ogd / salun over a disk-backed dataset "
-                                  "of 10k-200k images, streamed vs in memory", "~1 min on one CPU core",
-                        "~10 min"),
-    "zoo": BenchInfo("zoo", "netfix's defaults on models it did not build (Hugging Face ViT and ResNet, BatchNorm, "
-                            "LayerNorm, keyword inputs): every method vs the user's own retraining, and edits",
-                     "~1 min on one CPU core", "many hours: 19-78 min an architecture for 5 methods"),
-}
+BENCHES: Registry[BenchInfo] = Registry("bench", "bench")
+_METHOD_NAMES = BenchOption("comma-separated method names (default: every registered method)")
+BENCHES.add("ogd-debug", BenchInfo(
+    "ogd_debug", "OGD debugging: unlearn + relearn a mislabel and a backdoor, beside finetune and retrain",
+    "~20 s on one CPU core", "~1 min on mnist5k, 3 seeds",
+    {"scenario": BenchOption("only this scenario (mislabel or backdoor)")}))
+BENCHES.add("grad-memory", BenchInfo(
+    "grad_memory", "building the OGD memory: batched engine vs a per-sample loop", "~10 s on one CPU core", "~15 s",
+    {"samples": BenchOption("memory samples M (default 300, quick 100)", int),
+     "variant": BenchOption("gtl, ave or all (default gtl)")}))
+BENCHES.add("unlearn", BenchInfo(
+    "unlearn", "every unlearning method vs retrain: random_forget and class_forget", "~35 s on one CPU core",
+    "about 2 h on Fashion-MNIST: the MLP 14 min for 3 seeds, LeNet 25 min a seed, mixed-linear 19 min",
+    {"scenario": BenchOption("only this scenario (random_forget or class_forget)"), "methods": _METHOD_NAMES,
+     "archs": BenchOption("comma-separated architectures (default mlp,lenet; quick: mlp)")}))
+BENCHES.add("forget-score", BenchInfo(
+    "forget_score", "the NeurIPS 2023 challenge's forgetting score over N models", "~40 s on one CPU core",
+    "~5 min with 16 models, 2.6 min with 8",
+    {"methods": _METHOD_NAMES, "models": BenchOption("models per method (N, default 16)", int)}))
+BENCHES.add("editable", BenchInfo(
+    "editable", "edit single predictions of a ResNet: ordinary vs Editable Training, every editor, fine-tuning and "
+                "a lookup table", "~4.5 min on one CPU core",
+    "~21 min on Fashion-MNIST, 66 min with --sequential 1000",
+    {"editors": BenchOption("comma-separated editors (default: all four)"),
+     "edits": BenchOption("number of edits N (default 1000, quick 100)", int),
+     "sequential": BenchOption("also accumulate edits 1..N on one model per editor (the adaptor, the lookup table, "
+                               "every editor on every arm, and Sequential Editable Training), measured every 10 (the "
+                               "full bench: --sequential 1000)", int, "N")}))
+BENCHES.add("mixed-linear", BenchInfo(
+    "mixed_linear", "mixed-privacy forgetting: Newton-step forgets vs retraining the linear part, with the bound",
+    "~1.5 min on one CPU core", "~8 min on Fashion-MNIST"))
+BENCHES.add("forget-relearn", BenchInfo(
+    "forget_relearn", "forget-and-relearn schedules vs an equal-compute long baseline on noisy labels, the "
+                      "forgetting analysis, repair", "~40 s on one CPU core", "~6 min on Fashion-MNIST"))
+BENCHES.add("scale", BenchInfo(
+    "scale", "cost of ogd unlearning and of retraining vs training-set and forget-set size, 1 vs 2 processes (DDP)",
+    "~3 min on one CPU core", "~7 min on Fashion-MNIST"))
+BENCHES.add("memory", BenchInfo(
+    "memory", "peak memory and throughput of evaluate / ogd / salun over a disk-backed dataset of 10k-200k images, "
+              "streamed vs in memory", "~1 min on one CPU core", "~10 min"))
+BENCHES.add("zoo", BenchInfo(
+    "zoo", "netfix's defaults on models it did not build (Hugging Face ViT and ResNet, BatchNorm, LayerNorm, keyword "
+           "inputs): every method vs the user's own retraining, and edits", "~1 min on one CPU core",
+    "many hours: 19-78 min an architecture for 5 methods",
+    {"methods": BenchOption("comma-separated method names (default: every registered method but retrain and "
+                            "mixed-linear; quick: ogd, random-label)"),
+     "archs": BenchOption("comma-separated architectures (default: every zoo model)"),
+     "edits": BenchOption("single edits per architecture (default 100, quick 20)", int)}))
 
 
 @dataclass
@@ -202,9 +236,7 @@ def run(name: str, *, quick: bool = False, seeds: int | None = None, data: str |
         json_path: "str | Path | None" = None, markdown_path: "str | Path | None" = None,
         **options: Any) -> dict[str, Any]:
     """Run bench ``name`` and return its JSON document (see the module docstring)."""
-    if name not in BENCHES:
-        raise unknown("bench", name, list(BENCHES), "bench")
-    mod = importlib.import_module(f"{__name__}.{BENCHES[name].module}")
+    mod = importlib.import_module(f"{__name__}.{BENCHES.get(name).module}")
     dev = resolve_device(device)
     start = time.perf_counter()
     result = mod.run(quick=quick, seeds=seeds, data=data, device=dev, progress=progress, **options)

@@ -52,10 +52,8 @@ EPOCHS = {("mlp", "fashion-mnist"): 60, ("lenet", "fashion-mnist"): 30, ("mlp", 
 QUICK_METHODS = ("finetune", "neggrad", "random-label", "ogd", "ssd", "unseen")
 SUBSET = {"fashion-mnist": 10_000, "mnist": 10_000}
 MIA_SAMPLES = 2000  # each side of the SVC attack (its cost is quadratic)
-# ogd's library defaults serve another job too (they were chosen for debugging: relearning, faults), so it runs here
-# with the options benchmarks/unlearn_select.py chose for unlearning on the validation split
-# (docs/unlearn_select.json). Every other method runs with its library defaults, which that study set.
-BENCH_OPTIONS: dict[str, dict[str, Any]] = {"ogd": {"objective": "ascent"}}
+# Every method runs with its library defaults and the options it registered for this bench
+# (netfix.methods.get(name).bench: ogd's unlearning options).
 # What a mixed-linear model linearises: the last hidden layer and the classifier.
 MIXED_LINEARIZE = {"mlp": ["body.3", "fc"], "lenet": ["head.2", "fc"], "resnet": ["layer3", "fc"]}
 
@@ -168,7 +166,7 @@ def _unlearn_all(wanted: list[str], original: torch.nn.Module, s: scenarios.Scen
     for method in wanted:
         if method == "mixed-linear":  # its own model and reference: see _mixed_linear
             continue
-        options: dict[str, Any] = dict(BENCH_OPTIONS.get(method, {}))
+        options: dict[str, Any] = dict(get_method(method).bench)
         if method == "ogd":  # what "forgotten" means is the request's, not the method's:
             # random samples -> classified like unseen ones; a class -> never predicted
             options["stop_acc"] = val_acc if s.name == "random_forget" else 0.0

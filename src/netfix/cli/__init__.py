@@ -15,15 +15,14 @@ import sys
 from typing import Any, Callable
 
 from ..errors import ConfigError, NetfixError
-from . import misc, parser, repair, train
+from . import edit, misc, parser, repair, train
 
 __all__ = ["main"]
 
 _VERBS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "demo": misc.demo, "datasets": misc.datasets, "methods": misc.methods, "train": train.train, "evaluate": repair.evaluate,
-    "unlearn": repair.repair, "relearn": repair.repair, "edit": repair.edit, "edits": repair.edits,
-    "bench": misc.bench,
-    "report": misc.report, "ledger": misc.ledger,
+    "demo": misc.demo, "datasets": misc.datasets, "methods": misc.methods, "train": train.train,
+    "evaluate": repair.evaluate, "unlearn": repair.repair, "relearn": repair.repair, "edit": edit.edit,
+    "edits": edit.edits, "bench": misc.bench, "report": misc.report, "ledger": misc.ledger,
 }
 
 
@@ -55,7 +54,9 @@ def _bench_help(p: argparse.ArgumentParser, argv: list[str]) -> None:
     if name is None:
         return
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices["bench"]
-    sub.epilog = f"bench {name}:\n\n{BENCHES[name].help()}"
+    info = BENCHES.get(name)
+    flags = ", ".join(f"--{key.replace('_', '-')}" for key in info.options)
+    sub.epilog = f"bench {name}:\n\n{info.help()}" + (f"\n\nits options: {flags}" if flags else "")
     sub.formatter_class = argparse.RawDescriptionHelpFormatter
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tables import text_table
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown
 from ._common import progress
 
 
@@ -51,7 +51,6 @@ def _configs() -> dict[str, tuple[str, type]]:
 def methods(args: argparse.Namespace) -> dict[str, Any]:
     """``netfix methods [NAME]``: every method with its summary, or one method's options."""
     from .. import methods as registry
-    from ..errors import unknown
     from ..validation import describe
 
     extra = _configs()
@@ -81,29 +80,24 @@ def methods(args: argparse.Namespace) -> dict[str, Any]:
     return {"name": args.name, "summary": summary, "modes": modes, "options": options, "text": text}
 
 
-_BENCH_OPTIONS = ("scenario", "samples", "variant", "methods", "models", "archs", "editors", "edits", "sequential")
-
-
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    import importlib
-    import inspect
-
+    """``netfix bench NAME``: run a bench (its options as its :class:`~netfix.bench.BenchInfo` declares them), write
+    its JSON and HTML report; ``netfix bench list``: every bench and how long it takes."""
     from .. import bench as benches
     from .. import report
-    from ..errors import unknown
     from ..validation import check_path_writable
 
     if args.name == "list":
         av = benches.available()
-        return {"benches": av, "text": "\n".join(benches.BENCHES[k].help() for k in av)}
+        return {"benches": av, "text": "\n".join(benches.BENCHES.get(k).help() for k in av)}
     if args.name not in benches.BENCHES:
-        raise unknown("bench", args.name, list(benches.BENCHES) + ["list"], "bench")
-    options = {k: getattr(args, k) for k in _BENCH_OPTIONS if getattr(args, k) is not None}
-    module = importlib.import_module(f"netfix.bench.{benches.BENCHES[args.name].module}")
-    accepted = inspect.signature(module.run).parameters
-    for k in options:
-        if k not in accepted:
-            raise ConfigError(f"--{k}: bench {args.name!r} has no such option.")
+        raise unknown("bench", args.name, benches.BENCHES.names() + ["list"], "bench")
+    info = benches.BENCHES.get(args.name)
+    every = {key for _, other in benches.BENCHES.items() for key in other.options}
+    for key in sorted(every - set(info.options)):
+        if getattr(args, key) is not None:
+            raise ConfigError(f"--{key.replace('_', '-')}: bench {args.name!r} has no such option.")
+    options = {k: getattr(args, k) for k in info.options if getattr(args, k) is not None}
     path = Path(args.json) if args.json not in (None, "-") else None
     if path is not None:
         if path.exists() and not args.overwrite:

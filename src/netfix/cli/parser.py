@@ -1,83 +1,13 @@
-"""The ``netfix`` argument parser: every verb, its flags, and their types (checked by :mod:`netfix.validation`,
-so a bad number is a usage error naming the flag, before any work)."""
+"""The ``netfix`` argument parser: every verb and its flags (the shared ones and their checked types:
+:mod:`netfix.cli._flags`); ``netfix bench``'s options as the benches declare them (:data:`netfix.bench.BENCHES`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import ConfigError
-from ..validation import check_scalar
-
-
-def number(kind: type, low: "float | None" = None, high: "float | None" = None, *, low_open: bool = False,
-           ) -> Callable[[str], Any]:
-    """An argparse ``type``: the text as ``kind`` (int or float) within the range; errors say what was expected."""
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}; "
-                                             f"got {text!r}") from None
-        try:
-            return check_scalar(value, "value", kind, low=low, high=high, low_open=low_open)
-        except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1].split(" Fix:")[0].rstrip(".")) from None
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-COUNT = number(int, 1, 1_000_000)
-EPOCHS = number(int, 1, 100_000)
-SEED = number(int, 0, 2**63 - 1)
-WORKERS = number(int, 0, 256)
-POSITIVE = number(float, 0, 1e6, low_open=True)
-NONNEGATIVE = number(float, 0, 1e6)
-
-
-def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--json", action="store_true", help="print only a JSON result on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
-    p.add_argument("--progress", action="store_true",
-                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
-    return p
-
-
-def _compute(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-
-
-def _data_args(p: argparse.ArgumentParser, scenario: bool = True) -> None:
-    p.add_argument("--data", default=None,
-                   help="built-in dataset (see `netfix datasets`); default: the one the model was trained on")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="your own images instead of --data: DIR/train/<class>/<image> and DIR/test/<class>/<image> "
-                        "(PNG/JPEG), read lazily")
-    p.add_argument("--workers", type=WORKERS, default=0, metavar="N",
-                   help="DataLoader worker processes reading a streamed set (--data-dir, cifar10/100) ahead of the "
-                        "model (default 0: read in this process)")
-    p.add_argument("--allow-data-mismatch", action="store_true",
-                   help="accept --data that differs from the model's own (name, shape, classes or value range)")
-    if scenario:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--scenario", help="fault or deletion request, e.g. mislabel:source=7,target=1, "
-                                          "class_forget:cls=0, random_forget:fraction=0.1, backdoor:target=0, "
-                                          "label_noise:fraction=0.2")
-        g.add_argument("--forget-indices", type=Path,
-                       help="file of training-set indices to forget (one per line, or a .npy of integers)")
-
-
-def _outputs(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--out", type=Path, default=None, help=f"{what} path, without extension")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: refuse)")
-
-
-def _ledger_arg(p: argparse.ArgumentParser, default: Any = None, what: str = "the run is recorded in") -> None:
-    p.add_argument("--ledger", type=Path, default=default, metavar="PATH",
-                   help=f"ledger file {what} (default $NETFIX_HOME/ledger.sqlite, NETFIX_HOME defaulting to "
-                        "~/.netfix)")
+from ._flags import COUNT, EPOCHS, NONNEGATIVE, POSITIVE, common, compute, data_args, ledger_arg, number, outputs
 
 
 TASKS = """verbs by task (each takes --help):
@@ -105,10 +35,10 @@ def build() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     _demo(sub)
-    _common(sub.add_parser("datasets", help="list the built-in datasets and whether they are present here",
+    common(sub.add_parser("datasets", help="list the built-in datasets and whether they are present here",
                            description="List the built-in datasets, where each comes from, and whether it is on "
                            "this machine (netfix never downloads)."))
-    ms = _common(sub.add_parser("methods", help="list the repair methods, or one method's options",
+    ms = common(sub.add_parser("methods", help="list the repair methods, or one method's options",
                                 description="List every registered method with the modes it supports and a one-line "
                                 "summary; with NAME, every option of that method (type, default, unit, valid values, "
                                 "meaning), as --option KEY=VALUE takes them. NAME may also be edit, adaptor or "
@@ -127,17 +57,17 @@ def build() -> argparse.ArgumentParser:
 
 
 def _demo(sub: Any) -> None:
-    d = _common(sub.add_parser("demo", help="the main job on built-in data: a faulty model, the fault, the repair",
+    d = common(sub.add_parser("demo", help="the main job on built-in data: a faulty model, the fault, the repair",
                                description="Train an MLP on mnist5k with every 7 labelled 1, show the fault, repair "
                                "it and compare with a model retrained from scratch on the corrected data. The run "
                                "folder is the demo's own and is replaced on every run."))
     d.add_argument("--quick", action="store_true", help="fewer epochs (about 30 s)")
     d.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    _compute(d)
+    compute(d)
 
 
 def _train(sub: Any) -> None:
-    t = _common(sub.add_parser("train", help="train a reference model and save it",
+    t = common(sub.add_parser("train", help="train a reference model and save it",
                                description="Train a model from netfix.models on a built-in dataset (optionally on a "
                                "scenario's faulty training set or its retain set) and save it. Without flags, the "
                                "model's own recipe (optimizer, step size, schedule) is used.",
@@ -151,7 +81,7 @@ def _train(sub: Any) -> None:
     t.add_argument("--model", default="mlp", help="an architecture of netfix.models (default mlp)")
     t.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. hidden=512,512 or depth=20 (repeatable)")
-    _data_args(t)  # --data defaults to mnist5k, or with --from to the saved model's dataset
+    data_args(t)  # --data defaults to mnist5k, or with --from to the saved model's dataset
     t.add_argument("--subset", choices=("train", "retain"), default="train",
                    help="train on the scenario's full (faulty) training set, or on its retain set (the retrained "
                         "reference); default train")
@@ -194,19 +124,19 @@ def _train(sub: Any) -> None:
     t.add_argument("--edit-sequential", type=COUNT, default=1, metavar="S",
                    help="--editable: train for S edits applied one after another per batch, all of which must "
                         "still hold after the last (default 1: one edit, as the paper)")
-    _outputs(t, "model (default runs/MODEL-DATA)")
-    _compute(t)
-    _ledger_arg(t)
+    outputs(t, "model (default runs/MODEL-DATA)")
+    compute(t)
+    ledger_arg(t)
 
 
 def _repair(sub: Any) -> None:
     for verb, what in (("unlearn", "remove what a forget set taught a saved model"),
                        ("relearn", "teach a saved model the corrected labels of a scenario")):
-        u = _common(sub.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}, save the new model and "
+        u = common(sub.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}, save the new model and "
                                    "print a before / after table (with --reference, the reference's row and the gap "
                                    "to it). A run that changes no weight saves nothing and exits with status 2."))
         u.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
-        _data_args(u)
+        data_args(u)
         auto = (", or auto: the one the benches found closest to retraining for this kind of request (random "
                 "samples, a class, a fault) within --budget (netfix.methods.recommend)") if verb == "unlearn" else ""
         u.add_argument("--method", default="ogd",
@@ -225,19 +155,19 @@ def _repair(sub: Any) -> None:
                        help="the guard on retained accuracy (netfix.methods.Guard): 'off', or its options, e.g. "
                             "tolerance=5,collapse=20 (default: on for unlearn, off for relearn)")
         u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
-        _outputs(u, "new model's (default: MODEL-METHOD beside MODEL)")
-        _compute(u)
-        _ledger_arg(u)
+        outputs(u, "new model's (default: MODEL-METHOD beside MODEL)")
+        compute(u)
+        ledger_arg(u)
 
 
 def _edit(sub: Any) -> None:
-    ed = _common(sub.add_parser("edit", help="change a saved model's predictions on chosen inputs in a few steps",
+    ed = common(sub.add_parser("edit", help="change a saved model's predictions on chosen inputs in a few steps",
                                 description="Edit a saved model so that the chosen images of a built-in dataset are "
                                 "predicted as the given targets (netfix.edit); save the edited model and print, per "
                                 "input, its true label and the prediction before and after, and the test accuracy "
                                 "before and after."))
     ed.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
-    _data_args(ed, scenario=False)
+    data_args(ed, scenario=False)
     ed.add_argument("--split", choices=("train", "test"), default="test", help="split of the inputs (default test)")
     ed.add_argument("--indices", required=True, help="comma-separated indices into the split, e.g. 3,17")
     ed.add_argument("--targets", required=True, help="comma-separated target classes, one per index, e.g. 1,5")
@@ -251,10 +181,10 @@ def _edit(sub: Any) -> None:
     ed.add_argument("--max-steps", type=COUNT, default=10, help="editor steps at most (default 10)")
     ed.add_argument("--params", default=None, help="comma-separated module prefixes to edit (default: a late block)")
     ed.add_argument("--lr", type=POSITIVE, default=None, help="editor step size (default: per editor)")
-    _outputs(ed, "edited model's (default: MODEL-edit beside MODEL)")
-    _compute(ed)
-    _ledger_arg(ed)
-    hist = _common(sub.add_parser("edits", help="list the edits a saved model holds, or revert one",
+    outputs(ed, "edited model's (default: MODEL-edit beside MODEL)")
+    compute(ed)
+    ledger_arg(ed)
+    hist = common(sub.add_parser("edits", help="list the edits a saved model holds, or revert one",
                                   description="List the edits a saved model holds (id, kind, editor, target, when), "
                                   "or, with --revert ID, save a copy without that edit: an adaptor entry is removed "
                                   "exactly; a weight edit can be undone when it is the most recent one (its weights "
@@ -263,25 +193,25 @@ def _edit(sub: Any) -> None:
                                          "  netfix edits runs/model-edit --revert 3 --out runs/model-fixed",
                                   formatter_class=argparse.RawDescriptionHelpFormatter))
     hist.add_argument("model", type=Path, help="saved model (NAME or NAME.safetensors)")
-    _data_args(hist, scenario=False)
+    data_args(hist, scenario=False)
     hist.add_argument("--revert", type=COUNT, default=None, metavar="ID", help="the edit to remove (an id the list "
                       "shows)")
-    _outputs(hist, "reverted model's (default: MODEL-revert-ID beside MODEL)")
-    _compute(hist)
-    _ledger_arg(hist)
+    outputs(hist, "reverted model's (default: MODEL-revert-ID beside MODEL)")
+    compute(hist)
+    ledger_arg(hist)
 
 
 def _evaluate(sub: Any) -> None:
-    e = _common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)",
+    e = common(sub.add_parser("evaluate", help="measure a saved model (accuracies, fault rate, MIA, gap)",
                                description="Measure a saved model on its dataset's test split, or on a scenario's "
                                "forget / retain / test sets: accuracies, fault rate, membership-inference attacks "
                                "and, with --reference, agreement, KL and the gap to the reference."))
     e.add_argument("model", type=Path, nargs="?", default=None, help="saved model (NAME or NAME.safetensors)")
-    _data_args(e)
+    data_args(e)
     e.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained), for gap / agreement / kl")
     e.add_argument("--explain", action="store_true", help="alone: what each metric (UA, RA, TA, MIA-efficacy, gap, "
                    "rte, ...) means, one line each; every table shows the meaning beside the value anyway")
-    _compute(e)
+    compute(e)
 
 
 def _bench(sub: Any) -> None:
@@ -295,31 +225,27 @@ def _bench(sub: Any) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing --json FILE (default: refuse)")
     from ..bench import BENCHES
 
-    b.add_argument("name", help=f"a bench ({', '.join(BENCHES)}), or list")
+    b.add_argument("name", help=f"a bench ({', '.join(BENCHES.names())}), or list")
     b.add_argument("--quick", action="store_true", help="a smoke-sized run")
     b.add_argument("--seeds", type=number(int, 1, 1000), default=None,
                    help="number of seeds, 0..N-1 (default: 1 quick, 3 full)")
     b.add_argument("--data", default=None, help="built-in dataset (default mnist5k)")
     b.add_argument("--markdown", type=Path, default=None,
                    help="replace this bench's table block in a markdown file, e.g. docs/results.md")
-    b.add_argument("--scenario", default=None, help="ogd-debug: only this scenario (mislabel or backdoor)")
-    b.add_argument("--samples", type=COUNT, default=None, help="grad-memory: memory samples M (default 300, quick 100)")
-    b.add_argument("--variant", default=None, help="grad-memory: gtl, ave or all (default gtl)")
-    b.add_argument("--methods", default=None, help="unlearn, forget-score: comma-separated method names "
-                                                   "(default: every registered method)")
-    b.add_argument("--models", type=COUNT, default=None, help="forget-score: models per method (N, default 16)")
-    b.add_argument("--archs", default=None, help="unlearn, zoo: comma-separated architectures (unlearn: mlp,lenet; zoo: every zoo model)")
-    b.add_argument("--editors", default=None, help="editable: comma-separated editors (default: all four)")
-    b.add_argument("--edits", type=COUNT, default=None, help="editable: number of edits N (default 1000, quick 100)")
-    b.add_argument("--sequential", type=COUNT, default=None, metavar="N",
-                   help="editable: also accumulate edits 1..N on one model per editor (the adaptor, the lookup "
-                        "table, every editor on every arm, and Sequential Editable Training), measured every 10 "
-                        "(the full bench: --sequential 1000)")
+    declared: dict[str, dict[Any, list[str]]] = {}  # option -> what it sets -> the benches where it sets that
+    for name, info in BENCHES.items():
+        for key, option in info.options.items():
+            declared.setdefault(key, {}).setdefault(option, []).append(name)
+    for key, uses in declared.items():
+        first = next(iter(uses))
+        b.add_argument(f"--{key.replace('_', '-')}", dest=key, type=COUNT if first.type is int else str, default=None,
+                       metavar=first.metavar, help="; ".join(f"{', '.join(names)}: {option.help}"
+                                                             for option, names in uses.items()))
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
 def _report(sub: Any) -> None:
-    r = _common(sub.add_parser("report", help="render a run folder's results as one self-contained HTML file",
+    r = common(sub.add_parser("report", help="render a run folder's results as one self-contained HTML file",
                                description="Render the run documents in RUN_DIR (a command's *.run.json, a bench's "
                                "JSON, the demo's metrics.json) as one HTML file with the before / after / reference "
                                "table first, then the plots; images are embedded, nothing is fetched."))
@@ -330,13 +256,13 @@ def _report(sub: Any) -> None:
 
 def _ledger(sub: Any) -> None:
     """``netfix ledger list | show ID | head | verify``; --ledger, --json and --quiet go before or after."""
-    lg = _common(sub.add_parser("ledger", help="list, show or verify the tamper-evident record of runs",
+    lg = common(sub.add_parser("ledger", help="list, show or verify the tamper-evident record of runs",
                                 description="Every train / unlearn / relearn / edit run is recorded in a hash-chained "
                                 "ledger with the sha256 of the model files it read and wrote. verify re-checks the "
                                 "chain and every file, and exits with status 1 on any problem; head prints the "
                                 "newest record's ID:HASH to publish, and verify --head checks the chain still "
                                 "holds it (catching truncation and rewrites)."))
-    _ledger_arg(lg, what="to read")
+    ledger_arg(lg, what="to read")
     cmds = lg.add_subparsers(dest="ledger_command", metavar="COMMAND")
     cmds.required = True
     for name, what in (("list", "every run, oldest first"), ("show", "one record in full"),
@@ -352,4 +278,4 @@ def _ledger(sub: Any) -> None:
         # SUPPRESS: given here they override the verb's options; absent, they leave them alone
         c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print only JSON on stdout")
         c.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no logs on stderr")
-        _ledger_arg(c, argparse.SUPPRESS, "to read")
+        ledger_arg(c, argparse.SUPPRESS, "to read")

@@ -10,7 +10,8 @@ from typing import Any
 from .._tables import text_table
 from .. import card
 from ..errors import ConfigError
-from ._common import Data, load_named, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario, stem_of
+from ._common import (Data, load_named, model_data, outputs, parse_kv, progress, proof_text, read_model, scenario,
+                      stem_of)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import hashlib
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from .. import card
 from .._runtime import check_model, copy_model, resolve_device, seeded, show_progress
 from ..data import DataLike, LabeledData, Request, as_data, check_disjoint, check_range, concat, request_of
 from ..errors import ConfigError, DataError, ModelError, NoChangeWarning, unknown
+from ..registry import Registry
 from ..training import Outcome, TrainFn, check_train_fn, describe_train_fn, model_view
 from ._guard import Guard, GuardWarning, guarded
 from ._recommend import Recommendation, recommend, recommend_details, request_kind
@@ -64,6 +65,8 @@ class Method:
     trains: bool = False  # True: the method trains on the kept data, and can do it with the user's train_fn
     heldout: str | None = None  # what the method reads from held-out data (None: it has no use for it)
     heldout_for: tuple[str, ...] = ()  # the requests ("random", "class", "fault") it cannot serve without it
+    fast: dict[str, Any] = field(default_factory=dict, hash=False)  # options of a quick run (the tests' few epochs)
+    bench: dict[str, Any] = field(default_factory=dict, hash=False)  # options `netfix bench unlearn` runs it with
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -74,13 +77,14 @@ class Method:
         return self.config(**options)
 
 
-_METHODS: dict[str, Method] = {}
+_METHODS: Registry[Method] = Registry("method", "method")
 
 
 def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), summary: str = "",
              needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None,
              strength: str | None = None, guarded: bool = True, trains: bool = False,
-             heldout: str | None = None, heldout_for: tuple[str, ...] = ("random", "class", "fault")
+             heldout: str | None = None, heldout_for: tuple[str, ...] = ("random", "class", "fault"),
+             fast: "dict[str, Any] | None" = None, bench: "dict[str, Any] | None" = None
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
     needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
@@ -90,13 +94,17 @@ def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), sum
     ``trains``: the method trains on the kept data, which a user's ``train_fn`` can then do instead of netfix's
     loop (:func:`netfix.training.train_with`). ``heldout``: what the method reads from samples the model never
     trained on (``netfix.unlearn(..., heldout=...)``); methods without it refuse held-out data. ``heldout_for``: the
-    kinds of request (:func:`request_kind`) it cannot serve without held-out data."""
+    kinds of request (:func:`request_kind`) it cannot serve without held-out data. ``fast``: the options of a quick
+    run (few epochs), which the tests use; ``bench``: the options ``netfix bench unlearn`` runs it with where they
+    differ from its defaults; both checked now, like a user's options."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
-        _METHODS[name] = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
-                                needs_retain, model_type, strength, guarded, trains, heldout,
-                                heldout_for if heldout else ())
+        method = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
+                        needs_retain, model_type, strength, guarded, trains, heldout, heldout_for if heldout else (),
+                        dict(fast or {}), dict(bench or {}))
+        for options in (method.fast, method.bench):
+            if options:
+                method.make_config(options)
+        _METHODS.add(name, method)
         return run
     return deco
 
@@ -108,14 +116,12 @@ def available() -> list[str]:
         >>> "retrain" in netfix.methods.available()
         True
     """
-    return sorted(_METHODS)
+    return _METHODS.names()
 
 
 def get(name: str) -> Method:
     """The registered method ``name``; unknown names raise an error listing the valid ones."""
-    if name not in _METHODS:
-        raise unknown("method", name, list(_METHODS), "method")
-    return _METHODS[name]
+    return _METHODS.get(name)
 
 
 def kept_data(forget: LabeledData, retain: LabeledData, ctx: Context) -> LabeledData:
@@ -134,17 +140,17 @@ def _operate(mode: str, model: nn.Module, forget: DataLike, retain: DataLike, me
     check_train_fn(train_fn)
     if heldout is not None and spec.heldout is None:
         raise ConfigError(f"heldout: method {method!r} does not read held-out data; methods that do: "
-                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if m.heldout)}. Fix: leave heldout out.")
+                          f"{', '.join(n for n, m in _METHODS.items() if m.heldout)}. Fix: leave heldout out.")
     if train_fn is not None and not spec.trains:
         raise ConfigError(f"train_fn: method {method!r} does not train on the kept data, so it has no use for your "
                           f"training function; methods that do: "
-                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if m.trains)}.")
+                          f"{', '.join(n for n, m in _METHODS.items() if m.trains)}.")
     if guard is not None and not isinstance(guard, Guard):
         raise ConfigError(f"guard: expected a netfix.methods.Guard(...) or None (no guard); got "
                           f"{type(guard).__name__}.")
     if mode not in spec.modes:
         raise ConfigError(f"method: {method!r} cannot {mode}; methods that can: "
-                          f"{', '.join(n for n, m in sorted(_METHODS.items()) if mode in m.modes)}.")
+                          f"{', '.join(n for n, m in _METHODS.items() if mode in m.modes)}.")
     cfg = spec.make_config(options)
     check_model(model)
     if spec.model_type is not None and not isinstance(model, spec.model_type[0]):

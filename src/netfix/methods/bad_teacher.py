@@ -57,7 +57,7 @@ class BadTeacherConfig(Options):
 
 
 @register("bad-teacher", BadTeacherConfig, modes=("unlearn",), strength="lr",
-          needs_retain="the good teacher keeps the original behaviour on the samples to keep.")
+          needs_retain="the good teacher keeps the original behaviour on the samples to keep.", fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: BadTeacherConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Bad teacher: distil a random network on forget and the original model on (part of) retain."""

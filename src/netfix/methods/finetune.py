@@ -64,7 +64,7 @@ class FinetuneConfig(Options):
                                                "lr": self.resolved("lr", mode)})
 
 
-@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"), strength="lr", trains=True)
+@register("finetune", FinetuneConfig, modes=("unlearn", "relearn"), strength="lr", trains=True, fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FinetuneConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fine-tune on the retained data (plus the corrected data when relearning)."""

@@ -175,7 +175,7 @@ def _layer_params(model: nn.Module, layers: Sequence[str]) -> set[str]:
 
 
 @register("fisher", FisherConfig, modes=("unlearn",), strength="alpha",
-          needs_retain="Fisher forgetting measures which weights the samples to keep need.")
+          needs_retain="Fisher forgetting measures which weights the samples to keep need.", fast={"max_samples": 256})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: FisherConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fisher forgetting: Gaussian noise scaled by the inverse Fisher information on the retained data."""

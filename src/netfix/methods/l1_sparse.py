@@ -59,7 +59,7 @@ def _penalised(params: list[nn.Parameter], weight: float, ces: list[torch.Tensor
 
 
 @register("l1-sparse", L1SparseConfig, modes=("unlearn",), strength="lr",
-          needs_retain="l1-sparse fine-tunes on the samples to keep.")
+          needs_retain="l1-sparse fine-tunes on the samples to keep.", fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: L1SparseConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Fine-tune on the retain set with a linearly decaying L1 penalty on the weights."""

@@ -48,7 +48,7 @@ def _ascent(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -F.cross_entropy(model(X), y)
 
 
-@register("neggrad", NegGradConfig, modes=("unlearn",), strength="lr")
+@register("neggrad", NegGradConfig, modes=("unlearn",), strength="lr", fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Gradient ascent on the forget set's cross-entropy."""

@@ -59,7 +59,7 @@ def cycle(data: LabeledData, batch_size: int, ctx: Context) -> Iterator[tuple[to
 
 @register("neggrad+", NegGradPlusConfig, modes=("unlearn",), strength="lr",
           needs_retain=("neggrad+ descends on the samples to keep while ascending on forget"
-                        " (neggrad needs only forget)."))
+                        " (neggrad needs only forget)."), fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: NegGradPlusConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Descend on retain batches while ascending on cycled forget batches."""

@@ -103,7 +103,7 @@ def relabel_then_retain(model: nn.Module, forget: LabeledData, retain: LabeledDa
 
 @register("random-label", RandomLabelConfig, modes=("unlearn",), strength="lr",
           needs_retain=("random-label trains on the samples to keep after each random-label pass"
-                        " (neggrad needs only forget)."))
+                        " (neggrad needs only forget)."), fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RandomLabelConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Train on the forget set with random labels, then on the retain set with true labels, each epoch."""

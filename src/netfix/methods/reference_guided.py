@@ -45,7 +45,7 @@ class ReferenceGuidedConfig(DistilConfig):
 @register("reference-guided", ReferenceGuidedConfig, modes=("unlearn",), strength="lr",
           needs_retain="reference-guided keeps the retained predictions by fitting the samples to keep.",
           heldout="the model's mean output per class on held-out samples: the reference each forget sample is "
-                  "distilled toward")
+                  "distilled toward", fast={"epochs": 2})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ReferenceGuidedConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Distil each forget sample toward the model's mean held-out output for its class."""

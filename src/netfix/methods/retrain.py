@@ -59,7 +59,7 @@ def recipe_for(model: nn.Module, cfg: RetrainConfig) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@register("retrain", RetrainConfig, modes=("unlearn", "relearn"), guarded=False, trains=True)
+@register("retrain", RetrainConfig, modes=("unlearn", "relearn"), guarded=False, trains=True, fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: RetrainConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Retrain from scratch on the retained data (plus the corrected data when relearning)."""

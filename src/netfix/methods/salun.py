@@ -86,7 +86,8 @@ def saliency_mask(model: nn.Module, forget: LabeledData, fraction: float, batch_
 
 
 @register("salun", SalUnConfig, modes=("unlearn",), strength="lr",
-          needs_retain="salun trains on the samples to keep after each random-label pass (neggrad needs only forget).")
+          needs_retain="salun trains on the samples to keep after each random-label pass (neggrad needs only forget).",
+          fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: SalUnConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Random-label unlearning restricted to the weights most salient for the forget set."""

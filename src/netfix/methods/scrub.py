@@ -98,7 +98,7 @@ class ScrubConfig(Options):
 
 
 @register("scrub", ScrubConfig, modes=("unlearn",), strength="lr",
-          needs_retain="SCRUB's min-steps distil the original model on the samples to keep.")
+          needs_retain="SCRUB's min-steps distil the original model on the samples to keep.", fast={"epochs": 1})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ScrubConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """SCRUB: move away from the original model on forget, stay close to it (and to the labels) on retain."""

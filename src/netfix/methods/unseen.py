@@ -195,7 +195,7 @@ def distil_forget(model: nn.Module, forget: LabeledData, retain: LabeledData, q:
 @register("unseen", UnseenConfig, modes=("unlearn",), strength="lr",
           needs_retain="unseen keeps the retained predictions by fitting the samples to keep as it distils.",
           heldout="the model's outputs on held-out samples: its behaviour on data it never saw (the targets of "
-                  "scattered forget samples)", heldout_for=("random",))
+                  "scattered forget samples)", heldout_for=("random",), fast={"epochs": 2})
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: UnseenConfig,
         ctx: Context) -> list[dict[str, Any]]:
     """Distil the forget set toward the model's behaviour on unseen data, fitting the retained data."""

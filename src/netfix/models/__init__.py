@@ -17,6 +17,7 @@ from torch import nn
 from .. import card
 from ..errors import ConfigError, unknown
 from ..recipe import TrainConfig
+from ..registry import Registry
 from . import hf
 from .layers import EditBlock
 from .lenet import LeNet
@@ -28,17 +29,31 @@ __all__ = ["build", "available", "register", "architecture", "recipe", "reinit",
            "ResNet", "ResNet18", "ViT"]
 
 
+Factory = Callable[..., nn.Module]  # (input_shape, num_classes, **kwargs) -> the untrained model
 
-_BUILTIN: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet,
-                                                 "resnet18": ResNet18, "vit": ViT,
-                                                 hf.NAME: hf.build}  # + "mixed-linear" (netfix.mixed)
-_USER: dict[str, Callable[..., nn.Module]] = {}   # netfix.models.register(...) in the user's program
+
+class _Registered(Registry[Factory]):
+    """The architectures registered in this program; ``pop`` forgets one again, as a program that never
+    registered it (tests of loading by name)."""
+
+    def pop(self, name: str, default: "Factory | None" = None) -> "Factory | None":
+        return self._entries.pop(name, default)
+
+
+_BUILTIN: Registry[Factory] = Registry("architecture", "name")  # netfix's own; + "mixed-linear" (netfix.mixed)
+_OWN: dict[str, Factory] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet, "resnet18": ResNet18, "vit": ViT,
+                            hf.NAME: hf.build}
+for _name, _factory in _OWN.items():
+    _BUILTIN.add(_name, _factory)
+_USER = _Registered("architecture", "name")  # netfix.models.register(...) in the user's program
 
 
 def add_builtin(name: str, factory: Callable[..., nn.Module]) -> None:
     """netfix's own architectures defined above this package (``"mixed-linear"`` by :mod:`netfix.mixed`): they
     register here, so that this package imports none of them."""
-    _BUILTIN[name] = factory
+    _BUILTIN.add(name, factory, replace=True)
+
+
 ENTRY_POINT_GROUP = "netfix.architectures"
 
 
@@ -64,12 +79,11 @@ def register(name: str, factory: Callable[..., nn.Module], *, recipe: "dict[str,
                           f"{type(factory).__name__}.")
     if name in _BUILTIN:
         raise ConfigError(f"name: {name!r} is one of netfix's own architectures; pick another name.")
-    if name in _USER and not replace and _USER[name] is not factory:
-        raise ConfigError(f"name: {name!r} is already registered. Fix: pick another name, or pass replace=True.")
     if recipe is not None:
         TrainConfig(**recipe)  # every option checked now
-        _RECIPES[name] = dict(recipe)
-    _USER[name] = factory
+    _USER.add(name, factory, replace=replace)
+    if recipe is not None:
+        _RECIPES.add(name, dict(recipe), replace=True)
 
 
 def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module] | None":
@@ -81,7 +95,7 @@ def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module]
     if name in _BUILTIN:
         return None
     if name in _USER:
-        return _USER[name]
+        return _USER.get(name)
     from importlib.metadata import entry_points
 
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
@@ -89,8 +103,7 @@ def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module]
         factory = found[0].load()  # code the user installed and declared for this name, not code a file chose
         if not callable(factory):
             raise ConfigError(f"{argument}: the entry point {found[0].value!r} for {name!r} is not callable.")
-        _USER[name] = factory
-        return factory
+        return _USER.add(name, factory)
     plugins = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     raise unknown("model", name, sorted(set(_BUILTIN) | set(_USER) | set(plugins)), argument)
 
@@ -100,14 +113,16 @@ def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module]
 # (benchmarks/select_recipe.py; docs/results.md); resnet18 (at width 16) and vit (its CPU size) the same way on
 # 20,000 training images for 4 epochs (benchmarks/select_recipe_zoo.py; docs/select_recipe_zoo.jsonl). resnet
 # takes the literature's CIFAR recipe, untuned.
-_RECIPES: dict[str, dict[str, Any]] = {
+_RECIPES: Registry[dict[str, Any]] = Registry("model", "name")
+for _name, _recipe in {
     "mlp": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 128},
     "lenet": {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine", "batch_size": 32},
     "resnet": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
                "batch_size": 128},
     "resnet18": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "lr_schedule": "cosine", "batch_size": 128},
     "vit": {"optimizer": "adam", "lr": 3e-3, "lr_schedule": "cosine", "batch_size": 64},
-}
+}.items():
+    _RECIPES.add(_name, _recipe)
 
 
 def has_recipe(name: str) -> bool:
@@ -122,9 +137,7 @@ def recipe(name: str) -> dict[str, Any]:
         >>> recipe("lenet")["lr_schedule"]
         'cosine'
     """
-    if name not in _RECIPES:
-        raise unknown("model", name, list(_RECIPES), "name")
-    return dict(_RECIPES[name])
+    return dict(_RECIPES.get(name))
 
 
 def available() -> list[str]:
@@ -143,7 +156,7 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, seed: int | N
         torch.Size([2, 10])
     """
     factory = architecture(name)
-    ctor = _BUILTIN[name] if factory is None else factory
+    ctor = _BUILTIN.get(name) if factory is None else factory
     try:
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):
