@@ -222,7 +222,7 @@ def two_path(input_shape, num_classes, hidden=8):
 def registered():
     models.register("two-path-test", two_path, replace=True)
     yield "two-path-test"
-    models._USER.pop("two-path-test", None)
+    models.unregister("two-path-test")
 
 
 def test_a_registered_architecture_round_trips_by_name(tmp_path, registered):
@@ -239,7 +239,7 @@ def test_a_registered_architecture_round_trips_by_name(tmp_path, registered):
 
 def test_a_file_naming_an_unregistered_architecture_lists_the_known_ones(tmp_path, registered):
     nio.save(models.build(registered, (6,), 3, seed=0), tmp_path / "u")
-    models._USER.pop(registered)
+    assert models.unregister(registered)
     with pytest.raises(NotAModelError, match=r"unknown model 'two-path-test'\. Valid models: .*'mlp'"):
         netfix.load(tmp_path / "u")
 
@@ -288,10 +288,10 @@ def test_an_entry_point_plugin_supplies_the_architecture(tmp_path, monkeypatch):
     try:
         model = models.build("tiny-plugin", (1, 8, 8), 10, width=6, seed=0)
         nio.save(model, tmp_path / "t")
-        models._USER.pop("tiny-plugin")  # a fresh program: the name is found again through the entry point
+        assert models.unregister("tiny-plugin")  # a fresh program: the name is found again through the entry point
         assert _same_state(model, netfix.load(tmp_path / "t"))
     finally:
-        models._USER.pop("tiny-plugin", None)
+        models.unregister("tiny-plugin")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,11 +26,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("jobs", ("bench", "report", "runs", "demo")),
     ("interfaces", ("", "cli", "__main__")),   # "": the package itself (netfix/__init__.py, the public API)
 ]
-# A method family may span modules that call each other (it becomes one folder under methods/). The editing aliases
-# (netfix.editing, .edits, .edit_metrics) re-export netfix.methods.editing, and methods/msg.py and mixed.py still
-# import through them: they count as the methods family until those import netfix.methods.editing.surgery and
-# netfix.models.split directly (then this can be {}).
-FAMILIES: dict[str, str] = {"editing": "methods", "edits": "methods", "edit_metrics": "methods", "mixed": "methods"}
+# A method family may span modules that call each other; each family is one folder under methods/, so no
+# top-level unit needs grouping any more (the map stays for the cycle check's sake).
+FAMILIES: dict[str, str] = {}
+# Compatibility aliases of the families' old module paths: only the public package itself imports them.
+ALIASES = {"editing", "edits", "edit_metrics", "forgetting", "mixed"}
 # Method families: the layers below them never import these.
 METHOD_FAMILIES = {"editing", "edits", "edit_metrics", "forgetting", "mixed", "methods"}
 
@@ -153,12 +153,21 @@ def test_methods_do_not_import_each_other():
     modules = _modules()
     found = set()
     for name, path in modules.items():
-        parts = name.split(".")
-        if len(parts) != 3 or parts[1] != "methods" or parts[2].startswith("_"):
+        parts = name.split(".")  # a family folder's modules (netfix.methods.X.Y) count as family X
+        if len(parts) < 3 or parts[1] != "methods" or parts[2].startswith("_"):
             continue
         for target in _imports(name, path, modules):
             t = target.split(".")
-            if len(t) == 3 and t[1] == "methods" and not t[2].startswith("_"):
+            if len(t) >= 3 and t[1] == "methods" and not t[2].startswith("_") and t[2] != parts[2]:
                 found.add((parts[2], t[2]))
     assert found <= SIBLING_IMPORTS_LEFT, f"a method imports another method's module: {sorted(found - SIBLING_IMPORTS_LEFT)}; " \
         "put the shared piece in methods/_common.py"
+
+
+def test_only_the_public_package_imports_the_compatibility_aliases():
+    """netfix.editing / edits / edit_metrics / forgetting / mixed re-export their family's folder for users; the
+    code itself imports the folders."""
+    modules = _modules()
+    bad = [f"{name} imports {target}" for name, path in modules.items() if _unit(name) not in ALIASES | {""}
+           for target in _imports(name, path, modules) if _unit(target) in ALIASES]
+    assert not bad, "import from netfix.methods.<family> instead:\n" + "\n".join(sorted(bad))

@@ -13,6 +13,7 @@ def test_register_get_and_list():
     assert r.get("red") == 1 and r.get("blue") == 2
     assert r.names() == ["blue", "red"] and list(r) == ["blue", "red"] and len(r) == 2
     assert "red" in r and "green" not in r and r.find("green") is None
+    assert r.remove("red") and not r.remove("red") and r.names() == ["blue"]
 
 
 def test_unknown_name_lists_the_valid_ones_and_the_argument():
@@ -34,3 +35,15 @@ def test_a_name_is_registered_once_unless_replaced():
     assert r.get("red") == 2
     with pytest.raises(ConfigError, match="non-empty"):
         r.add("", 3)
+
+
+def test_an_architecture_can_be_unregistered_but_not_a_builtin_one():
+    import netfix
+    from torch import nn
+
+    netfix.models.register("reg-test", lambda input_shape, num_classes: nn.Linear(4, num_classes), replace=True)
+    assert "reg-test" in netfix.models.available()
+    assert netfix.models.unregister("reg-test") and "reg-test" not in netfix.models.available()
+    assert not netfix.models.unregister("reg-test")
+    with pytest.raises(ConfigError, match="netfix's own"):
+        netfix.models.unregister("mlp")

@@ -31,9 +31,10 @@ if _command_line() and "torch" not in _sys.modules:
 
 from ._version import __version__  # noqa: E402
 from . import data as datasets  # noqa: E402  # netfix.datasets.load / available
-from . import bench, card, edit_metrics, edits, errors, evaluation, methods, mixed, models, scenarios  # noqa: E402
+# netfix.editing / edits / edit_metrics / forgetting / mixed: compatibility aliases of the method families' folders
+from . import bench, card, editing, edit_metrics, edits, errors, evaluation, forgetting, methods, mixed, models  # noqa: E402,E501
+from . import scenarios  # noqa: E402
 from .evaluation import Metrics, evaluate  # noqa: E402
-from . import editing  # noqa: E402,F401  # netfix.editing: the compatibility alias of netfix.methods.editing
 from .methods.editing import EditableTraining, EditOutcome, edit  # noqa: E402
 from .io import load, save  # noqa: E402
 from .methods import relearn, unlearn  # noqa: E402

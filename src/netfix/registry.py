@@ -56,6 +56,10 @@ class Registry(Generic[T]):
             raise unknown(self.kind, name, self.names(), argument or self.argument)
         return self._entries[name]
 
+    def remove(self, name: str) -> bool:
+        """Forget ``name`` (whether it was registered)."""
+        return self._entries.pop(name, None) is not None
+
     def find(self, name: str) -> "T | None":
         """The entry ``name``, or ``None``."""
         return self._entries.get(name)

@@ -14,8 +14,8 @@ method gives one, the time taken, and the netfix and torch versions. Anyone hold
 
 **A run's document** (:func:`write_run_document`) holds its table — :func:`metric_rows`, one row per model
 (before, after, the reference) — and its report's data (:func:`report_panel`). A run on a saved model may also read
-a held-out part of the test split (:func:`split_heldout`) or, for a mixed-linear model, the user samples that
-remain after the request (:func:`remaining_user_data`).
+a held-out part of the test split (:func:`split_heldout`); a mixed-linear model keeps the user samples that remain
+after the request (``netfix.methods.get("mixed-linear").retained_from_record``).
 
 Example:
     >>> ser = netfix.io.serialize(out.model, {"method": "ogd"})
@@ -47,7 +47,7 @@ from .ledger import KINDS, Ledger, _jsonable, _now, indices_digest, ledger_path
 
 __all__ = ["certificate", "certificate_bytes", "write_certificate", "record_run", "publish_recorded",
            "CERTIFICATE_FORMAT", "COLUMNS", "metric_rows", "report_panel", "forgetting_bound", "refuse_unchanged",
-           "split_heldout", "remaining_user_data", "write_run_document"]
+           "split_heldout", "write_run_document"]
 
 CERTIFICATE_FORMAT = "netfix-forgetting-certificate"
 CERTIFICATE_VERSION = 2
@@ -326,28 +326,3 @@ def split_heldout(test: LabeledData, indices: "np.ndarray | list[int]", argument
         raise DataError(f"{argument}: names the whole test split, leaving nothing to evaluate on. Fix: hold out part "
                         "of it (e.g. half).")
     return test.subset(np.sort(idx), f"{test.name}/heldout"), test.subset(rest, test.name)
-
-
-def remaining_user_data(meta: Mapping[str, Any], forget_indices: "np.ndarray | list[int]", train: LabeledData,
-                        argument: str = "forget_indices") -> LabeledData:
-    """The user samples of ``train`` that a mixed-linear model keeps after forgetting ``forget_indices``: its core
-    data (recorded in ``meta``, a saved model's metadata, by ``netfix train --mixed-linear``) trains the frozen
-    core, not the user weights, so it is neither forgotten nor retained.
-
-    Example:
-        >>> retain = remaining_user_data(netfix.io.read_meta("runs/ml"), s.forget_indices, s.train)
-    """
-    mixed = (meta.get("meta") or {}).get("mixed_linear")
-    if not mixed:
-        raise ConfigError("method mixed-linear: this model was not trained with `netfix train --mixed-linear`, so "
-                          "which samples are user data is unknown. Fix: train it that way.")
-    core = torch.as_tensor(mixed["core_indices"], dtype=torch.long)
-    forget = torch.as_tensor(np.asarray(forget_indices), dtype=torch.long)
-    clash = sorted(set(core.tolist()) & set(forget.tolist()))
-    if clash:
-        raise ConfigError(f"{argument}: {len(clash)} of them (e.g. {clash[:5]}) are core data, which trains the "
-                          "frozen core, not the user weights; a mixed-linear model forgets user data only.")
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[core] = False
-    keep[forget] = False
-    return train.subset(torch.nonzero(keep).squeeze(1), "user-remaining")

@@ -42,8 +42,8 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..edit_metrics import EditFinetuneConfig, LookupTable, lifelong_edits, measure_edits, sequential_edits
-from ..editing import EDITORS, FINETUNE_RECIPE, EditableTraining, add_edit_block
+from ..methods.editing import (EDITORS, FINETUNE_RECIPE, EditableTraining, EditFinetuneConfig, LookupTable,
+                               add_edit_block, lifelong_edits, measure_edits, sequential_edits)
 from ..errors import unknown
 from ..evaluation import accuracy
 from ..training import Outcome, train

@@ -38,7 +38,7 @@ import torch
 
 from .. import data as datasets
 from .. import scenarios
-from ..edit_metrics import measure_edits
+from ..methods.editing import measure_edits
 from ..errors import ConfigError, unknown
 from ..evaluation import evaluate, predict
 from ..methods import available as available_methods

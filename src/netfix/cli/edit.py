@@ -89,7 +89,7 @@ def edit(args: argparse.Namespace) -> dict[str, Any]:
 
 def edits(args: argparse.Namespace) -> dict[str, Any]:
     """``netfix edits``: the edits a saved model holds; ``--revert ID`` saves a copy without one."""
-    from .. import edits as history
+    from ..methods.editing import history, memory
     from .. import evaluate as measure
     from ..io import serialize
     from ..runs import publish_recorded
@@ -104,7 +104,7 @@ def edits(args: argparse.Namespace) -> dict[str, Any]:
     rows = [{"id": e["id"], "kind": e["kind"], "editor": e.get("editor", ""),
              "target": e.get("target", e.get("targets", "")), "created": e.get("created", ""),
              "undoable": "yes" if e["kind"] == "adaptor" or e.get("undoable") else "no"} for e in listed]
-    size = history.size_bytes(loaded.model)
+    size = memory.size_bytes(loaded.model)
     table = text_table(rows, ("id", "kind", "editor", "target", "created", "undoable")) if rows else \
         "(no edits: this model holds none)"
     if args.revert is None:

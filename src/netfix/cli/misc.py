@@ -37,8 +37,7 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 def _configs() -> dict[str, tuple[str, type]]:
     """The option sets ``netfix methods NAME`` shows besides the methods': the editors' and Editable Training's."""
-    from ..edits import AdaptorConfig
-    from ..editing import EditableTraining, EditorConfig
+    from ..methods.editing import AdaptorConfig, EditableTraining, EditorConfig
 
     return {"edit": ("netfix.edit with a gradient editor (sgd, momentum, rmsprop, adam): a few steps on the "
                      "classifier head (docs/methods.md §2.1)", EditorConfig),

@@ -17,6 +17,7 @@ import torch
 from .._tables import text_table
 from ..errors import ConfigError, NoChangeWarning
 from ..io import LoadedModel
+from ..methods import get
 from ..runs import COLUMNS
 from ..training import Outcome
 from ._common import (Data, model_data, outputs, parse_kv, progress, proof_text, read_indices, read_model, scenario,
@@ -83,8 +84,6 @@ def _run(args: argparse.Namespace, options: dict[str, Any], loaded: LoadedModel,
     """The method on the request: unlearn its forget set, relearn its corrected labels, or relearn the data as
     trained (:func:`_relearns_as_trained`)."""
     from .. import relearn, unlearn
-    from ..runs import remaining_user_data
-
     common = {"seed": args.seed, "device": args.device, "progress": progress(args), **options, **_guard(args)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoChangeWarning)  # refused after the run, with the CLI's own message
@@ -92,8 +91,8 @@ def _run(args: argparse.Namespace, options: dict[str, Any], loaded: LoadedModel,
             return relearn(loaded.model, s.train if s is not None else data.train, method=args.method, **common)
         if args.verb == "relearn":
             return relearn(loaded.model, s.corrected, protect=s.retain, method=args.method, **common)
-        retain = remaining_user_data(loaded.meta, s.forget_indices, data.train, "--forget-indices") \
-            if args.method == "mixed-linear" else s.retain  # a mixed-linear model forgets user data only
+        from_record = get(args.method).retained_from_record  # e.g. mixed-linear: its user data only
+        retain = from_record(loaded.meta, s.forget_indices, data.train, "--forget-indices") if from_record else s.retain
         return unlearn(loaded.model, s.forget, retain, method=args.method, **common,
                        **({"heldout": heldout} if heldout is not None else {}))
 
@@ -156,7 +155,6 @@ def _auto(args: argparse.Namespace, options: dict[str, Any], s: Any, model: torc
 def _check_method(args: argparse.Namespace, options: dict[str, Any], picked: bool = False) -> None:
     """The method, its options and what it needs to be told, checked before anything is read or written (for
     ``--method auto``, the options once the method is ``picked``)."""
-    from ..methods import get
 
     if getattr(args, "budget", None) is not None and args.method != "auto" and not picked:
         raise ConfigError("--budget: only with --method auto (it bounds the cost of the method auto picks).")
@@ -178,7 +176,7 @@ def _check_method(args: argparse.Namespace, options: dict[str, Any], picked: boo
 def _relearns_as_trained(args: argparse.Namespace) -> bool:
     """``relearn --method forget-relearn``: relearns the data the model was trained on, as it was labelled, so it
     needs neither a request nor corrected labels."""
-    return args.verb == "relearn" and args.method == "forget-relearn"
+    return args.verb == "relearn" and args.method != "auto" and get(args.method).relearns_as_trained
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     common = {"seed": args.seed, "device": args.device, "progress": progress(args)}
     mixed = None
     if args.editable or train_params is not None:
-        from ..editing import EditableTraining
+        from ..methods.editing import EditableTraining
 
         editable = EditableTraining(lr=args.edit_lr, sequential=args.edit_sequential) if args.editable else None
         out = fit(model, trained_on, epochs=args.epochs, editable=editable, params=train_params, **common, **options)
@@ -112,7 +112,7 @@ def _start(args: argparse.Namespace, start: Any, data: Data) -> tuple[Any, dict[
     """The model `netfix train` starts from, its recipe, the parameters it trains (None = all) and how the ledger
     names it: a fresh --model, or a saved one (--from), with an edit block added when asked."""
     from .. import models
-    from ..editing import FINETUNE_RECIPE, add_edit_block
+    from ..methods.editing import FINETUNE_RECIPE, add_edit_block
 
     train_params = [p.strip() for p in args.train_params.split(",") if p.strip()] if args.train_params else None
     if start is not None:

@@ -87,7 +87,7 @@ def _built(build: Callable[[], nn.Module], target: Path) -> nn.Module:
 def _fill(net: nn.Module, state: dict[str, torch.Tensor], header: dict[str, Any], side: dict[str, Any],
           checked: bool, target: Path) -> None:
     """Give ``net`` the file's edits and weights; ``checked``: its tensors were compared on the meta device."""
-    from .. import edits
+    from ..methods.editing import memory as edits
 
     shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
     old = edits.memory_of(net)
@@ -126,7 +126,7 @@ def read_model(path: "str | os.PathLike[str]", device: "torch.device | str | Non
     """:func:`load`, also returning the file's sha256 as read and its metadata (what a certificate needs)."""
     target, blob, header, side, start, legacy = read_file(path)
     build, expected, flexible = build_plan(side, target, model, trust_factory)
-    from .. import edits
+    from ..methods.editing import memory as edits
 
     shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
     try:

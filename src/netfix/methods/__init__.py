@@ -67,6 +67,10 @@ class Method:
     heldout_for: tuple[str, ...] = ()  # the requests ("random", "class", "fault") it cannot serve without it
     fast: dict[str, Any] = field(default_factory=dict, hash=False)  # options of a quick run (the tests' few epochs)
     bench: dict[str, Any] = field(default_factory=dict, hash=False)  # options `netfix bench unlearn` runs it with
+    # (saved model's metadata, forget indices, training set, argument) -> the retained set, for methods whose model
+    # records which samples it may keep (mixed-linear: its user data); None: the request's own retain set
+    retained_from_record: "Callable[..., LabeledData] | None" = field(default=None, hash=False)
+    relearns_as_trained: bool = False  # relearn mode retrains the data as trained: no request, no corrected labels
 
     def make_config(self, options: dict[str, Any]) -> Any:
         """The config from user options; an unknown option is an error listing the valid ones."""
@@ -84,7 +88,8 @@ def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), sum
              needs_retain: str | None = None, model_type: "tuple[type, str] | None" = None,
              strength: str | None = None, guarded: bool = True, trains: bool = False,
              heldout: str | None = None, heldout_for: tuple[str, ...] = ("random", "class", "fault"),
-             fast: "dict[str, Any] | None" = None, bench: "dict[str, Any] | None" = None
+             fast: "dict[str, Any] | None" = None, bench: "dict[str, Any] | None" = None,
+             retained_from_record: "Callable[..., LabeledData] | None" = None, relearns_as_trained: bool = False
              ) -> Callable[[Callable[..., list[dict[str, Any]]]], Callable[..., list[dict[str, Any]]]]:
     """Decorator: register ``run`` under ``name`` with its config dataclass. ``needs_retain`` says why the method
     needs retained samples; an empty retain set is then refused with that reason before any work. ``model_type``:
@@ -96,11 +101,13 @@ def register(name: str, config: type, modes: tuple[str, ...] = ("unlearn",), sum
     trained on (``netfix.unlearn(..., heldout=...)``); methods without it refuse held-out data. ``heldout_for``: the
     kinds of request (:func:`request_kind`) it cannot serve without held-out data. ``fast``: the options of a quick
     run (few epochs), which the tests use; ``bench``: the options ``netfix bench unlearn`` runs it with where they
-    differ from its defaults; both checked now, like a user's options."""
+    differ from its defaults; both checked now, like a user's options. ``retained_from_record(meta, forget_indices,
+    train, argument)``: the retained set a saved model's record implies (the CLI uses it instead of the request's);
+    ``relearns_as_trained``: relearning takes the data as the model was trained on it (no corrected labels)."""
     def deco(run: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
         method = Method(name, config, run, modes, summary or (run.__doc__ or "").strip().split("\n")[0],
                         needs_retain, model_type, strength, guarded, trains, heldout, heldout_for if heldout else (),
-                        dict(fast or {}), dict(bench or {}))
+                        dict(fast or {}), dict(bench or {}), retained_from_record, relearns_as_trained)
         for options in (method.fast, method.bench):
             if options:
                 method.make_config(options)

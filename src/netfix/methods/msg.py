@@ -32,7 +32,7 @@ from torch import nn
 
 from .._runtime import eval_mode
 from ..data import LabeledData, batches
-from ..editing import default_edit_params
+from ..models.layers import classifier_head
 from ..errors import ConfigError
 from ..training import TrainConfig, fit, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
@@ -85,7 +85,7 @@ def triangle(epoch: int, epochs: int) -> float:
 
 def selected_layers(model: nn.Module, layers: str) -> dict[str, torch.Tensor]:
     """The weights ``layers`` selects, by module name; an empty selection is an error saying why."""
-    head = set(default_edit_params(model)) if layers == "hidden" else set()
+    head = set(classifier_head(model)) if layers == "hidden" else set()
     kinds = _CONV if layers == "conv" else (*_CONV, nn.Linear)
     chosen: dict[str, torch.Tensor] = {
         n: m.weight for n, m in model.named_modules() if isinstance(m, kinds) and n not in head

@@ -25,19 +25,11 @@ from .mlp import MLP
 from .resnet import ResNet, ResNet18
 from .vit import ViT
 
-__all__ = ["build", "available", "register", "architecture", "recipe", "reinit", "EditBlock", "MLP", "LeNet",
+__all__ = ["build", "available", "register", "unregister", "architecture", "recipe", "reinit", "EditBlock", "MLP", "LeNet",
            "ResNet", "ResNet18", "ViT"]
 
 
 Factory = Callable[..., nn.Module]  # (input_shape, num_classes, **kwargs) -> the untrained model
-
-
-class _Registered(Registry[Factory]):
-    """The architectures registered in this program; ``pop`` forgets one again, as a program that never
-    registered it (tests of loading by name)."""
-
-    def pop(self, name: str, default: "Factory | None" = None) -> "Factory | None":
-        return self._entries.pop(name, default)
 
 
 _BUILTIN: Registry[Factory] = Registry("architecture", "name")  # netfix's own; + "mixed-linear" (netfix.mixed)
@@ -45,7 +37,7 @@ _OWN: dict[str, Factory] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet, "resne
                             hf.NAME: hf.build}
 for _name, _factory in _OWN.items():
     _BUILTIN.add(_name, _factory)
-_USER = _Registered("architecture", "name")  # netfix.models.register(...) in the user's program
+_USER: Registry[Factory] = Registry("architecture", "name")  # netfix.models.register(...) in the user's program
 
 
 def add_builtin(name: str, factory: Callable[..., nn.Module]) -> None:
@@ -84,6 +76,20 @@ def register(name: str, factory: Callable[..., nn.Module], *, recipe: "dict[str,
     _USER.add(name, factory, replace=replace)
     if recipe is not None:
         _RECIPES.add(name, dict(recipe), replace=True)
+
+
+def unregister(name: str) -> bool:
+    """Forget an architecture registered in this program, as a program that never registered it (its files then
+    load again only after a new :func:`register`, or through an installed entry point). Returns whether it was
+    registered; netfix's own architectures cannot be removed.
+
+    Example:
+        >>> netfix.models.unregister("tiny")
+        True
+    """
+    if name in _BUILTIN:
+        raise ConfigError(f"name: {name!r} is one of netfix's own architectures; it cannot be unregistered.")
+    return _USER.remove(name)
 
 
 def architecture(name: str, argument: str = "name") -> "Callable[..., nn.Module] | None":

@@ -20,7 +20,7 @@ from torch import nn
 from ... import card, models
 from ..._runtime import check_model
 from ...errors import ConfigError, ModelError
-from ...models import EditBlock
+from ...models.layers import classifier_head
 from ...validation import check_scalar, check_seed
 
 __all__ = ["FINETUNE_RECIPE", "default_edit_params", "add_edit_block"]
@@ -30,25 +30,10 @@ __all__ = ["FINETUNE_RECIPE", "default_edit_params", "add_edit_block"]
 FINETUNE_RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "cosine", "batch_size": 128, "grad_clip": 10.0}
 
 
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
-
-
 def default_edit_params(model: nn.Module, num_classes: "int | None" = None) -> list[str]:
-    """The default part of a model to edit. A model with an edit block (:func:`add_edit_block`) is edited at the
-    block's output projection, ``edit_block.out``: on Fashion-MNIST's ResNet-8 that costs a fifth to a sixth of the
-    drawdown of editing ``layer3`` + ``fc`` (docs/results.md, issue 6). Otherwise its classifier head: the last
-    ``nn.Linear`` with ``num_classes`` outputs (``fc`` of netfix's models, ``classifier`` of a Hugging Face model);
-    without one, the last module holding parameters that is not a normalisation layer."""
-    block = getattr(model, "edit_block", None)
-    if isinstance(block, EditBlock) and block.out.weight.requires_grad:
-        return ["edit_block.out"]
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight.requires_grad
-               and (num_classes is None or m.out_features == num_classes)]
-    if linears:
-        return linears[-1:]
-    owners = [n for n, m in model.named_modules() if n and not isinstance(m, _NORMS)
-              and any(p.requires_grad for p in m.parameters(recurse=False))]
-    return owners[-1:] if owners else [n.rsplit(".", 1)[0] for n, _ in model.named_parameters()][-1:]
+    """The default part of a model to edit: its classifier head, or an edit block's output projection
+    (:func:`netfix.models.layers.classifier_head`, where the rule and its measurements are)."""
+    return classifier_head(model, num_classes)
 
 
 def add_edit_block(model: nn.Module, hidden: int = 1024, seed: int = 0) -> nn.Module:

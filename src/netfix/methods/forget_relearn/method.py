@@ -54,7 +54,7 @@ class ForgetRelearnConfig(Options):
                               "epochs per generation.")
 
 
-@register("forget-relearn", ForgetRelearnConfig, modes=("relearn", "unlearn"), trains=True,
+@register("forget-relearn", ForgetRelearnConfig, modes=("relearn", "unlearn"), trains=True, relearns_as_trained=True,
           summary="forgetting operator, then relearning, for a few generations (repairs noisy-label training)")
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: ForgetRelearnConfig,
         ctx: Context) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ Example:
 from .fit import FitOutcome, ForgetOutcome, UserTraining
 from .method import MixedLinearConfig  # registers the method "mixed-linear", once
 from .model import MixedLinear
-from .pipeline import MixedLinearTraining, core_user_split, train_mixed_linear
+from .pipeline import MixedLinearTraining, core_user_split, remaining_user_data, train_mixed_linear
 
 __all__ = ["MixedLinear", "UserTraining", "FitOutcome", "ForgetOutcome", "MixedLinearConfig", "MixedLinearTraining",
-           "core_user_split", "train_mixed_linear"]
+           "core_user_split", "train_mixed_linear", "remaining_user_data"]

@@ -18,6 +18,7 @@ from ...data import LabeledData
 from ...validation import Options, option
 from .. import Context, register
 from .model import MixedLinear
+from .pipeline import remaining_user_data
 
 
 @dataclass
@@ -31,7 +32,7 @@ class MixedLinearConfig(Options):
                           high=1e6)
 
 
-@register("mixed-linear", MixedLinearConfig, guarded=False,
+@register("mixed-linear", MixedLinearConfig, guarded=False, retained_from_record=remaining_user_data,
           needs_retain="the Newton step is taken on the user samples that remain.",
           model_type=(MixedLinear, "wrap a core model with netfix.mixed.MixedLinear(core, linearize=[...]) and "
                                    "train its user weights with .fit_user(user_data)."))

@@ -24,7 +24,7 @@ from torch.func import functional_call, jvp
 from ... import card, models
 from ..._runtime import check_model, model_device, seeded
 from ...data import DataLike, LabeledData, as_data
-from ...editing import FrozenSplit
+from ...models.split import FrozenSplit
 from ...errors import ConfigError, DataError, ModelError
 from ...solvers import conjugate_gradient, lanczos
 from ...streaming import StreamedInputs

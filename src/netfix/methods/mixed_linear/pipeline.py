@@ -13,21 +13,23 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ... import models
+from ...errors import ConfigError
 from ...data import DataLike, LabeledData, as_data, concat
 from ...training import Outcome, train
 from ...validation import check_scalar, check_seed
 from .fit import FitOutcome, UserTraining
 from .model import PRECONDITIONER_RANK, MixedLinear
 
-__all__ = ["CORE_FRACTION", "core_user_split", "MixedLinearTraining", "train_mixed_linear"]
+__all__ = ["CORE_FRACTION", "core_user_split", "MixedLinearTraining", "train_mixed_linear", "remaining_user_data"]
 
 CORE_FRACTION = 0.1  # the core's share of the training data, per class
 
@@ -109,3 +111,28 @@ def train_mixed_linear(model: "nn.Module | str", data: DataLike, *, linearize: S
     return MixedLinearTraining(model=fit.model, fresh=fresh, core=core, fit=fit, core_indices=core_idx,
                                user_indices=user_idx, core_data=core_data, user_data=user_data,
                                preconditioner_seconds=preconditioner_seconds)
+
+
+def remaining_user_data(meta: Mapping[str, Any], forget_indices: "np.ndarray | list[int]", train: LabeledData,
+                        argument: str = "forget_indices") -> LabeledData:
+    """The user samples of ``train`` that a mixed-linear model keeps after forgetting ``forget_indices``: its core
+    data (recorded in ``meta``, a saved model's metadata, by ``netfix train --mixed-linear``) trains the frozen
+    core, not the user weights, so it is neither forgotten nor retained.
+
+    Example:
+        >>> retain = remaining_user_data(netfix.io.read_meta("runs/ml"), s.forget_indices, s.train)
+    """
+    mixed = (meta.get("meta") or {}).get("mixed_linear")
+    if not mixed:
+        raise ConfigError("method mixed-linear: this model was not trained with `netfix train --mixed-linear`, so "
+                          "which samples are user data is unknown. Fix: train it that way.")
+    core = torch.as_tensor(mixed["core_indices"], dtype=torch.long)
+    forget = torch.as_tensor(np.asarray(forget_indices), dtype=torch.long)
+    clash = sorted(set(core.tolist()) & set(forget.tolist()))
+    if clash:
+        raise ConfigError(f"{argument}: {len(clash)} of them (e.g. {clash[:5]}) are core data, which trains the "
+                          "frozen core, not the user weights; a mixed-linear model forgets user data only.")
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[core] = False
+    keep[forget] = False
+    return train.subset(torch.nonzero(keep).squeeze(1), "user-remaining")
