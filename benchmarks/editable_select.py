@@ -40,7 +40,7 @@ import torch
 import netfix
 from netfix.edit_metrics import measure_edits
 from netfix.bench.editable import EDIT_LR, RECIPE
-from netfix.editing import EDITORS, EditableTraining
+from netfix.methods.editing import EDITORS, EditableTraining
 
 PARAMS = ["layer3", "fc"]
 LR_GRID = {"sgd": [3e-4, 1e-3, 3e-3, 1e-2], "momentum": [3e-5, 1e-4, 3e-4, 1e-3],
@@ -109,7 +109,7 @@ def main() -> None:
 
 def block_phase(args: argparse.Namespace, build, fit, X, targets, dd) -> None:  # type: ignore[no-untyped-def]
     from netfix.bench.editable import BLOCK_PARAMS, C_EDIT, C_LOC, ET_START_LR, FINETUNE
-    from netfix.editing import add_edit_block
+    from netfix.methods.editing import add_edit_block
 
     if args.base:
         base_model = netfix.load(args.base)

@@ -21,7 +21,7 @@ import torch
 import netfix
 from netfix.bench.forget_relearn import (ANALYSIS_NOISE, EPOCHS_PER_GENERATION, GENERATIONS, RECIPE, TRAIN_SIZE,
                                          small_split)
-from netfix.forgetting import disproportionate_forgetting
+from netfix.methods.forget_relearn import disproportionate_forgetting
 
 CANDIDATES = {
     "llf": ["llf:start=fc", "llf:start=body.3"],

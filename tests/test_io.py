@@ -106,7 +106,7 @@ def test_resnet_round_trip_keeps_batchnorm_buffers_and_outputs(tmp_path, x8):
 def test_mixed_linear_round_trip_keeps_its_fitted_preconditioner(tmp_path, digits):
     train, _ = digits
     core = netfix.train(_mlp(), train, epochs=1, progress=False).model
-    ml = netfix.mixed.MixedLinear(core, ["fc"]).with_preconditioner(train.subset(range(200)), rank=8)
+    ml = netfix.methods.mixed_linear.MixedLinear(core, ["fc"]).with_preconditioner(train.subset(range(200)), rank=8)
     nio.save(ml, tmp_path / "ml")
     loaded = netfix.load(tmp_path / "ml")
     assert loaded.precond_vectors.shape == ml.precond_vectors.shape and _same_state(ml, loaded)

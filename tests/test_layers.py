@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("formats", "data", "scenarios")),
     ("models", ("models",)),
     ("gradient engine", ("_per_sample", "jacobian", "gradients", "distributed", "solvers")),
-    ("training", ("training",)),
+    ("training", ("train_fn", "training")),
     ("evaluation", ("outputs", "forget_score", "evaluation")),
     ("methods", ("editing", "edits", "edit_metrics", "forgetting", "mixed", "methods")),
     ("files", ("io", "ledger", "ledger_files")),

@@ -8,8 +8,8 @@ import torch
 import netfix
 from netfix.errors import ConfigError, DataError, ModelError, UnknownNameError
 
-from netfix.editing import default_edit_params
-from netfix.mixed import MixedLinear, UserTraining
+from netfix.methods.editing import default_edit_params
+from netfix.methods.mixed_linear import MixedLinear, UserTraining
 from netfix.registry import Registry
 
 from conftest import same_weights, snapshot

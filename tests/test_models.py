@@ -361,7 +361,7 @@ def test_zoo_edit_block_leaves_the_function_unchanged_at_insertion(name):
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(edited(x), plain(x))
-    via = netfix.editing.add_edit_block(plain, hidden=8, seed=1).eval()
+    via = netfix.methods.editing.add_edit_block(plain, hidden=8, seed=1).eval()
     with torch.no_grad():
         assert torch.equal(via(x), plain(x))
 

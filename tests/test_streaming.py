@@ -298,7 +298,7 @@ def test_bad_worker_counts_are_refused(digits, workers):
 
 
 def test_mixed_linear_streams_its_features_through_a_file_and_matches_in_memory(digits):
-    from netfix.mixed import MixedLinear, UserTraining
+    from netfix.methods.mixed_linear import MixedLinear, UserTraining
 
     train, _ = digits
     core_data, user = train.subset(np.arange(200)), train.subset(np.arange(200, 700))
@@ -335,6 +335,6 @@ def test_the_disproportionate_forgetting_analysis_is_the_same_streamed(digits):
     noisy = np.zeros(len(s.train), bool)
     noisy[s.forget_indices] = True
     m = netfix.models.build("mlp", train.input_shape, 10, hidden=(32,), seed=0)
-    a, b = (netfix.forgetting.disproportionate_forgetting(m, d, "llf", noisy, epochs=3, seed=0, progress=False)
+    a, b = (netfix.methods.forget_relearn.disproportionate_forgetting(m, d, "llf", noisy, epochs=3, seed=0, progress=False)
             for d in (s.train, _streamed(s.train)))
     assert a == b and len(a["checkpoints"]) == 3

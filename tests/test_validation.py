@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netfix
-import netfix.forgetting as fg
+import netfix.methods.forget_relearn as fg
 from netfix import scenarios
-from netfix.editing import EditableTraining, EditorConfig
+from netfix.methods.editing import EditableTraining, EditorConfig
 from netfix.errors import ConfigError, NetfixError, NoChangeWarning, UnknownNameError
-from netfix.mixed import MixedLinear, UserTraining
+from netfix.methods.mixed_linear import MixedLinear, UserTraining
 from netfix.validation import (Options, check_bool, check_choice, check_field, check_float, check_int, check_names,
                                check_path_writable, check_scalar, check_seed, describe, option)
 
@@ -386,7 +386,7 @@ EDITOR_FIELDS = [f.name for f in dataclasses.fields(EditorConfig)]
 
 def _edit_case(field: str, value: Any, generated: bool) -> None:
     s = setup()
-    cfg = _accepts("editors", lambda v: netfix.editing.editor_config(s.model, v if field == "editor" else "rmsprop",
+    cfg = _accepts("editors", lambda v: netfix.methods.editing.editor_config(s.model, v if field == "editor" else "rmsprop",
                                                                       v if field == "max_steps" else 10,
                                                                       v if field == "params" else None,
                                                                       {} if field in ("editor", "max_steps",
@@ -687,7 +687,7 @@ def test_docs_methods_md_documents_every_method_and_option():
     missing = [f"{name}.{f.name}" for name in netfix.methods.available()
                for f in dataclasses.fields(netfix.methods.get(name).config) if f"`{f.name}`" not in doc]
     missing += [name for name in netfix.methods.available() if f"`{name}`" not in doc]
-    from netfix.editing import EditableTraining, EditorConfig
+    from netfix.methods.editing import EditableTraining, EditorConfig
 
     missing += [f"{cls.__name__}.{f.name}" for cls in (netfix.edits.AdaptorConfig, EditableTraining, EditorConfig)
                 for f in dataclasses.fields(cls) if f.init and f"`{f.name}`" not in doc]

@@ -99,7 +99,7 @@ def test_every_registered_method_runs_on_it(zoo, data, arch):
     state = _state(model)
     fast = {"fisher": {"max_samples": 200}}  # every other method at its defaults: no default may collapse a model
     for method in netfix.methods.available():
-        if method == "mixed-linear":  # needs a model built as a netfix.mixed.MixedLinear
+        if method == "mixed-linear":  # needs a model built as a netfix.methods.mixed_linear.MixedLinear
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -127,7 +127,7 @@ def test_the_default_editor_corrects_20_single_inputs(zoo, data, arch):
         ok += out.success[0]
         drawdown.append(base - netfix.evaluate(out.model, test=val)["test_acc"])
     assert ok == 20
-    assert out.config["params"] == [netfix.editing.default_edit_params(model, 10)[0]]  # the classifier head
+    assert out.config["params"] == [netfix.methods.editing.default_edit_params(model, 10)[0]]  # the classifier head
 
 
 @pytest.mark.parametrize("arch", ARCHS)

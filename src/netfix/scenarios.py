@@ -85,12 +85,17 @@ def _check_class(value: Any, k: int, argument: str) -> int:
     return int(value)
 
 
-def _check_fraction(value: Any, argument: str, default: float) -> float:
+def _check_fraction(value: Any, argument: str, default: float, whole: "str | None" = None) -> float:
+    """A fraction in (0, 1]; with ``whole`` (why 1 cannot work), in (0, 1)."""
     try:
-        return float(check_scalar(value, argument, float, low=0, high=1, low_open=True, default=default))
+        fraction = float(check_scalar(value, argument, float, low=0, high=1, low_open=True, default=default))
     except ConfigError:  # the message scenarios have always given, with the Fix
         raise ConfigError(f"{argument}: expected a fraction in (0, 1]; got {_shown(value)}. Fix: pass e.g. "
                           f"{argument}={default!r} (the default).") from None
+    if whole is not None and fraction >= 1.0:
+        raise ConfigError(f"{argument}: expected < 1; got 1.0: {whole}. Fix: pass e.g. {argument}={default!r} "
+                          "(the default).")
+    return fraction
 
 
 def _check_trigger(trigger: Any) -> str:
@@ -223,10 +228,7 @@ def backdoor(train: DataLike, test: DataLike, target: int = 0, fraction: float =
 def random_forget(train: DataLike, test: DataLike, fraction: float = 0.1, seed: int = 0) -> Scenario:
     """A deletion request for a uniformly random ``fraction`` of the training set (no fault to measure)."""
     tr, te = _inputs(train, test)
-    fraction = _check_fraction(fraction, "fraction", 0.1)
-    if fraction >= 1.0:
-        raise ConfigError("fraction: expected < 1; got 1.0: forgetting the whole training set leaves nothing to "
-                          "retain. Fix: pass e.g. fraction=0.1 (the default).")
+    fraction = _check_fraction(fraction, "fraction", 0.1, "forgetting the whole training set leaves nothing to retain")
     seed = check_seed(seed)
     idx = _draw(np.arange(len(tr)), fraction, np.random.default_rng(seed))
     return _split("random_forget", {"fraction": fraction, "seed": seed}, tr, te, idx)
@@ -252,10 +254,7 @@ def label_noise(train: DataLike, test: DataLike, fraction: float = 0.2, seed: in
 
     ``forget`` holds the noisy samples as trained on, ``corrected`` the same inputs with their true labels."""
     tr, te = _inputs(train, test)
-    fraction = _check_fraction(fraction, "fraction", 0.2)
-    if fraction >= 1.0:
-        raise ConfigError("fraction: expected < 1; got 1.0: with every label wrong no clean sample is left to keep. "
-                          "Fix: pass e.g. fraction=0.2 (the default).")
+    fraction = _check_fraction(fraction, "fraction", 0.2, "with every label wrong no clean sample is left to keep")
     seed = check_seed(seed)
     if tr.num_classes < 2:
         raise DataError(f"train: has {tr.num_classes} class; a wrong label needs at least two.")

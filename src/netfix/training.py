@@ -20,19 +20,17 @@ from tqdm.auto import tqdm
 
 from . import card, distributed
 from ._runtime import check_model, copy_model, model_device, resolve_device, seeded, show_progress
-from .adapter import logits_model, unwrap
+from .adapter import logits_model
 from .data import DataLike, LabeledData, as_data, batches, check_range
-from .errors import ConfigError, DivergedError, ModelError
+from .errors import ConfigError, DivergedError
 from .recipe import RECIPE_FIELDS, TrainConfig
 from .gradients import param_names
 from .streaming import move
+from .train_fn import TrainFn, check_train_fn, describe_train_fn, train_with
 
 __all__ = ["Outcome", "TrainConfig", "TrainFn", "train", "fit", "model_view", "num_outputs", "make_optimizer",
            "check_train_fn", "train_with", "describe_train_fn"]
 
-# a user's own training recipe: trains ``model`` (a fresh or partly reset copy) on ``dataset`` — a torch Dataset of
-# (input, label) items — in place, or returns the trained model
-TrainFn = Callable[[nn.Module, "torch.utils.data.Dataset[Any]"], "nn.Module | None"]
 
 
 @dataclass
@@ -50,7 +48,8 @@ class Outcome:
 @runtime_checkable
 class Schedule(Protocol):
     """What :func:`train` runs instead of its plain loop when given ``schedule=`` (a training schedule such as
-    :class:`netfix.forgetting.ForgetRelearn`). ``train`` knows only this protocol, not the method families."""
+    :class:`netfix.methods.forget_relearn.ForgetRelearn`). ``train`` knows only this protocol, not the method
+    families."""
 
     @property
     def epochs(self) -> int:
@@ -263,47 +262,6 @@ def _step(model: nn.Module, run_model: nn.Module, opt: torch.optim.Optimizer, lo
     return loss.item()
 
 
-def check_train_fn(train_fn: Any, argument: str = "train_fn") -> None:
-    """Refuse a ``train_fn`` that is not a callable ``(model, dataset) -> model | None``, before any work."""
-    if train_fn is not None and not callable(train_fn):
-        raise ConfigError(f"{argument}: expected a function train_fn(model, dataset) -> model (your own training "
-                          f"loop); got {type(train_fn).__name__}.")
-
-
-def describe_train_fn(train_fn: Callable[..., Any]) -> str:
-    """``module.qualname`` of a user's training function, for the run's record."""
-    return f"{getattr(train_fn, '__module__', '?')}.{getattr(train_fn, '__qualname__', type(train_fn).__name__)}"
-
-
-def train_with(train_fn: Callable[..., Any], model: nn.Module, data: LabeledData, desc: str = "train_fn"
-               ) -> list[dict[str, Any]]:
-    """Train ``model`` (a private copy, changed in place) with the user's own ``train_fn(model, dataset)``
-    instead of netfix's loop: it gets the user's module (not netfix's logits view of it) in train mode and
-    ``data`` as a Dataset of ``(input, label)`` items (streamed sets read through their own transforms); it trains
-    in place or returns a model with the same weights' names and shapes. Weights that come back NaN/inf are an
-    error. The history holds one record: the seconds it took."""
-    inner = unwrap(model)
-    inner.train()
-    start = time.perf_counter()
-    out = train_fn(inner, data)
-    if out is not None and out is not inner:
-        if not isinstance(out, nn.Module):
-            raise ModelError(f"train_fn: returned a {type(out).__name__}; expected the trained model (an "
-                             "nn.Module) or None after training the model it was given in place.")
-        try:
-            inner.load_state_dict(out.state_dict())
-        except RuntimeError as e:
-            raise ModelError(f"train_fn: returned a model whose weights do not fit the one it was given ({e}). Fix: "
-                             "train the model you are given (in place, or return it).") from None
-    model.eval()
-    bad = [n for n, p in inner.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad:
-        raise DivergedError(f"train_fn: left NaN or infinite weights in {bad[0]} (and {len(bad) - 1} more). Fix: "
-                            "check your training function's learning rate on this data.")
-    return [{"train_fn": describe_train_fn(train_fn), "n": len(data), "seconds": time.perf_counter() - start,
-             "desc": desc}]
-
-
 def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float | None = None,
           batch_size: int | None = None, optimizer: str | None = None, *, momentum: float | None = None,
           weight_decay: float | None = None, lr_schedule: str | None = None, label_smoothing: float = 0.0,
@@ -320,9 +278,10 @@ def train(model: nn.Module, data: DataLike, epochs: int | None = None, lr: float
     ``lr_schedule`` left unset come from the model's recipe (:func:`default_recipe`: for a model built by
     :func:`netfix.models.build`, its architecture's, as ``netfix train`` does).
     ``epochs`` defaults to 10. ``precision="bf16"``: mixed precision (``torch.autocast`` with bfloat16, on CPU or
-    CUDA), recorded in the recipe so the retrain reference repeats it. ``schedule``: e.g. a :class:`netfix.forgetting.ForgetRelearn`, which then sets the
-    epochs (generations × epochs per generation; ``epochs``, if given, must agree) and logs one summary record per
-    generation in the history. ``editable``: an :class:`netfix.editing.EditableTraining` config.
+    CUDA), recorded in the recipe so the retrain reference repeats it. ``schedule``: e.g. a
+    :class:`netfix.methods.forget_relearn.ForgetRelearn`, which then sets the epochs (generations × epochs per
+    generation; ``epochs``, if given, must agree) and logs one summary record per
+    generation in the history. ``editable``: an :class:`netfix.EditableTraining` config.
     ``params``: module-name prefixes to train (e.g. ``["edit_block"]``, to fine-tune a block inserted into a trained
     model); every other parameter stays as it is, and BatchNorm layers with no trained parameter keep their running
     statistics (they run in eval mode). None trains everything. A run with ``params`` is a fine-tune, so the model
@@ -385,8 +344,8 @@ def _check_objectives(editable: "TrainingObjective | None", schedule: "Schedule 
         editable = replace(editable)  # a fresh copy: state learned in this run stays out of the caller's config
     if schedule is not None:
         if not isinstance(schedule, Schedule):
-            raise ConfigError(f"schedule: expected a netfix.forgetting.ForgetRelearn (a netfix.training.Schedule); "
-                              f"got {type(schedule).__name__}.")
+            raise ConfigError("schedule: expected a netfix.methods.forget_relearn.ForgetRelearn (a "
+                              f"netfix.training.Schedule); got {type(schedule).__name__}.")
         if editable is not None:
             raise ConfigError("schedule, editable: pick one; Editable Training under a forget-relearn schedule is not "
                               "supported.")

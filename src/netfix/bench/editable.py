@@ -4,7 +4,7 @@ Editable Training (docs/methods.md §2; issue 6).
 Data: Fashion-MNIST when installed, else mnist5k (``--data`` picks). Model: the CIFAR-style ResNet-8 (width 16;
 BatchNorm), trained once the ordinary way (:data:`RECIPE`; ``baseline``). Editable Training follows the paper's
 ImageNet recipe: an :class:`~netfix.models.EditBlock` of :data:`BLOCK_HIDDEN` units is inserted before ``fc``
-(:func:`~netfix.editing.add_edit_block`, which leaves the function unchanged) and ``edit_block`` + ``fc`` are
+(:func:`~netfix.methods.editing.add_edit_block`, which leaves the function unchanged) and ``edit_block`` + ``fc`` are
 fine-tuned for :data:`FINETUNE_EPOCHS` with everything else frozen, twice from the same insertion: with Editable
 Training (``editable``; c_edit = c_loc = 0.01, RMSProp editor on ``edit_block.out`` at the fixed step
 :data:`ET_LR`) and, as the control that

@@ -15,7 +15,6 @@ from .. import card
 from ..data import LabeledData, as_data, check_range
 from ..errors import ConfigError, DataError, NetfixError
 from ..io import LoadedModel, model_file
-from ..validation import check_path_writable
 
 log = logging.getLogger("netfix")
 
@@ -93,24 +92,12 @@ def model_data(args: argparse.Namespace, loaded: LoadedModel, *others: "LoadedMo
 
 def outputs(args: argparse.Namespace, stem: Path, roles: "tuple[str, ...]", reads: "tuple[Path | None, ...]" = ()
             ) -> dict[str, Path]:
-    """The files a verb will write for the model at ``stem`` (``model``, ``run``, ``report``, ``certificate``),
-    checked before any work: none may be a model the verb reads, none may exist unless --overwrite, and the folder
-    must be writable."""
-    suffix = {"model": ".safetensors", "run": ".run.json", "report": ".report.html",
-              "certificate": ".certificate.json"}
-    paths = {r: stem.with_name(stem.name + suffix[r]) for r in roles}
-    sources = {model_file(p).resolve() for p in reads if p is not None}
-    if model_file(stem).resolve() in sources:
-        raise ConfigError(f"--out: {model_file(stem)} is a model this command reads; writing over it would lose the "
-                          "original (and a certificate would describe a file that no longer exists). Fix: pass "
-                          "another --out.")
-    if not getattr(args, "overwrite", False):
-        there = [str(p) for p in paths.values() if p.exists()]
-        if there:
-            raise ConfigError(f"--out: {', '.join(there)} already exist(s); netfix never replaces an output unless "
-                              "asked. Fix: pass another --out, or --overwrite.")
-    check_path_writable(paths[roles[0]], "--out")
-    return paths
+    """The files a verb will write for the model at ``stem``, checked before any work
+    (:func:`netfix.runs.output_paths`; errors name --out)."""
+    from ..runs import output_paths
+
+    return output_paths(stem, roles, reads=reads, overwrite=bool(getattr(args, "overwrite", False)),
+                        argument="--out")
 
 
 def stem_of(path: Path) -> Path:

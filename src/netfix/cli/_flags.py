@@ -78,3 +78,10 @@ def ledger_arg(p: argparse.ArgumentParser, default: Any = None, what: str = "the
     p.add_argument("--ledger", type=Path, default=default, metavar="PATH",
                    help=f"ledger file {what} (default $NETFIX_HOME/ledger.sqlite, NETFIX_HOME defaulting to "
                         "~/.netfix)")
+
+
+def writes_model(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags of a verb that writes a model: its output path (``what``), compute and the ledger."""
+    outputs(p, what)
+    compute(p)
+    ledger_arg(p)

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._flags import COUNT, EPOCHS, NONNEGATIVE, POSITIVE, common, compute, data_args, ledger_arg, number, outputs
+from ._flags import (COUNT, EPOCHS, NONNEGATIVE, POSITIVE, common, compute, data_args, ledger_arg, number,
+                     writes_model)
 
 
 TASKS = """verbs by task (each takes --help):
@@ -96,14 +97,14 @@ def _train(sub: Any) -> None:
                    help="bf16: mixed precision (torch.autocast), kept in the recipe the retrain reference repeats "
                         "(default fp32)")
     t.add_argument("--mixed-linear", default=None, metavar="MODULES",
-                   help="train a mixed-linear model instead (netfix.mixed): the core on a stratified "
+                   help="train a mixed-linear model instead (netfix.methods.mixed_linear): the core on a stratified "
                         "--core-fraction of the data, then user weights for these comma-separated modules "
                         "(e.g. body.3,fc) on the rest; `netfix unlearn --method mixed-linear` then forgets exactly")
     t.add_argument("--core-fraction", type=number(float, 0, 1, low_open=True), default=0.1,
                    help="mixed-linear: the core's share (default 0.1)")
     t.add_argument("--forget-relearn", default=None, metavar="OPERATOR",
-                   help="train with a forget-and-relearn schedule (netfix.forgetting): this operator, e.g. llf, "
-                        "llf:start=body.3, ke:keep=0.8, imp, shrink-perturb, targeted, applied before every "
+                   help="train with a forget-and-relearn schedule (netfix.methods.forget_relearn): this operator, "
+                        "e.g. llf, llf:start=body.3, ke:keep=0.8, imp, shrink-perturb, targeted, applied before every "
                         "generation but the first; --epochs is then per generation")
     t.add_argument("--generations", type=COUNT, default=5, help="forget-relearn: generations (default 5)")
     t.add_argument("--from", dest="start", type=Path, default=None, metavar="MODEL",
@@ -112,8 +113,9 @@ def _train(sub: Any) -> None:
                    help="Editable Training (netfix.EditableTraining): train so that later `netfix edit` calls are "
                         "cheap and local")
     t.add_argument("--edit-block", type=COUNT, default=None, metavar="H",
-                   help="add an edit block of H units before the classifier (netfix.editing.add_edit_block); with "
-                        "--from, only edit_block and fc are then trained, with Adam 1e-3 unless flags say otherwise "
+                   help="add an edit block of H units before the classifier "
+                        "(netfix.methods.editing.add_edit_block); with --from, only edit_block and fc are then "
+                        "trained, with Adam 1e-3 unless flags say otherwise "
                         "(the measured recipe: --from MODEL --edit-block 1024 --editable --edit-lr 0.004)")
     t.add_argument("--train-params", default=None, metavar="PREFIXES",
                    help="comma-separated module prefixes to train, the rest frozen (default: all; with --from and "
@@ -124,9 +126,7 @@ def _train(sub: Any) -> None:
     t.add_argument("--edit-sequential", type=COUNT, default=1, metavar="S",
                    help="--editable: train for S edits applied one after another per batch, all of which must "
                         "still hold after the last (default 1: one edit, as the paper)")
-    outputs(t, "model (default runs/MODEL-DATA)")
-    compute(t)
-    ledger_arg(t)
+    writes_model(t, "model (default runs/MODEL-DATA)")
 
 
 def _repair(sub: Any) -> None:
@@ -155,9 +155,7 @@ def _repair(sub: Any) -> None:
                        help="the guard on retained accuracy (netfix.methods.Guard): 'off', or its options, e.g. "
                             "tolerance=5,collapse=20 (default: on for unlearn, off for relearn)")
         u.add_argument("--reference", type=Path, help="saved reference model (e.g. retrained) for gap / agreement")
-        outputs(u, "new model's (default: MODEL-METHOD beside MODEL)")
-        compute(u)
-        ledger_arg(u)
+        writes_model(u, "new model's (default: MODEL-METHOD beside MODEL)")
 
 
 def _edit(sub: Any) -> None:
@@ -181,9 +179,7 @@ def _edit(sub: Any) -> None:
     ed.add_argument("--max-steps", type=COUNT, default=10, help="editor steps at most (default 10)")
     ed.add_argument("--params", default=None, help="comma-separated module prefixes to edit (default: a late block)")
     ed.add_argument("--lr", type=POSITIVE, default=None, help="editor step size (default: per editor)")
-    outputs(ed, "edited model's (default: MODEL-edit beside MODEL)")
-    compute(ed)
-    ledger_arg(ed)
+    writes_model(ed, "edited model's (default: MODEL-edit beside MODEL)")
     hist = common(sub.add_parser("edits", help="list the edits a saved model holds, or revert one",
                                   description="List the edits a saved model holds (id, kind, editor, target, when), "
                                   "or, with --revert ID, save a copy without that edit: an adaptor entry is removed "
@@ -196,9 +192,7 @@ def _edit(sub: Any) -> None:
     data_args(hist, scenario=False)
     hist.add_argument("--revert", type=COUNT, default=None, metavar="ID", help="the edit to remove (an id the list "
                       "shows)")
-    outputs(hist, "reverted model's (default: MODEL-revert-ID beside MODEL)")
-    compute(hist)
-    ledger_arg(hist)
+    writes_model(hist, "reverted model's (default: MODEL-revert-ID beside MODEL)")
 
 
 def _evaluate(sub: Any) -> None:

@@ -18,17 +18,15 @@ from .._tables import text_table
 from ..errors import ConfigError, NoChangeWarning
 from ..io import LoadedModel
 from ..methods import get
-from ..runs import COLUMNS
 from ..training import Outcome
 from ._common import (Data, model_data, outputs, parse_kv, progress, proof_text, read_indices, read_model, scenario,
                       stem_of)
 
 
 def repair(args: argparse.Namespace) -> dict[str, Any]:
-    """``netfix unlearn`` / ``netfix relearn``: the method run on the request, then saved, certified and recorded."""
-    from ..io import serialize
-    from ..ledger import indices_digest
-    from ..runs import metric_rows, publish_recorded, refuse_unchanged, report_panel, write_run_document
+    """``netfix unlearn`` / ``netfix relearn``: the method run on the request, then saved, certified and recorded
+    (:func:`netfix.runs.record_repair`)."""
+    from ..runs import record_repair, repair_roles
 
     options = parse_kv(args.option, "--option")
     _check_method(args, options)
@@ -44,38 +42,18 @@ def repair(args: argparse.Namespace) -> dict[str, Any]:
                           "label_noise, or `netfix unlearn` for a deletion request.")
     source = stem_of(args.model)
     stem = stem_of(args.out) if args.out else source.with_name(f"{source.name}-{args.method}")
-    roles = ("model", "run", "report") + (("certificate",) if args.verb == "unlearn" else ())
-    paths = outputs(args, stem, roles, reads=(args.model, args.reference))  # before the run, the costly part
+    paths = outputs(args, stem, repair_roles(args.verb), reads=(args.model, args.reference))  # before the run
     out = _run(args, options, loaded, s, data, heldout)
-    config = {**out.config, "auto": auto} if auto else out.config  # why this method: kept with the run
-    meta = {"method": args.method, "mode": args.verb, "config": config, "dataset": data.name,
-            "scenario": s.describe() if s is not None else None,
-            "forget_indices": s.forget_indices.tolist() if s is not None else None, "source_model": str(args.model)}
-    ser = serialize(out.model, meta)
-    refuse_unchanged(loaded.model, ser, f"{args.verb} with {args.method}")
-    models = {"before": loaded.model, "after": out.model, **({"reference": ref.model} if ref is not None else {})}
-    rows, evals = metric_rows(models, scenario=s, test=data.test, reference=ref.model if ref else None,
-                              seconds={"after": out.seconds}, seed=args.seed, device=args.device)
-    inputs = {"source": loaded.ref, **({"reference": ref.ref} if ref is not None else {})}
-    record_data = {"name": data.name, **({"forget_fingerprint": s.forget.fingerprint(),
-                                          "retain_fingerprint": s.retain.fingerprint()} if s is not None else {})}
-    proof = publish_recorded(args.verb, _files(args, paths, loaded, ser, s, config, out, evals), inputs=inputs,
-                             ledger=args.ledger, method=args.method, config=config, scenario=meta["scenario"],
-                             forget_set=indices_digest(s.forget_indices) if s is not None else None,
-                             data=record_data, metrics={r["model"]: r for r in rows}, seconds=out.seconds)
-    if args.verb == "unlearn" and proof:
-        proof["certificate"] = str(paths["certificate"])
+    result = record_repair(out, loaded, mode=args.verb, method=args.method, scenario=s, test=data.test,
+                           dataset=data.name, reference=ref, paths=paths, ledger=args.ledger, seed=args.seed,
+                           device=args.device, config={**out.config, "auto": auto} if auto else None)
     what = f"{s.name} {s.args}" if s is not None else f"{data.name} training split"
-    columns = [c for c in COLUMNS if any(c in r for r in rows)]
-    result = {"method": args.method, "mode": args.verb, "model_path": str(paths["model"]), "scenario": meta["scenario"],
-              "rows": rows, "columns": columns, "config": config, "history": out.history, "seconds": out.seconds,
-              "title": f"{args.verb} with {args.method}", "headline": f"{args.verb} with {args.method} on {what}",
-              "report": report_panel(models, s, data.test), **proof}
-    result.update(write_run_document(paths["run"], paths["report"], result))
     sizes = f" (forget {len(s.forget)}, retain {len(s.retain)})" if s is not None else ""
     picked = f"auto: {args.method} for this {auto['request']} request: {auto['reason']}\n" if auto else ""
-    result["text"] = (f"{picked}{args.verb} with {args.method} on {what}{sizes}\n\n{text_table(rows, columns)}\n\n"
-                      f"saved: {paths['model']}\nreport: {result['report']}" + proof_text(proof))
+    proof: dict[str, Any] = {k: result[k] for k in ("ledger", "ledger_record", "certificate") if k in result}
+    result["text"] = (f"{picked}{args.verb} with {args.method} on {what}{sizes}\n\n"
+                      f"{text_table(result['rows'], result['columns'])}\n\nsaved: {paths['model']}\n"
+                      f"report: {result['report']}" + proof_text(proof))
     return result
 
 
@@ -95,21 +73,6 @@ def _run(args: argparse.Namespace, options: dict[str, Any], loaded: LoadedModel,
         retain = from_record(loaded.meta, s.forget_indices, data.train, "--forget-indices") if from_record else s.retain
         return unlearn(loaded.model, s.forget, retain, method=args.method, **common,
                        **({"heldout": heldout} if heldout is not None else {}))
-
-
-def _files(args: argparse.Namespace, paths: dict[str, Path], loaded: LoadedModel, ser: Any, s: Any,
-           config: dict[str, Any], out: Outcome, evals: dict[str, Any]) -> dict[str, tuple[Path, bytes]]:
-    """What the run writes: the new model and, for unlearning, its forgetting certificate."""
-    from ..runs import certificate, certificate_bytes, forgetting_bound
-
-    files = {"model": (paths["model"], ser.data)}
-    if args.verb == "unlearn":
-        after = evals["after"]
-        cert = certificate(loaded.ref, ser.ref(paths["model"]), s.forget_indices, args.method, config,
-                           {k: v for k, v in after.items() if k != "reference"}, after.get("reference"),
-                           forgetting_bound(out.history), out.seconds)
-        files["certificate"] = (paths["certificate"], certificate_bytes(cert))
-    return files
 
 
 def _guard(args: argparse.Namespace) -> dict[str, Any]:

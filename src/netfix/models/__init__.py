@@ -32,7 +32,8 @@ __all__ = ["build", "available", "register", "unregister", "architecture", "reci
 Factory = Callable[..., nn.Module]  # (input_shape, num_classes, **kwargs) -> the untrained model
 
 
-_BUILTIN: Registry[Factory] = Registry("architecture", "name")  # netfix's own; + "mixed-linear" (netfix.mixed)
+# netfix's own architectures; + "mixed-linear" (netfix.methods.mixed_linear registers it)
+_BUILTIN: Registry[Factory] = Registry("architecture", "name")
 _OWN: dict[str, Factory] = {"mlp": MLP, "lenet": LeNet, "resnet": ResNet, "resnet18": ResNet18, "vit": ViT,
                             hf.NAME: hf.build}
 for _name, _factory in _OWN.items():
@@ -41,7 +42,8 @@ _USER: Registry[Factory] = Registry("architecture", "name")  # netfix.models.reg
 
 
 def add_builtin(name: str, factory: Callable[..., nn.Module]) -> None:
-    """netfix's own architectures defined above this package (``"mixed-linear"`` by :mod:`netfix.mixed`): they
+    """netfix's own architectures defined above this package (``"mixed-linear"`` by
+    :mod:`netfix.methods.mixed_linear`): they
     register here, so that this package imports none of them."""
     _BUILTIN.add(name, factory, replace=True)
 
@@ -148,7 +150,8 @@ def recipe(name: str) -> dict[str, Any]:
 
 def available() -> list[str]:
     """The architectures :func:`build` makes: netfix's reference ones and those registered in this program (it
-    also takes ``"mixed-linear"``, which wraps one of them as a core: :class:`netfix.mixed.MixedLinear`)."""
+    also takes ``"mixed-linear"``, which wraps one of them as a core:
+    :class:`netfix.methods.mixed_linear.MixedLinear`)."""
     return sorted(n for n in set(_BUILTIN) | set(_USER) if n not in ("mixed-linear", hf.NAME))
 
 

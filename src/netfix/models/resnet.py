@@ -38,7 +38,8 @@ class ResNet(nn.Module):
     ``layer1..layer3`` and the classifier ``fc``, the names editing and forgetting operators refer to.
 
     Every reference architecture takes ``edit_block=H``: an :class:`EditBlock` of H hidden units before ``fc``
-    (named ``edit_block``; 0 = none), which :func:`netfix.editing.add_edit_block` inserts into a trained model."""
+    (named ``edit_block``; 0 = none), which :func:`netfix.methods.editing.add_edit_block` inserts into a trained
+    model."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 20, width: int = 16,
                  edit_block: int = 0) -> None:

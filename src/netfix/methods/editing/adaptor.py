@@ -340,7 +340,7 @@ def _train_value(view: nn.Module, cap: _Capture, x: Any, t: torch.Tensor, out0: 
             logp = F.log_softmax(logits, 1)
             others = logp.scatter(1, t[:, None], float("-inf")).max(1).values
             gap = logp.gather(1, t[:, None]).squeeze(1) - others
-            if float(gap.min()) >= cfg.margin:
+            if float(gap.detach().min()) >= cfg.margin:
                 break
             loss = F.relu(cfg.margin - gap).sum()
             opt.zero_grad()

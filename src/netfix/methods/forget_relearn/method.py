@@ -32,7 +32,8 @@ class ForgetRelearnConfig(Options):
     """Options of ``forget-relearn``. Training options left at ``None`` come from the model's own recipe
     (its card's recipe), else :class:`~netfix.training.TrainConfig`'s defaults."""
 
-    operator: str = option("llf", "forgetting operator spec NAME[:key=value,...] (netfix.forgetting.operators())")
+    operator: str = option("llf", "forgetting operator spec NAME[:key=value,...] "
+                           "(netfix.methods.forget_relearn.operators())")
     generations: int = option(2, "forget + relearn rounds", low=1, high=MAX_EPOCHS)
     epochs_per_generation: int = option(3, "relearning epochs per round", low=1, high=MAX_EPOCHS)
     lr: float | None = option(None, "peak learning rate of each round's schedule", unit="per step", low=0, high=10,

@@ -9,7 +9,7 @@ core:
 
 computed with one forward-mode pass (``torch.func.jvp``: the primal is the core's output, the tangent is J(x)·w_u).
 The core's features below the linearised modules are computed once per input and cached (the same cut as
-:class:`~netfix.editing.FrozenSplit`). The user loss is quadratic in w_u,
+:class:`~netfix.models.split.FrozenSplit`). The user loss is quadratic in w_u,
 
     L(w_u) = 1/(N·K) Σ_i ½‖f_ML(x_i) − s·onehot(y_i)‖² + λ/2 ‖w_u‖²        (s = 5, λ = 5e-4),
 

@@ -106,7 +106,8 @@ def fit_user(model: "MixedLinear", data: DataLike, config: UserTraining | None, 
              progress: bool | None) -> FitOutcome:
     """:meth:`MixedLinear.fit_user`: the user weights trained on ``data`` from their current value."""
     if config is not None and not isinstance(config, UserTraining):
-        raise ConfigError(f"config: expected a netfix.mixed.UserTraining or None; got {type(config).__name__}. "
+        raise ConfigError("config: expected a netfix.methods.mixed_linear.UserTraining or None; got "
+                          f"{type(config).__name__}. "
                           "Fix: pass e.g. config=UserTraining(epochs=5).")
     seed = check_seed(seed)
     cfg = config or UserTraining()

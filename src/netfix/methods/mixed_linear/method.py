@@ -34,7 +34,8 @@ class MixedLinearConfig(Options):
 
 @register("mixed-linear", MixedLinearConfig, guarded=False, retained_from_record=remaining_user_data,
           needs_retain="the Newton step is taken on the user samples that remain.",
-          model_type=(MixedLinear, "wrap a core model with netfix.mixed.MixedLinear(core, linearize=[...]) and "
+          model_type=(MixedLinear, "wrap a core model with netfix.methods.mixed_linear.MixedLinear(core, "
+                                   "linearize=[...]) and "
                                    "train its user weights with .fit_user(user_data)."))
 def run(model: nn.Module, forget: LabeledData, retain: LabeledData, cfg: MixedLinearConfig,
         ctx: Context) -> list[dict[str, Any]]:
