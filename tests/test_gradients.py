@@ -191,10 +191,8 @@ def test_projected_sgd_refuses_parameters_the_basis_does_not_cover(digits):
 def test_moved_names_are_still_read_from_netfix_gradients():
     import netfix.gradients
     import netfix.jacobian
-    import netfix.methods.ogd
 
     assert netfix.gradients.Basis is netfix.jacobian.Basis and netfix.gradients.Jacobian is netfix.jacobian.Jacobian
     assert netfix.gradients.output_jacobian is netfix.jacobian.output_jacobian
-    assert netfix.gradients.ProjectedSGD is netfix.methods.ogd.ProjectedSGD
     with pytest.raises(AttributeError, match="no_such_name"):
         netfix.gradients.no_such_name  # noqa: B018

@@ -15,7 +15,6 @@ Other methods (mixed-linear forgetting, Fisher) reuse :func:`param_names` and th
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import torch
@@ -32,14 +31,6 @@ from .streaming import move
 
 __all__ = ["VARIANTS", "param_names", "output_gradients", "output_jacobian", "output_gradients_loop", "Jacobian",
            "Basis", "flat_grad", "squared_gradient_importance", "sampled_fisher_diagonal", "auto_chunk"]
-
-
-def __getattr__(name: str) -> Any:
-    """``netfix.gradients.ProjectedSGD``: moved to :mod:`netfix.methods.ogd` (OGD is its only user); read from
-    there on first use. Looked up by name, so this layer, below the methods, imports none of them."""
-    if name == "ProjectedSGD":
-        return importlib.import_module(f"{__package__}.methods.ogd").ProjectedSGD
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def squared_gradient_importance(model: nn.Module, data: LabeledData, batch_size: int,

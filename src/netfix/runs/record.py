@@ -1,0 +1,103 @@
+"""Recording a repair as one step: the new model saved, its forgetting certificate, the run's document and report,
+and the ledger record — what ``netfix unlearn`` / ``netfix relearn`` write, for Python users too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data import LabeledData
+from ..errors import ConfigError
+from ..io import LoadedModel, read_model, serialize
+from ..ledger import Ledger, indices_digest
+from ..training import Outcome
+from .certificates import PathLike, certificate, certificate_bytes, forgetting_bound
+from .document import COLUMNS, metric_rows, output_paths, refuse_unchanged, report_panel, write_run_document
+from .publish import publish_recorded
+
+__all__ = ["record_repair", "repair_roles"]
+
+MODES = ("unlearn", "relearn")
+
+
+def repair_roles(mode: str) -> tuple[str, ...]:
+    """The files a repair writes: the model, the run document, the report, and for unlearning a certificate."""
+    return ("model", "run", "report") + (("certificate",) if mode == "unlearn" else ())
+
+
+def _loaded(model: "PathLike | LoadedModel", argument: str, device: Any) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, (str, Path)):
+        raise ConfigError(f"{argument}: expected a saved model's path (or netfix.io.read_model's result); got "
+                          f"{type(model).__name__}. Fix: save the model first (netfix.save) and pass its path.")
+    return read_model(model, device=device or "cpu")
+
+
+def record_repair(outcome: Outcome, source: "PathLike | LoadedModel", *, mode: str, method: str,
+                  out: "PathLike | None" = None, scenario: Any = None, test: "LabeledData | None" = None,
+                  dataset: str = "", reference: "PathLike | LoadedModel | None" = None,
+                  config: "dict[str, Any] | None" = None, paths: "dict[str, Path] | None" = None,
+                  overwrite: bool = False, ledger: "Ledger | PathLike | None" = None, seed: int = 0,
+                  device: Any = None) -> dict[str, Any]:
+    """Save, certify, report and record a repair of the saved model ``source`` (its path, or
+    :func:`netfix.io.read_model`'s result, read before the repair so its sha256 is the file as it was used).
+
+    ``outcome``: what ``netfix.unlearn`` / ``netfix.relearn`` returned on ``scenario`` (its forget / retain / test
+    sets are measured; without one, ``test``). ``mode``: ``"unlearn"`` or ``"relearn"``. Writes, at the stem
+    ``out`` (default: ``SOURCE-METHOD`` beside the source), the model, its run document (``.run.json``) and report
+    (``.report.html``) and, when unlearning, its forgetting certificate — published and entered in the ``ledger``
+    as one step (:func:`publish_recorded`). A repair that changed no weight is refused
+    (:class:`~netfix.errors.NoChangeError`): nothing is written. ``paths``: outputs already checked with
+    :func:`output_paths` (the CLI checks them before the costly run). Returns the run's document, with its paths
+    and the ledger record.
+
+    Example:
+        >>> out = netfix.unlearn(netfix.load("runs/m"), s.forget, s.retain, method="ogd")
+        >>> doc = record_repair(out, "runs/m", mode="unlearn", method="ogd", scenario=s, dataset="mnist5k")
+        >>> doc["model_path"], doc["certificate"], doc["ledger_record"]
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode: expected one of {', '.join(MODES)}; got {mode!r}.")
+    if scenario is None and test is None:
+        raise ConfigError("test: a run without a scenario is measured on test data; pass scenario= or test=.")
+    loaded = _loaded(source, "source", device)
+    ref = _loaded(reference, "reference", device) if reference is not None else None
+    if paths is None:
+        stem = Path(out) if out is not None else loaded.path.with_suffix("").with_name(
+            f"{loaded.path.with_suffix('').name}-{method}")
+        paths = output_paths(stem, repair_roles(mode), reads=(loaded.path, ref.path if ref else None),
+                             overwrite=overwrite)
+    config = dict(config if config is not None else outcome.config)
+    meta = {"method": method, "mode": mode, "config": config, "dataset": dataset,
+            "scenario": scenario.describe() if scenario is not None else None,
+            "forget_indices": scenario.forget_indices.tolist() if scenario is not None else None,
+            "source_model": str(loaded.path)}
+    ser = serialize(outcome.model, meta)
+    refuse_unchanged(loaded.model, ser, f"{mode} with {method}")
+    models = {"before": loaded.model, "after": outcome.model, **({"reference": ref.model} if ref is not None else {})}
+    rows, evals = metric_rows(models, scenario=scenario, test=test, reference=ref.model if ref else None,
+                              seconds={"after": outcome.seconds}, seed=seed, device=device)
+    files = {"model": (paths["model"], ser.data)}
+    if mode == "unlearn":
+        after = evals["after"]
+        cert = certificate(loaded.ref, ser.ref(paths["model"]), scenario.forget_indices, method, config,
+                           {k: v for k, v in after.items() if k != "reference"}, after.get("reference"),
+                           forgetting_bound(outcome.history), outcome.seconds)
+        files["certificate"] = (paths["certificate"], certificate_bytes(cert))
+    data = {"name": dataset, **({"forget_fingerprint": scenario.forget.fingerprint(),
+                                 "retain_fingerprint": scenario.retain.fingerprint()} if scenario is not None else {})}
+    proof = publish_recorded(mode, files, inputs={"source": loaded.ref, **({"reference": ref.ref} if ref else {})},
+                             ledger=ledger, method=method, config=config, scenario=meta["scenario"],
+                             forget_set=indices_digest(scenario.forget_indices) if scenario is not None else None,
+                             data=data, metrics={r["model"]: r for r in rows}, seconds=outcome.seconds)
+    if mode == "unlearn" and proof:
+        proof["certificate"] = str(paths["certificate"])
+    what = f"{scenario.name} {scenario.args}" if scenario is not None else f"{dataset} training split"
+    doc = {"method": method, "mode": mode, "model_path": str(paths["model"]), "scenario": meta["scenario"],
+           "rows": rows, "columns": [c for c in COLUMNS if any(c in r for r in rows)], "config": config,
+           "history": outcome.history, "seconds": outcome.seconds, "title": f"{mode} with {method}",
+           "headline": f"{mode} with {method} on {what}",
+           "report": report_panel(models, scenario, test if test is not None else scenario.test), **proof}
+    doc.update(write_run_document(paths["run"], paths["report"], doc))
+    return doc
