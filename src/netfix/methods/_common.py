@@ -4,12 +4,14 @@ another's module for them."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import LabeledData
+from ..recipe import TrainConfig
 
 __all__ = ["distill_loss", "frozen_copy", "single_label"]
 
@@ -39,3 +41,11 @@ def single_label(forget: LabeledData, share: float = 0.9) -> bool:
     or a mislabel's wrong label — rather than a scattered deletion request."""
     counts = torch.bincount(forget.y, minlength=forget.num_classes)
     return bool(counts.max() >= share * len(forget))
+
+
+def sgd_recipe(cfg: Any) -> TrainConfig:
+    """The SGD training recipe of a method whose options hold ``epochs``, ``lr``, ``batch_size``, ``momentum`` and
+    ``weight_decay`` (and ``grad_clip`` where it has one)."""
+    clip = {"grad_clip": cfg.grad_clip} if hasattr(cfg, "grad_clip") else {}
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, optimizer="sgd",
+                       momentum=cfg.momentum, weight_decay=cfg.weight_decay, **clip)

@@ -23,6 +23,7 @@ from ..data import LabeledData
 from ..training import TrainConfig, fit, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import sgd_recipe
 
 
 @dataclass
@@ -44,8 +45,7 @@ class L1SparseConfig(Options):
                               "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
-                           momentum=self.momentum, weight_decay=self.weight_decay)
+        return sgd_recipe(self)
 
 
 def _penalised(params: list[nn.Parameter], weight: float, ces: list[torch.Tensor]

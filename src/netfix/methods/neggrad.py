@@ -20,6 +20,7 @@ from ..data import LabeledData
 from ..training import TrainConfig, fit
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import sgd_recipe
 
 
 @dataclass
@@ -40,8 +41,7 @@ class NegGradConfig(Options):
                               "statistics are not the population's)")
 
     def recipe(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
-                           momentum=self.momentum, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return sgd_recipe(self)
 
 
 def _ascent(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from ..data import LabeledData, batches
 from ..training import TrainConfig, fit
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import sgd_recipe
 
 
 @dataclass
@@ -47,8 +48,7 @@ class NegGradPlusConfig(Options):
                               "eval mode (BatchNorm statistics frozen)")
 
     def recipe(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
-                           momentum=self.momentum, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return sgd_recipe(self)
 
 
 def cycle(data: LabeledData, batch_size: int, ctx: Context) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

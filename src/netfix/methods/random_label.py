@@ -24,6 +24,7 @@ from ..errors import DataError
 from ..training import TrainConfig, fit, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import sgd_recipe
 
 LABELS = ("other", "uniform")
 
@@ -54,8 +55,7 @@ class RandomLabelConfig(Options):
                               "running statistics (a forget batch's statistics are not the population's)")
 
     def recipe(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
-                           momentum=self.momentum, weight_decay=self.weight_decay)
+        return sgd_recipe(self)
 
 
 def random_labels(data: LabeledData, how: str, generator: torch.Generator) -> LabeledData:

@@ -24,6 +24,7 @@ from ..data import LabeledData, batches
 from ..training import TrainConfig, make_optimizer
 from ..validation import MAX_BATCH, MAX_EPOCHS, Options, option
 from . import Context, register
+from ._common import sgd_recipe
 from .random_label import LABELS, relabel_then_retain
 
 
@@ -61,8 +62,7 @@ class SalUnConfig(Options):
                               "saliency pass is in eval mode")
 
     def recipe(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer="sgd",
-                           momentum=self.momentum, weight_decay=self.weight_decay)
+        return sgd_recipe(self)
 
 
 def saliency_mask(model: nn.Module, forget: LabeledData, fraction: float, batch_size: int,

@@ -41,8 +41,9 @@ def output_paths(stem: PathLike, roles: "tuple[str, ...]", *, reads: "tuple[Path
     paths = {r: stem.with_name(stem.name + SUFFIXES[r]) for r in roles}
     sources = {model_file(p).resolve() for p in reads if p is not None}
     if model_file(stem).resolve() in sources:
-        raise ConfigError(f"{argument}: {model_file(stem)} is a model this run reads; writing over it would lose the "
-                          "original (and a certificate would describe a file that no longer exists). Fix: pass "
+        reader = "command" if argument.startswith("--") else "run"
+        raise ConfigError(f"{argument}: {model_file(stem)} is a model this {reader} reads; writing over it would lose "
+                          "the original (and a certificate would describe a file that no longer exists). Fix: pass "
                           f"another {argument}.")
     if not overwrite:
         there = [str(p) for p in paths.values() if p.exists()]
