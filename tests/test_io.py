@@ -514,3 +514,15 @@ def test_saved_files_get_the_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_same_model_saved_twice_gives_the_same_bytes(tmp_path):
+    """A file's sha256 names its content: safetensors writes its metadata map in a varying order, which netfix
+    puts in sorted order, so equal models and metadata give byte-identical files (and equal hashes)."""
+    model = models.build("mlp", (1, 8, 8), 10, seed=0)
+    blobs = {nio.serialize(model, {"dataset": "digits", "n": [1, 2, 3]}).data for _ in range(12)}
+    assert len(blobs) == 1
+    nio.save(model, tmp_path / "a", {"dataset": "digits"})
+    nio.save(model, tmp_path / "b", {"dataset": "digits"})
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert _same_state(model, netfix.load(tmp_path / "a"))

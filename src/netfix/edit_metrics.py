@@ -10,7 +10,7 @@ Example:
     (100.0, 2.3, 0.41)
 """
 
-from .methods.editing.baselines import EditFinetuneConfig, LookupTable  # noqa: F401
+from .methods.editing.alternatives import EditFinetuneConfig, LookupTable  # noqa: F401
 from .methods.editing.lifelong import lifelong_edits, sequential_edits  # noqa: F401
 from .methods.editing.measure import ALTERNATIVES, Perturb, perturbations  # noqa: F401
 from .methods.editing.metrics import EditMetrics, measure_edits  # noqa: F401

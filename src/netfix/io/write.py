@@ -112,6 +112,21 @@ def _tensor_sha256(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> 
     return hashlib.sha256(first[8 + n:]).hexdigest()
 
 
+def _canonical(blob: bytes) -> bytes:
+    """``blob`` with its header's metadata in sorted order: safetensors writes the metadata map in an order that
+    varies from run to run, so the same model saved twice would get two sha256s. Only the header's order changes
+    (same length, same tensors, same offsets); a header that would not round-trip exactly is left as written."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        return blob
+    text = json.dumps({"__metadata__": dict(sorted(meta.items())), **header}, separators=(",", ":")).encode()
+    if len(text) > n or json.loads(text) != {"__metadata__": meta, **header}:
+        return blob
+    return blob[:8] + text.ljust(n) + blob[8 + n:]
+
+
 def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialized:
     """The bytes of ``model``'s file (see :func:`save`), without writing anything."""
     check_model(model)
@@ -124,7 +139,7 @@ def serialize(model: nn.Module, meta: dict[str, Any] | None = None) -> Serialize
         text = json.dumps(side, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"meta: every value must be JSON-serialisable, finite numbers included ({e}).") from None
-    blob = st_save(state, metadata={**base, "netfix": text})
+    blob = _canonical(st_save(state, metadata={**base, "netfix": text}))
     return Serialized(blob, hashlib.sha256(blob).hexdigest(), weights_sha, side)
 
 

@@ -10,7 +10,7 @@ One module per idea, each importing only the ones listed before it:
 - :mod:`.adaptor`: lifelong editing by a key-value codebook (registers the ``"adaptor"`` editor);
 - :mod:`.apply`: :func:`edit` itself; :mod:`.session`: a model taking edits one at a time, in place;
 - :mod:`.editable_training`: training models to be cheap to edit;
-- :mod:`.measure`, :mod:`.baselines`, :mod:`.metrics`, :mod:`.lifelong`: how good edits are, against the
+- :mod:`.measure`, :mod:`.alternatives`, :mod:`.metrics`, :mod:`.lifelong`: how good edits are, against the
   alternatives, one at a time and accumulated.
 
 Adding a gradient editor is one registration in :mod:`.editor`.
@@ -29,7 +29,7 @@ from .adaptor import AdaptorConfig
 from .apply import LIFELONG, REHEARSAL_SIZE, EditOutcome, edit
 from .session import Session
 from .editable_training import EditableTraining
-from .baselines import EditFinetuneConfig, LookupTable
+from .alternatives import EditFinetuneConfig, LookupTable
 from .measure import perturbations
 from .metrics import EditMetrics, measure_edits
 from .lifelong import lifelong_edits, sequential_edits

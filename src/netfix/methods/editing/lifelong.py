@@ -26,7 +26,7 @@ from ...errors import ConfigError, unknown
 from ...training import model_view
 from ...validation import check_scalar
 from .adaptor import adaptor_layer
-from .baselines import LookupTable
+from .alternatives import LookupTable
 from .apply import REHEARSAL_SIZE, prepare, rehearsal_batch
 from .editor import EDITORS, EditorConfig, editor_config, run_editor
 from .measure import Perturb, PreparedModel, check_edits, perturbations, perturbed_inputs, progress_bar

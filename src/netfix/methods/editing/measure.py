@@ -32,7 +32,7 @@ from .surgery import default_edit_params
 __all__ = ["ALTERNATIVES", "Perturb", "perturbations", "perturbed_inputs", "PreparedModel", "check_edits",
            "progress_bar"]
 
-ALTERNATIVES = ("finetune", "lookup-table", "adaptor")  # measured beside the editors (.baselines, .adaptor)
+ALTERNATIVES = ("finetune", "lookup-table", "adaptor")  # measured beside the editors (.alternatives, .adaptor)
 Perturb = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 

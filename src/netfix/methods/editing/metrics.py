@@ -10,7 +10,7 @@ model independently (docs/methods.md §2); edits that accumulate are measured by
   1-pixel shift) — what a lookup table of overrides cannot do.
 
 Besides the four editors and the adaptor, the two alternatives the Editable Neural Networks paper argues against
-are measured the same way (:mod:`.baselines`): ``"finetune"`` and ``"lookup-table"``.
+are measured the same way (:mod:`.alternatives`): ``"finetune"`` and ``"lookup-table"``.
 
 Example:
     >>> m = netfix.edit_metrics.measure_edits(model, X_edit, wrong_labels, test, editor="rmsprop")
@@ -34,7 +34,7 @@ from ...data import DataLike, as_data
 from ...errors import DataError, unknown
 from ...training import model_view
 from .adaptor import adapt, adaptor_layer, input_range, rehearsal_keys
-from .baselines import EditFinetuneConfig, finetune_row, lookup_rows
+from .alternatives import EditFinetuneConfig, finetune_row, lookup_rows
 from .apply import REHEARSAL_SIZE, editor_spec, prepare, rehearsal_batch
 from .editor import EDITORS, EditorConfig, editor_config
 from .measure import Perturb, PreparedModel, check_edits, perturbations, perturbed_inputs, progress_bar
@@ -75,7 +75,7 @@ def measure_edits(model: nn.Module, inputs: Any, targets: Any, test: DataLike, *
     ``editor``: one of ``sgd``, ``momentum``, ``rmsprop``, ``adam`` (with ``max_steps``, ``params`` and the other
     :class:`~.editor.EditorConfig` fields as ``options``; a model from Editable Training uses its learned step
     size, as :func:`netfix.edit` does), or an alternative: ``"finetune"`` (needs ``replay``, training data; options
-    in :class:`~.baselines.EditFinetuneConfig`) or ``"lookup-table"``. The model is never changed.
+    in :class:`~.alternatives.EditFinetuneConfig`) or ``"lookup-table"``. The model is never changed.
     """
     X, y, test_data = check_edits(model, inputs, targets, test, editor)
     if editor == "finetune" and replay is None:
