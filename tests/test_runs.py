@@ -85,3 +85,25 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, saved, request_, tr
         record_repair(out, trained, mode="unlearn", method="finetune", scenario=request_)
     with pytest.raises(ConfigError, match="pass scenario= or test="):
         record_repair(out, saved, mode="relearn", method="finetune")
+
+
+def test_an_edit_is_saved_reported_and_recorded(tmp_path, saved, digits):
+    from netfix.runs import record_edit
+
+    _, test = digits
+    chosen = test.subset([0, 1], "edits")
+    wrong = [(int(y) + 1) % 10 for y in chosen.y]
+    out = netfix.edit(netfix.load(saved), chosen.X, torch.tensor(wrong), editor="rmsprop", seed=0)
+    led = tmp_path / "ledger.sqlite"
+    doc = record_edit(out, saved, chosen, wrong, test=test, ledger=led,
+                      where={"data": "digits", "split": "test", "indices": [0, 1]})
+    assert all(out.success) and [r["after"] for r in doc["edits"]] == wrong  # the edit holds in the saved model
+    saved_edit = netfix.load(tmp_path / "m-edit")
+    assert saved_edit(chosen.X).argmax(1).tolist() == wrong
+    assert (tmp_path / "m-edit.run.json").is_file() and (tmp_path / "m-edit.report.html").is_file()
+    assert doc["corrected_to_wrong"] == [i for i, r in zip([0, 1], doc["edits"]) if r["before"] == r["label"]]
+    with Ledger(led) as ledger:
+        record = ledger.get(doc["ledger_record"])
+    assert record["kind"] == "edit" and record["payload"]["edits"]["indices"] == [0, 1]
+    with pytest.raises(ConfigError, match="targets: 1 targets for 2"):
+        record_edit(out, saved, chosen, wrong[:1], test=test, ledger=led, overwrite=True)

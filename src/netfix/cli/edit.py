@@ -18,10 +18,7 @@ from ._common import ints, model_data, outputs, proof_text, read_model, stem_of
 def edit(args: argparse.Namespace) -> dict[str, Any]:
     """``netfix edit``: change the predictions on chosen inputs; show label, prediction before and after."""
     from .. import edit as edit_model
-    from .. import evaluate
-    from ..evaluation import predict
-    from ..io import serialize
-    from ..runs import publish_recorded, refuse_unchanged, report_panel, write_run_document
+    from ..runs import record_edit
 
     source = stem_of(args.model)
     stem = stem_of(args.out) if args.out else source.with_name(f"{source.name}-edit")
@@ -51,40 +48,17 @@ def edit(args: argparse.Namespace) -> dict[str, Any]:
     rehearsal = None if args.no_rehearsal else data.train
     out = edit_model(model, chosen.X, torch.as_tensor(targets), editor=args.editor, max_steps=args.max_steps,
                      params=params, rehearsal=rehearsal, device=args.device, seed=args.seed, **options)
-    meta: dict[str, Any] = {"method": out.method, "config": out.config, "source_model": str(args.model),
-                            "dataset": data.name, "edits": {"data": data.name, "split": args.split,
-                                                            "indices": indices, "targets": targets,
-                                                            "ids": out.config.get("edit_ids", [])}}
-    ser = serialize(out.model, meta)
-    refuse_unchanged(model, ser, f"edit with {out.method} (the inputs may already be predicted as their targets)")
-    prev, new = predict(model, chosen).argmax(1).tolist(), predict(out.model, chosen).argmax(1).tolist()
-    labels = chosen.y.tolist()
-    rows = [{"index": i, "label": lab, "before": p, "target": t, "after": a, "success": "yes" if ok else "no"}
-            for i, lab, p, t, a, ok in zip(indices, labels, prev, targets, new, out.success)]
-    broken = [r["index"] for r in rows if r["before"] == r["label"] != r["target"]]
-    before = evaluate(model, test=data.test, device=args.device)["test_acc"]
-    after = evaluate(out.model, test=data.test, device=args.device)["test_acc"]
-    proof = publish_recorded("edit", {"model": (paths["model"], ser.data)}, inputs={"source": loaded.ref},
-                             ledger=args.ledger, method=out.method, config=out.config,
-                             edits={**meta["edits"], "success": out.success, "steps": out.steps},
-                             metrics={"test_acc_before": before, "test_acc_after": after}, seconds=out.seconds)
-    summary = [{"model": "before", "test_acc": before},
-               {"model": "after", "test_acc": after, "success_rate": 100.0 * sum(out.success) / len(out.success),
-                "mean_steps": float(out.steps), "drawdown": before - after, "seconds": out.seconds}]
-    doc = {"title": f"edit with {out.method}", "rows": summary, "edits": rows,
-           "headline": f"{len(rows)} edit(s) of {data.name}/{args.split} inputs {indices} to targets {targets}",
-           "report": report_panel({"before": model, "after": out.model}, None, data.test)}
-    written = write_run_document(paths["run"], paths["report"], doc)
+    doc = record_edit(out, loaded, chosen, targets, test=data.test, paths=paths, ledger=args.ledger,
+                      device=args.device, where={"data": data.name, "split": args.split, "indices": indices})
+    broken, rows = doc["corrected_to_wrong"], doc["edits"]
     warning = (f"\nwarning: index {', '.join(map(str, broken))} was predicted correctly before; the edit makes it "
                "predict the target instead of the true label, as asked" if broken else "")
-    text = (f"{out.method}: {sum(out.success)}/{len(out.success)} edits reached in {out.steps} steps "
-            f"({1000 * out.seconds:.0f} ms)\n\n"
-            f"{text_table(rows, ('index', 'label', 'before', 'target', 'after', 'success'))}{warning}\n\n"
-            f"test accuracy: {before:.2f} -> {after:.2f}\nsaved: {paths['model']}\nreport: {written['report']}"
-            + proof_text(proof))
-    return {"method": out.method, "success": out.success, "steps": out.steps, "seconds": out.seconds, "edits": rows,
-            "corrected_to_wrong": broken, "test_acc_before": before, "test_acc_after": after,
-            "model_path": str(paths["model"]), "config": out.config, **written, **proof, "text": text}
+    doc["text"] = (f"{out.method}: {sum(out.success)}/{len(out.success)} edits reached in {out.steps} steps "
+                   f"({1000 * out.seconds:.0f} ms)\n\n"
+                   f"{text_table(rows, ('index', 'label', 'before', 'target', 'after', 'success'))}{warning}\n\n"
+                   f"test accuracy: {doc['test_acc_before']:.2f} -> {doc['test_acc_after']:.2f}\n"
+                   f"saved: {paths['model']}\nreport: {doc['report']}" + proof_text(doc))
+    return doc
 
 
 def edits(args: argparse.Namespace) -> dict[str, Any]:

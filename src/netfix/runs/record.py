@@ -15,7 +15,7 @@ from .certificates import PathLike, certificate, certificate_bytes, forgetting_b
 from .document import COLUMNS, metric_rows, output_paths, refuse_unchanged, report_panel, write_run_document
 from .publish import publish_recorded
 
-__all__ = ["record_repair", "repair_roles"]
+__all__ = ["record_repair", "record_edit", "repair_roles"]
 
 MODES = ("unlearn", "relearn")
 
@@ -32,6 +32,12 @@ def _loaded(model: "PathLike | LoadedModel", argument: str, device: Any) -> Load
         raise ConfigError(f"{argument}: expected a saved model's path (or netfix.io.read_model's result); got "
                           f"{type(model).__name__}. Fix: save the model first (netfix.save) and pass its path.")
     return read_model(model, device=device or "cpu")
+
+
+def _stem(loaded: LoadedModel, out: "PathLike | None", suffix: str) -> Path:
+    """Where a run's files go: ``out``, else ``SOURCE-SUFFIX`` beside the source model."""
+    source = loaded.path.with_suffix("")
+    return Path(out) if out is not None else source.with_name(f"{source.name}-{suffix}")
 
 
 def record_repair(outcome: Outcome, source: "PathLike | LoadedModel", *, mode: str, method: str,
@@ -64,8 +70,7 @@ def record_repair(outcome: Outcome, source: "PathLike | LoadedModel", *, mode: s
     loaded = _loaded(source, "source", device)
     ref = _loaded(reference, "reference", device) if reference is not None else None
     if paths is None:
-        stem = Path(out) if out is not None else loaded.path.with_suffix("").with_name(
-            f"{loaded.path.with_suffix('').name}-{method}")
+        stem = _stem(loaded, out, method)
         paths = output_paths(stem, repair_roles(mode), reads=(loaded.path, ref.path if ref else None),
                              overwrite=overwrite)
     config = dict(config if config is not None else outcome.config)
@@ -101,3 +106,61 @@ def record_repair(outcome: Outcome, source: "PathLike | LoadedModel", *, mode: s
            "report": report_panel(models, scenario, test if test is not None else scenario.test), **proof}
     doc.update(write_run_document(paths["run"], paths["report"], doc))
     return doc
+
+
+def record_edit(outcome: Any, source: "PathLike | LoadedModel", edited: LabeledData, targets: "list[int]", *,
+                test: LabeledData, out: "PathLike | None" = None, where: "dict[str, Any] | None" = None,
+                paths: "dict[str, Path] | None" = None, overwrite: bool = False,
+                ledger: "Ledger | PathLike | None" = None, device: Any = None) -> dict[str, Any]:
+    """Save, report and record an edit of the saved model ``source`` (its path, or :func:`netfix.io.read_model`'s
+    result): what ``netfix edit`` writes, for Python users too.
+
+    ``outcome``: what ``netfix.edit`` returned for the inputs of ``edited`` (their true labels in ``edited.y``) and
+    ``targets``. ``where``: how to find the inputs again (e.g. ``{"data": "mnist5k", "split": "test", "indices":
+    [...]}``), kept in the file and the ledger record. Writes, at the stem ``out`` (default ``SOURCE-edit``), the
+    edited model, its run document and report, and its ledger record in one step; an edit that changed nothing is
+    refused. Returns the document: per input its label and prediction before and after (``edits``), the inputs
+    that were right before and now predict their target (``corrected_to_wrong``), test accuracy before and after.
+
+    Example:
+        >>> out = netfix.edit(netfix.load("runs/m"), test.X[:2], torch.tensor([7, 7]))
+        >>> doc = record_edit(out, "runs/m", test.subset([0, 1]), [7, 7], test=test)
+    """
+    from ..evaluation import evaluate, predict
+
+    loaded = _loaded(source, "source", device)
+    if len(targets) != len(edited):
+        raise ConfigError(f"targets: {len(targets)} targets for {len(edited)} edited inputs; expected one per input.")
+    if paths is None:
+        stem = _stem(loaded, out, "edit")
+        paths = output_paths(stem, ("model", "run", "report"), reads=(loaded.path,), overwrite=overwrite)
+    where = dict(where or {})
+    edits = {**where, "targets": list(targets), "ids": outcome.config.get("edit_ids", [])}
+    ser = serialize(outcome.model, {"method": outcome.method, "config": outcome.config,
+                                    "source_model": str(loaded.path), "dataset": where.get("data", ""),
+                                    "edits": edits})
+    refuse_unchanged(loaded.model, ser, f"edit with {outcome.method} (the inputs may already be predicted as their "
+                                        "targets)")
+    indices = list(where.get("indices", range(len(edited))))
+    prev, new = predict(loaded.model, edited).argmax(1).tolist(), predict(outcome.model, edited).argmax(1).tolist()
+    rows = [{"index": i, "label": lab, "before": p, "target": t, "after": a, "success": "yes" if ok else "no"}
+            for i, lab, p, t, a, ok in zip(indices, edited.y.tolist(), prev, targets, new, outcome.success)]
+    before = evaluate(loaded.model, test=test, device=device)["test_acc"]
+    after = evaluate(outcome.model, test=test, device=device)["test_acc"]
+    proof = publish_recorded("edit", {"model": (paths["model"], ser.data)}, inputs={"source": loaded.ref},
+                             ledger=ledger, method=outcome.method, config=outcome.config,
+                             edits={**edits, "success": outcome.success, "steps": outcome.steps},
+                             metrics={"test_acc_before": before, "test_acc_after": after}, seconds=outcome.seconds)
+    summary = [{"model": "before", "test_acc": before},
+               {"model": "after", "test_acc": after, "success_rate": 100.0 * sum(outcome.success) / len(rows),
+                "mean_steps": float(outcome.steps), "drawdown": before - after, "seconds": outcome.seconds}]
+    inputs = f"{where['data']}/{where['split']} inputs" if {"data", "split"} <= set(where) else "inputs"
+    doc = {"title": f"edit with {outcome.method}", "rows": summary, "edits": rows,
+           "headline": f"{len(rows)} edit(s) of {inputs} {indices} to targets {list(targets)}",
+           "report": report_panel({"before": loaded.model, "after": outcome.model}, None, test)}
+    written = write_run_document(paths["run"], paths["report"], doc)
+    return {"method": outcome.method, "success": outcome.success, "steps": outcome.steps,
+            "seconds": outcome.seconds, "edits": rows,
+            "corrected_to_wrong": [r["index"] for r in rows if r["before"] == r["label"] != r["target"]],
+            "test_acc_before": before, "test_acc_after": after, "model_path": str(paths["model"]),
+            "config": outcome.config, **written, **proof}
