@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 import netfix
 from netfix.bench.unlearn import EPOCHS, MIA_SAMPLES, _split

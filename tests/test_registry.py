@@ -41,9 +41,11 @@ def test_an_architecture_can_be_unregistered_but_not_a_builtin_one():
     import netfix
     from torch import nn
 
-    netfix.models.register("reg-test", lambda input_shape, num_classes: nn.Linear(4, num_classes), replace=True)
-    assert "reg-test" in netfix.models.available()
+    netfix.models.register("reg-test", lambda input_shape, num_classes: nn.Linear(4, num_classes), replace=True,
+                           recipe={"lr": 0.01})
+    assert "reg-test" in netfix.models.available() and netfix.models.has_recipe("reg-test")
     assert netfix.models.unregister("reg-test") and "reg-test" not in netfix.models.available()
+    assert not netfix.models.has_recipe("reg-test")  # its recipe goes with it
     assert not netfix.models.unregister("reg-test")
     with pytest.raises(ConfigError, match="netfix's own"):
         netfix.models.unregister("mlp")

@@ -85,6 +85,11 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, saved, request_, tr
         record_repair(out, trained, mode="unlearn", method="finetune", scenario=request_)
     with pytest.raises(ConfigError, match="pass scenario= or test="):
         record_repair(out, saved, mode="relearn", method="finetune")
+    with pytest.raises(ConfigError, match="scenario: an unlearning run is certified for its request"):
+        record_repair(out, saved, mode="unlearn", method="finetune", test=request_.test)
+    with pytest.raises(ConfigError, match="outcome: expected what netfix.unlearn"):
+        record_repair(out.model, saved, mode="unlearn", method="finetune", scenario=request_)
+    assert not list(tmp_path.glob("m-*"))  # nothing was written
 
 
 def test_an_edit_is_saved_reported_and_recorded(tmp_path, saved, digits):
@@ -107,3 +112,5 @@ def test_an_edit_is_saved_reported_and_recorded(tmp_path, saved, digits):
     assert record["kind"] == "edit" and record["payload"]["edits"]["indices"] == [0, 1]
     with pytest.raises(ConfigError, match="targets: 1 targets for 2"):
         record_edit(out, saved, chosen, wrong[:1], test=test, ledger=led, overwrite=True)
+    with pytest.raises(ConfigError, match="edited: expected the edited inputs as netfix LabeledData"):
+        record_edit(out, saved, chosen.X, wrong, test=test, ledger=led, overwrite=True)

@@ -23,7 +23,7 @@ from safetensors.torch import save as st_save
 import netfix
 from netfix import io as nio
 from netfix.cli import main
-from netfix.errors import DataError, NotAModelError, UnsafeFileError
+from netfix.errors import DataError, NotAModelError
 from netfix.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,9 @@ if _command_line() and "torch" not in _sys.modules:
 
 from ._version import __version__  # noqa: E402
 from . import data as datasets  # noqa: E402  # netfix.datasets.load / available
+from . import bench, card, errors, evaluation, methods, models, scenarios  # noqa: E402
 # netfix.editing / edits / edit_metrics / forgetting / mixed: compatibility aliases of the method families' folders
-from . import bench, card, editing, edit_metrics, edits, errors, evaluation, forgetting, methods, mixed, models  # noqa: E402,E501
-from . import scenarios  # noqa: E402
+from . import editing, edit_metrics, edits, forgetting, mixed  # noqa: E402
 from .evaluation import Metrics, evaluate  # noqa: E402
 from .methods.editing import EditableTraining, EditOutcome, edit  # noqa: E402
 from .io import load, save  # noqa: E402

@@ -52,8 +52,6 @@ EPOCHS = {("mlp", "fashion-mnist"): 60, ("lenet", "fashion-mnist"): 30, ("mlp", 
 QUICK_METHODS = ("finetune", "neggrad", "random-label", "ogd", "ssd", "unseen")
 SUBSET = {"fashion-mnist": 10_000, "mnist": 10_000}
 MIA_SAMPLES = 2000  # each side of the SVC attack (its cost is quadratic)
-# Every method runs with its library defaults and the options it registered for this bench
-# (netfix.methods.get(name).bench: ogd's unlearning options).
 # What a mixed-linear model linearises: the last hidden layer and the classifier.
 MIXED_LINEARIZE = {"mlp": ["body.3", "fc"], "lenet": ["head.2", "fc"], "resnet": ["layer3", "fc"]}
 
@@ -166,7 +164,7 @@ def _unlearn_all(wanted: list[str], original: torch.nn.Module, s: scenarios.Scen
     for method in wanted:
         if method == "mixed-linear":  # its own model and reference: see _mixed_linear
             continue
-        options: dict[str, Any] = dict(get_method(method).bench)
+        options: dict[str, Any] = dict(get_method(method).bench)  # its defaults, but what it registered for benches
         if method == "ogd":  # what "forgotten" means is the request's, not the method's:
             # random samples -> classified like unseen ones; a class -> never predicted
             options["stop_acc"] = val_acc if s.name == "random_forget" else 0.0

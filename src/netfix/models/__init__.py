@@ -25,8 +25,8 @@ from .mlp import MLP
 from .resnet import ResNet, ResNet18
 from .vit import ViT
 
-__all__ = ["build", "available", "register", "unregister", "architecture", "recipe", "reinit", "EditBlock", "MLP", "LeNet",
-           "ResNet", "ResNet18", "ViT"]
+__all__ = ["build", "available", "register", "unregister", "architecture", "recipe", "reinit", "EditBlock", "MLP",
+           "LeNet", "ResNet", "ResNet18", "ViT"]
 
 
 Factory = Callable[..., nn.Module]  # (input_shape, num_classes, **kwargs) -> the untrained model
@@ -43,8 +43,7 @@ _USER: Registry[Factory] = Registry("architecture", "name")  # netfix.models.reg
 
 def add_builtin(name: str, factory: Callable[..., nn.Module]) -> None:
     """netfix's own architectures defined above this package (``"mixed-linear"`` by
-    :mod:`netfix.methods.mixed_linear`): they
-    register here, so that this package imports none of them."""
+    :mod:`netfix.methods.mixed_linear`): they register here, so that this package imports none of them."""
     _BUILTIN.add(name, factory, replace=True)
 
 
@@ -81,9 +80,9 @@ def register(name: str, factory: Callable[..., nn.Module], *, recipe: "dict[str,
 
 
 def unregister(name: str) -> bool:
-    """Forget an architecture registered in this program, as a program that never registered it (its files then
-    load again only after a new :func:`register`, or through an installed entry point). Returns whether it was
-    registered; netfix's own architectures cannot be removed.
+    """Forget an architecture registered in this program, and its recipe, as a program that never registered it (its
+    files then load again only after a new :func:`register`, or through an installed entry point). Returns whether
+    it was registered; netfix's own architectures cannot be removed.
 
     Example:
         >>> netfix.models.unregister("tiny")
@@ -91,6 +90,7 @@ def unregister(name: str) -> bool:
     """
     if name in _BUILTIN:
         raise ConfigError(f"name: {name!r} is one of netfix's own architectures; it cannot be unregistered.")
+    _RECIPES.remove(name)
     return _USER.remove(name)
 
 

@@ -2,8 +2,9 @@
 certificates — the library functions behind the CLI's records, for Python users too.
 
 :func:`record_repair` does all of it for a repair (what ``netfix unlearn`` / ``relearn`` write): the new model, its
-certificate, the run's document and report, the ledger record; :func:`record_edit` for an edit (``netfix edit``). Its parts: :mod:`.certificates`, :mod:`.publish`
-(files and ledger as one step), :mod:`.document` (the run's table, report data and output paths).
+certificate, the run's document and report, the ledger record; :func:`record_edit` for an edit (``netfix edit``).
+Its parts: :mod:`.certificates`, :mod:`.publish` (files and ledger as one step), :mod:`.document` (the run's table,
+report data and output paths).
 
 :func:`publish_recorded` writes every output of a run (a model file, a certificate) to a temporary file first,
 then commits a *pending* ledger record naming each output's path and sha256, then — holding the ledger's write
@@ -41,7 +42,7 @@ from .document import (COLUMNS, SUFFIXES, metric_rows, output_paths, refuse_unch
 from .publish import ledger_location, publish_recorded, record_run
 from .record import record_edit, record_repair, repair_roles
 
-__all__ = ["record_repair", "record_edit", "repair_roles", "certificate", "certificate_bytes", "write_certificate", "record_run",
-           "publish_recorded", "ledger_location", "CERTIFICATE_FORMAT", "CERTIFICATE_VERSION", "BOUND_KEYS",
-           "COLUMNS", "SUFFIXES", "output_paths", "metric_rows", "report_panel", "forgetting_bound",
+__all__ = ["record_repair", "record_edit", "repair_roles", "certificate", "certificate_bytes", "write_certificate",
+           "record_run", "publish_recorded", "ledger_location", "CERTIFICATE_FORMAT", "CERTIFICATE_VERSION",
+           "BOUND_KEYS", "COLUMNS", "SUFFIXES", "output_paths", "metric_rows", "report_panel", "forgetting_bound",
            "refuse_unchanged", "split_heldout", "write_run_document"]

@@ -34,6 +34,12 @@ def _loaded(model: "PathLike | LoadedModel", argument: str, device: Any) -> Load
     return read_model(model, device=device or "cpu")
 
 
+def _check_outcome(outcome: Any) -> None:
+    if not isinstance(outcome, Outcome):
+        raise ConfigError(f"outcome: expected what netfix.unlearn / relearn / edit returned (a netfix Outcome); got "
+                          f"{type(outcome).__name__}.")
+
+
 def _stem(loaded: LoadedModel, out: "PathLike | None", suffix: str) -> Path:
     """Where a run's files go: ``out``, else ``SOURCE-SUFFIX`` beside the source model."""
     source = loaded.path.with_suffix("")
@@ -63,8 +69,12 @@ def record_repair(outcome: Outcome, source: "PathLike | LoadedModel", *, mode: s
         >>> doc = record_repair(out, "runs/m", mode="unlearn", method="ogd", scenario=s, dataset="mnist5k")
         >>> doc["model_path"], doc["certificate"], doc["ledger_record"]
     """
+    _check_outcome(outcome)
     if mode not in MODES:
         raise ConfigError(f"mode: expected one of {', '.join(MODES)}; got {mode!r}.")
+    if mode == "unlearn" and scenario is None:
+        raise ConfigError("scenario: an unlearning run is certified for its request (the forget indices); pass "
+                          "scenario= (e.g. netfix.scenarios.from_indices(train, test, indices)).")
     if scenario is None and test is None:
         raise ConfigError("test: a run without a scenario is measured on test data; pass scenario= or test=.")
     loaded = _loaded(source, "source", device)
@@ -128,6 +138,10 @@ def record_edit(outcome: Any, source: "PathLike | LoadedModel", edited: LabeledD
     """
     from ..evaluation import evaluate, predict
 
+    _check_outcome(outcome)
+    if not isinstance(edited, LabeledData):
+        raise ConfigError(f"edited: expected the edited inputs as netfix LabeledData (their true labels in .y); got "
+                          f"{type(edited).__name__}. Fix: pass e.g. test.subset(indices).")
     loaded = _loaded(source, "source", device)
     if len(targets) != len(edited):
         raise ConfigError(f"targets: {len(targets)} targets for {len(edited)} edited inputs; expected one per input.")
